@@ -1,0 +1,224 @@
+"""The connector contract: what every source and target promises.
+
+A *source* streams :class:`Change` objects and, when the stream ends, a
+:class:`ReadOutcome` with the new cursor. A *target* applies :class:`Action` objects in
+batches and answers one :class:`ActionResult` per action. Connectors never touch the
+state store: the engine plans against it and commits it.
+
+Value conventions (shared by every connector, so mappings are portable):
+
+* ``Change.attributes`` maps **lower-cased** attribute names to a list of values. A value
+  is ``str`` when it is valid UTF-8 text, ``bytes`` otherwise (objectGUID, jpegPhoto,
+  objectSid keep their exact bytes). Order of values is the server's order.
+* A record's ``fields`` values are ``str | int | float | bool | bytes | None`` or a list
+  of those (multi-valued). ``None`` means "empty / absent".
+* A ``cursor`` is an opaque string the source produces and later gets back; the engine
+  stores it only after everything read before it is safely applied.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from pydantic import BaseModel
+
+FieldValue = Any  # str | int | float | bool | bytes | None | list[...]: see module doc
+Attributes = dict[str, list[str | bytes]]
+
+
+class Op(StrEnum):
+    UPSERT = "upsert"
+    DELETE = "delete"
+
+
+@dataclass(slots=True)
+class Change:
+    """One object as the source sees it now (upsert) or the news that it is gone."""
+
+    op: Op
+    source_id: str
+    """Stable id of the object in the source (entryUUID, objectGUID, employee id...).
+    Never the DN: a rename keeps the id."""
+    dn: str | None = None
+    attributes: Attributes = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class ReadOutcome:
+    """What the engine learns when a read's change stream is exhausted."""
+
+    cursor: str | None
+    """New cursor to store, or None when the source keeps no cursor."""
+    complete: bool
+    """True when the read listed *every* live object in scope (a full scan or a
+    syncrepl present phase): objects known to the state but not listed are gone."""
+    method: str = "full"
+    """How changes were found: full, syncrepl, dirsync, usn, timestamp, csv, sql..."""
+    notes: list[str] = field(default_factory=list)
+    """Human-readable remarks for the log and the run record, e.g.
+    'sync cookie refused by the server: fell back to a full refresh'."""
+
+
+class Read:
+    """One read in progress: iterate :attr:`changes`, then look at :attr:`outcome`.
+
+    The source sets ``outcome`` when (and only when) the change stream ended normally.
+    If iteration raises, the read failed and nothing about deletions may be concluded.
+    """
+
+    def __init__(self, changes: Iterator[Change]):
+        self.changes = changes
+        self.outcome: ReadOutcome | None = None
+
+
+@dataclass(slots=True)
+class CheckResult:
+    """One line of `syncd doctor`: what was checked, whether it passed, a hint if not."""
+
+    name: str
+    ok: bool
+    detail: str = ""
+    hint: str = ""
+
+
+class Source(ABC):
+    """A place changes are read from (LDAP, AD, CSV, SQL...)."""
+
+    incremental: ClassVar[bool] = False
+    """True when the source can read only what changed since a cursor."""
+
+    def __init__(self, connection: BaseModel, options: BaseModel, *, job: str):
+        self.connection = connection
+        self.options = options
+        self.job = job
+
+    @abstractmethod
+    def read(self, cursor: str | None, *, full: bool = False) -> Read:
+        """Start a read. ``cursor`` is what the last successful run stored (None on the
+        first run); ``full=True`` asks for a complete listing whatever the cursor.
+
+        Raises :class:`syncd.errors.ConnectionFailed` when the server cannot be used and
+        :class:`syncd.errors.SourceError` for a failed read (also from inside the
+        iteration: a size/time limit or a lost connection mid-read is a failure, never
+        a short read).
+        """
+
+    def check(self) -> list[CheckResult]:
+        """Checks for `syncd doctor`. Default: none."""
+        return []
+
+    def describe(self) -> str:
+        """One line for logs and plans; never contains a secret."""
+        return type(self).__name__
+
+    def close(self) -> None:
+        """Release connections. Safe to call twice."""
+
+
+class ActionKind(StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    DELETE = "delete"
+
+
+@dataclass(slots=True)
+class Action:
+    """One change a target is asked to make."""
+
+    kind: ActionKind
+    source_id: str
+    key: str
+    """The record key (stable id chosen by the mapping). Targets store it with the item
+    (SQL key column, vCard UID, Exchange extended property) so a repeated create finds
+    the item instead of duplicating it."""
+    fields: dict[str, FieldValue] = field(default_factory=dict)
+    """The complete desired record (empty for delete)."""
+    changed: tuple[str, ...] = ()
+    """For update: the names of the fields whose values differ from what was pushed."""
+    target_id: str | None = None
+    """What the target answered when it created the item (from the state), if any."""
+    dn: str | None = None
+    """Source DN, for messages only."""
+
+
+@dataclass(slots=True)
+class ActionResult:
+    action: Action
+    ok: bool
+    target_id: str | None = None
+    """Target-side id after the action (for create/update); None for delete."""
+    error: str | None = None
+    """Why it failed (no secrets). A failed action is retried on the next run."""
+
+
+class Target(ABC):
+    """A place records are written to (SQL table, address book, directory...)."""
+
+    supports_delete: ClassVar[bool] = True
+    supports_soft_delete: ClassVar[bool] = False
+    batch_size: ClassVar[int] = 500
+
+    def __init__(self, connection: BaseModel, options: BaseModel, *, job: str):
+        self.connection = connection
+        self.options = options
+        self.job = job
+
+    def open(self) -> None:  # noqa: B027 - optional hook
+        """Connect, authenticate and prepare (create the table/folder if configured).
+
+        Raises :class:`syncd.errors.ConnectionFailed` or :class:`syncd.errors.TargetError`.
+        """
+
+    @abstractmethod
+    def apply(self, actions: Sequence[Action]) -> list[ActionResult]:
+        """Apply a batch; return exactly one result per action, in the same order.
+
+        Must be idempotent: a create for a key that already exists updates it, a delete
+        of an item that is already gone succeeds. A problem with one action is reported
+        in its result; raise :class:`syncd.errors.TargetError` only when the target
+        became unusable (then nothing of this batch is taken as done).
+        """
+
+    def correlate(self, fields: dict[str, FieldValue]) -> list[str]:
+        """Target ids of existing items that match a not-yet-linked record (used by
+        reconciliation jobs on their first run). Default: no correlation."""
+        return []
+
+    def check(self) -> list[CheckResult]:
+        """Checks for `syncd doctor`. Default: none."""
+        return []
+
+    def describe(self) -> str:
+        return type(self).__name__
+
+    def close(self) -> None:
+        """Release connections. Safe to call twice."""
+
+
+@dataclass(frozen=True)
+class ConnectorSpec:
+    """What a connector package exports as ``CONNECTOR`` and registers in the
+    ``syncd.connectors`` entry-point group.
+
+    ``connection_model`` validates the connection block of the config (minus ``type``);
+    ``source_model``/``target_model`` validate a job's ``source``/``target`` block
+    (minus ``connection``). A connector offers a source, a target or both.
+    """
+
+    name: str
+    connection_model: type[BaseModel]
+    source_class: type[Source] | None = None
+    source_model: type[BaseModel] | None = None
+    target_class: type[Target] | None = None
+    target_model: type[BaseModel] | None = None
+    description: str = ""
+
+
+def batched(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    """Yield consecutive slices of at most ``size`` items."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
