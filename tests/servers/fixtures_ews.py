@@ -1,0 +1,1 @@
+"""Fixtures for ews tests (filled in by the ews work)."""

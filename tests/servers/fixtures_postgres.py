@@ -1,0 +1,1 @@
+"""Fixtures for postgres tests (filled in by the postgres work)."""

@@ -1,0 +1,1 @@
+"""Fixtures for radicale tests (filled in by the radicale work)."""

@@ -1,0 +1,1 @@
+"""Fixtures for samba tests (filled in by the samba work)."""
