@@ -153,6 +153,9 @@ class ActionResult:
     """Target-side id after the action (for create/update); None for delete."""
     error: str | None = None
     """Why it failed (no secrets). A failed action is retried on the next run."""
+    detail: str | None = None
+    """What the target actually did when that is more than the action says, for the
+    run report: 'moved to ou=sales', 'disabled', 'soft-deleted'."""
 
 
 class Target(ABC):
