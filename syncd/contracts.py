@@ -32,7 +32,12 @@ Attributes = dict[str, list[str | bytes]]
 
 class Op(StrEnum):
     UPSERT = "upsert"
+    """The object exists with these attributes (new or changed)."""
     DELETE = "delete"
+    """The object is gone from the source (or left its scope)."""
+    PRESENT = "present"
+    """The object still exists and is unchanged (syncrepl present phase): no attributes;
+    it only counts as seen for deletion detection in a complete read."""
 
 
 @dataclass(slots=True)
