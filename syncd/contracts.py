@@ -120,7 +120,7 @@ class Source(ABC):
         """One line for logs and plans; never contains a secret."""
         return type(self).__name__
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections. Safe to call twice."""
 
 
@@ -203,7 +203,7 @@ class Target(ABC):
     def describe(self) -> str:
         return type(self).__name__
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections. Safe to call twice."""
 
 

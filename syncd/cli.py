@@ -1,0 +1,416 @@
+"""The ``syncd`` command line.
+
+User errors (``syncd.errors.UserError``) print one line per problem and exit with the
+error's code, without a traceback; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import sys
+from typing import Any
+
+import click
+
+from syncd import __version__
+from syncd.config import Config, find_config, load_config
+from syncd.errors import ConfigError, UserError
+
+log = logging.getLogger("syncd")
+
+
+def _setup_logging(verbose: int, quiet: bool) -> None:
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+    try:
+        from syncd.logsetup import setup_logging
+    except ImportError:
+        logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+        return
+    setup_logging(
+        format="auto",
+        level=level,
+        change_log_level=level if verbose else logging.WARNING if quiet else logging.INFO,
+    )
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "-c",
+    "--config",
+    "config_path",
+    metavar="FILE",
+    envvar="SYNCD_CONFIG",
+    help="config file (default: $SYNCD_CONFIG, ./syncd.yaml, /etc/syncd/syncd.yaml)",
+)
+@click.option("-v", "--verbose", count=True, help="more log output (-vv for debug)")
+@click.option("-q", "--quiet", is_flag=True, help="only warnings and errors")
+@click.version_option(__version__, prog_name="syncd")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None, verbose: int, quiet: bool) -> None:
+    """syncd keeps directories, address books and inventories in sync.
+
+    A job reads changes from a source (LDAP, Active Directory, CSV, SQL), maps them
+    and applies the difference to a target (SQL, Exchange, CardDAV, LDAP).
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["config_path"] = config_path
+    ctx.obj["verbose"] = verbose
+    ctx.obj["quiet"] = quiet
+    _setup_logging(verbose, quiet)
+
+
+def get_config(ctx: click.Context) -> Config:
+    """Load the config named on the command line (cached on the context)."""
+    if "config" not in ctx.obj:
+        ctx.obj["config"] = load_config(find_config(ctx.obj.get("config_path")))
+    return ctx.obj["config"]
+
+
+@cli.command()
+@click.pass_context
+def validate(ctx: click.Context) -> None:
+    """Check the config and every mapping file it names; report all problems."""
+    cfg = get_config(ctx)
+    secret_problems = _check_secrets(cfg)
+    if secret_problems:
+        raise ConfigError(secret_problems)
+    click.echo(f"{cfg.path}: ok ({len(cfg.connections)} connections, {len(cfg.jobs)} jobs)")
+    for name, job in sorted(cfg.jobs.items()):
+        schedule = job.schedule
+        when = (
+            f"cron {schedule.cron}"
+            if schedule and schedule.cron
+            else f"every {schedule.interval}s"
+            if schedule
+            else "no schedule"
+        )
+        click.echo(
+            f"  job {name}: {job.source.connection.name} -> "
+            f"{job.target.connection.name} via {job.mapping_path.name} ({when})"
+        )
+
+
+def _check_secrets(cfg: Config) -> list[str]:
+    from syncd.secrets import SecretRef
+
+    problems = []
+    for conn in cfg.connections.values():
+        for field_name in type(conn.options).model_fields:
+            value = getattr(conn.options, field_name)
+            if isinstance(value, SecretRef):
+                problem = value.check()
+                if problem:
+                    problems.append(f"{cfg.path}: connections.{conn.name}.{field_name}: {problem}")
+    return problems
+
+
+@cli.command()
+@click.argument("job")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@click.option("--full", is_flag=True, help="plan a complete reconciliation, ignoring the cursor")
+@click.option("--all", "show_all", is_flag=True, help="list every action (default: 50 a kind)")
+@click.option("--check", is_flag=True, help="exit 1 when the plan is not empty (drift check)")
+@click.pass_context
+def plan(
+    ctx: click.Context, job: str, as_json: bool, full: bool, show_all: bool, check: bool
+) -> None:
+    """Show what `sync JOB` would change. Writes nothing."""
+    from syncd.engine import run_job
+
+    cfg = get_config(ctx)
+    report = run_job(cfg, job, apply=False, full=full, progress=not as_json)
+    try:
+        if as_json:
+            _print_plan_json(report)
+        else:
+            _print_plan_text(report, limit=None if show_all else 50)
+        changes = len(report.plan) if report.plan is not None else 0
+    finally:
+        if report.plan is not None:
+            report.plan.close()
+    if check and changes:
+        ctx.exit(1)
+
+
+_SIGNS = {"create": "+", "update": "~", "delete": "-"}
+
+
+def _print_plan_text(report: Any, limit: int | None) -> None:
+    plan = report.plan
+    counts = report.counts
+    click.echo(
+        f"Plan for job {report.job} (changes found by {report.method or 'full'} read, "
+        f"{counts.get('read', 0)} entries read)"
+    )
+    shown: dict[str, int] = {}
+    lines: dict[str, list[str]] = {"create": [], "update": [], "delete": []}
+    for planned in plan:
+        action = planned.action
+        kind = action.kind.value
+        shown[kind] = shown.get(kind, 0) + 1
+        if limit is not None and shown[kind] > limit:
+            continue
+        what = action.dn or action.key
+        if kind == "update":
+            detail = "  fields: " + ", ".join(action.changed)
+            if action.changed == tuple(action.fields) and action.target_id:
+                detail = f"  (link to existing {action.target_id})"
+        else:
+            detail = ""
+        lines[kind].append(f"    {_SIGNS[kind]} {what}{detail}")
+    for kind in ("create", "update", "delete"):
+        n = plan.counts.get(kind, 0)
+        if not n:
+            continue
+        click.echo(f"  {kind} {n}")
+        for line in lines[kind]:
+            click.echo(line)
+        if limit is not None and n > limit:
+            click.echo(f"    ... and {n - limit} more (--all lists them)")
+    if not len(plan):
+        click.echo("  nothing to change")
+    for key in ("unchanged", "skipped", "quarantined", "ambiguous", "correlated"):
+        if counts.get(key):
+            click.echo(f"  {key}: {counts[key]}")
+    for note in report.notes:
+        click.echo(f"  note: {note}")
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return {"base64": base64.b64encode(value).decode()}
+    if isinstance(value, list | tuple):
+        return [_json_value(v) for v in value]
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)
+
+
+def _print_plan_json(report: Any) -> None:
+    out = sys.stdout
+    head = {
+        "job": report.job,
+        "method": report.method,
+        "status": report.status,
+        "counts": dict(report.counts),
+        "notes": report.notes,
+    }
+    out.write(json.dumps(head)[:-1] + ', "actions": [')
+    first = True
+    for planned in report.plan:
+        a = planned.action
+        item = {
+            "kind": a.kind.value,
+            "source_id": a.source_id,
+            "key": a.key,
+            "dn": a.dn,
+            "target_id": a.target_id,
+        }
+        if a.kind.value == "update":
+            item["changed"] = list(a.changed)
+            item["fields"] = {k: _json_value(a.fields.get(k)) for k in a.changed}
+        elif a.kind.value == "create":
+            item["fields"] = {k: _json_value(v) for k, v in a.fields.items()}
+        out.write(("" if first else ",") + "\n  " + json.dumps(item, ensure_ascii=False))
+        first = False
+    out.write("\n]}\n")
+
+
+@cli.command()
+@click.argument("job")
+@click.option(
+    "--allow-deletes",
+    is_flag=True,
+    help="let this one run delete more than max_deletes / from an empty source",
+)
+@click.option("--full", is_flag=True, help="complete reconciliation, ignoring the cursor")
+@click.option("--progress/--no-progress", default=True, help="progress bar on a terminal")
+@click.pass_context
+def sync(ctx: click.Context, job: str, allow_deletes: bool, full: bool, progress: bool) -> None:
+    """Run JOB once: apply the changes and commit the state."""
+    from syncd.engine import run_job
+
+    cfg = get_config(ctx)
+    import signal
+    import threading
+
+    stop = threading.Event()
+
+    def _stop(signum: int, frame: Any) -> None:
+        log.warning("signal %s: finishing the batch in flight, then stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    report = run_job(
+        cfg,
+        job,
+        apply=True,
+        allow_deletes=allow_deletes,
+        full=full,
+        stop_event=stop,
+        progress=progress,
+    )
+    click.echo(
+        f"{report.summary()} in {report.duration:.1f}s"
+        + (f" (method {report.method})" if report.method else "")
+    )
+    for note in report.notes:
+        click.echo(f"  note: {note}")
+    if report.status == "failed":
+        click.echo(f"syncd: {report.error}", err=True)
+        ctx.exit(1)
+
+
+@cli.command()
+@click.argument("job", required=False)
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--runs", default=5, show_default=True, help="runs shown per job")
+@click.pass_context
+def status(ctx: click.Context, job: str | None, as_json: bool, runs: int) -> None:
+    """Last runs of each job and the quarantined entries with their reasons."""
+    from syncd.state import StateStore
+
+    cfg = get_config(ctx)
+    jobs = [cfg.job(job).name] if job else sorted(cfg.jobs)
+    next_runs: dict[str, Any] = {}
+    try:
+        from syncd.scheduling import next_runs as _next_runs
+
+        next_runs = _next_runs(cfg)
+    except ImportError:
+        pass
+    store = StateStore(cfg.state_url)
+    try:
+        data = []
+        for name in jobs:
+            data.append(
+                {
+                    "job": name,
+                    "next_run": _iso(next_runs.get(name)),
+                    "runs": [_run_dict(r) for r in store.runs(name, limit=runs)],
+                    "quarantine": [_q_dict(q) for q in store.quarantine(name)],
+                    "objects": store.count_objects(name),
+                }
+            )
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        return
+    _print_status(data)
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None and hasattr(value, "isoformat") else value
+
+
+def _run_dict(run: Any) -> dict[str, Any]:
+    return {
+        k: _iso(getattr(run, k, None))
+        for k in (
+            "id",
+            "node",
+            "method",
+            "status",
+            "started",
+            "finished",
+            "counts",
+            "error",
+            "notes",
+        )
+    }
+
+
+def _q_dict(q: Any) -> dict[str, Any]:
+    return {
+        k: _iso(getattr(q, k, None))
+        for k in ("source_id", "dn", "reason", "first_seen", "last_seen", "attempts")
+    }
+
+
+def _print_status(data: list[dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    for job in data:
+        title = f"job {job['job']}: {job['objects']} objects synced"
+        if job["next_run"]:
+            title += f", next run {job['next_run']}"
+        table = Table(title=title, title_justify="left")
+        for col in ("started", "took", "node", "method", "status", "counts", "error"):
+            table.add_column(col)
+        for run in job["runs"]:
+            took = ""
+            if run["started"] and run["finished"]:
+                from datetime import datetime
+
+                seconds = (
+                    datetime.fromisoformat(run["finished"]) - datetime.fromisoformat(run["started"])
+                ).total_seconds()
+                took = f"{seconds:.1f}s"
+            counts = run["counts"] or {}
+            shown = ", ".join(f"{k} {v}" for k, v in counts.items() if v)
+            table.add_row(
+                str(run["started"] or "")[:19],
+                took,
+                run["node"] or "",
+                run["method"] or "",
+                run["status"] or "",
+                shown,
+                run["error"] or "",
+            )
+        if not job["runs"]:
+            table.add_row("never run", "", "", "", "", "", "")
+        console.print(table)
+        if job["quarantine"]:
+            q = Table(
+                title=f"quarantined in {job['job']} ({len(job['quarantine'])})",
+                title_justify="left",
+            )
+            for col in ("entry", "reason", "attempts", "last seen"):
+                q.add_column(col)
+            for item in job["quarantine"]:
+                q.add_row(
+                    item["dn"] or item["source_id"],
+                    item["reason"],
+                    str(item["attempts"]),
+                    str(item["last_seen"] or "")[:19],
+                )
+            console.print(q)
+
+
+def _register_optional(group: click.Group) -> None:
+    """Commands that live in their own modules (daemon, doctor)."""
+    try:
+        from syncd.cli_daemon import daemon_command, doctor_command
+    except ImportError:
+        return
+    group.add_command(daemon_command, "daemon")
+    group.add_command(doctor_command, "doctor")
+
+
+_register_optional(cli)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: user errors become one clear message and an exit code."""
+    try:
+        cli.main(args=argv, prog_name="syncd", standalone_mode=False)
+    except click.exceptions.Exit as err:
+        sys.exit(err.exit_code)
+    except click.ClickException as err:
+        err.show()
+        sys.exit(err.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except UserError as err:
+        for line in str(err).splitlines() or [type(err).__name__]:
+            click.echo(f"syncd: error: {line}", err=True)
+        sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        click.echo("syncd: interrupted", err=True)
+        sys.exit(130)

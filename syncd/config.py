@@ -1,0 +1,381 @@
+"""The configuration file: one YAML document with connections and jobs.
+
+``load_config(path)`` validates everything it can (the file itself, each connection
+block against its connector's model, each job's source/target blocks, every mapping
+file a job names) and raises one :class:`~syncd.errors.ConfigError` that lists **all**
+problems, each as ``FILE:LINE: what is wrong``.
+
+Example::
+
+    version: 1
+    state: {url: "sqlite:////var/lib/syncd/state.db"}
+    connections:
+      corp-ldap:
+        type: ldap
+        url: ldaps://ldap.example.com
+        bind_dn: cn=syncd,ou=services,dc=example,dc=com
+        password: {env: SYNCD_LDAP_PASSWORD}
+      inventory-db:
+        type: sql
+        url: postgresql+psycopg://syncd@db.example.com/inventory
+        password: {credential: inventory-db}
+    jobs:
+      inventory:
+        source: {connection: corp-ldap, base: "ou=devices,dc=example,dc=com",
+                 filter: "(objectClass=device)"}
+        mapping: mappings/inventory-openldap-device.yaml
+        target: {connection: inventory-db, table: devices}
+        max_deletes: 10%
+        schedule: {cron: "*/15 * * * *"}
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from syncd import registry
+from syncd.contracts import ConnectorSpec
+from syncd.errors import ConfigError
+from syncd.yamlsrc import YamlDoc, load_yaml
+
+DEFAULT_CONFIG_PATHS = ("syncd.yaml", "/etc/syncd/syncd.yaml")
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: int | str) -> int:
+    """Seconds from ``900``, ``"900"``, ``"15m"``, ``"24h"``, ``"7d"``. Raises ValueError."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration like 900, 15m, 24h")
+    if isinstance(value, int):
+        seconds = value
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ValueError(f"{value!r} is not a duration like 900, 15m, 24h or 7d")
+        seconds = int(match.group(1)) * _UNITS[match.group(2)]
+    if seconds <= 0:
+        raise ValueError("a duration must be positive")
+    return seconds
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StateSection(_Strict):
+    url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the state store. Default: SQLite file state.db in "
+        "$STATE_DIRECTORY (systemd) or beside the config file.",
+    )
+
+
+class DaemonSection(_Strict):
+    listen: str | None = Field(None, description="host:port for /metrics and /healthz")
+    node: str = Field(default_factory=socket.gethostname, description="this node's name")
+    log_format: Literal["auto", "text", "json"] = "auto"
+    log_level: str = "INFO"
+    change_log_level: str = Field("INFO", description="level of the one-line-per-change log")
+
+
+class ScheduleSection(_Strict):
+    cron: str | None = Field(None, description='crontab expression, e.g. "*/15 * * * *"')
+    interval: int | None = Field(None, description="seconds (or 15m, 1h) between runs")
+    jitter: int | None = Field(None, description="random delay of up to N seconds")
+    timezone: str | None = None
+
+    @field_validator("interval", "jitter", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return None if value is None else parse_duration(value)
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger.from_crontab(value)
+        except ValueError as err:
+            raise ValueError(f"invalid cron expression {value!r}: {err}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _one(self) -> ScheduleSection:
+        if (self.cron is None) == (self.interval is None):
+            raise ValueError("a schedule needs exactly one of cron or interval")
+        return self
+
+
+def parse_max_deletes(value: int | str) -> int | float:
+    """``25`` -> 25 objects; ``"10%"`` -> 0.10 (a share). Raises ValueError."""
+    if isinstance(value, bool):
+        raise ValueError("max_deletes is a count (25) or a percentage ('10%')")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError("max_deletes cannot be negative")
+        return value
+    text = str(value).strip()
+    if text.endswith("%"):
+        try:
+            pct = float(text[:-1])
+        except ValueError:
+            raise ValueError(f"{value!r} is not a percentage like '10%'") from None
+        if not 0 <= pct <= 100:
+            raise ValueError("a percentage must be between 0% and 100%")
+        return pct / 100.0
+    if text.isdigit():
+        return int(text)
+    raise ValueError(f"{value!r} is neither a count (25) nor a percentage ('10%')")
+
+
+class EndpointSection(BaseModel):
+    """A job's source or target: a connection name plus connector-specific options."""
+
+    model_config = ConfigDict(extra="allow")
+    connection: str
+
+
+class JobSection(_Strict):
+    description: str = ""
+    enabled: bool = True
+    source: EndpointSection
+    mapping: str
+    target: EndpointSection
+    max_deletes: int | str = Field(
+        "10%",
+        description="most deletes (or disables) one run may make: a count or a share of the "
+        "objects synced so far. Above it the run stops before writing; --allow-deletes "
+        "overrides once.",
+    )
+    schedule: ScheduleSection | None = None
+    report_dir: str | None = None
+    correlate: bool = Field(
+        True, description="link unlinked records to existing target items (targets that can)"
+    )
+
+    @field_validator("max_deletes")
+    @classmethod
+    def _max_deletes(cls, value: int | str) -> int | str:
+        parse_max_deletes(value)
+        return value
+
+
+class ConfigFile(_Strict):
+    version: Literal[1]
+    state: StateSection = Field(default_factory=StateSection)
+    daemon: DaemonSection = Field(default_factory=DaemonSection)
+    connections: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    jobs: dict[str, JobSection] = Field(default_factory=dict)
+
+
+@dataclass
+class ConnectionConfig:
+    name: str
+    type: str
+    spec: ConnectorSpec
+    options: BaseModel
+
+
+@dataclass
+class Endpoint:
+    connection: ConnectionConfig
+    options: BaseModel
+
+
+@dataclass
+class JobConfig:
+    name: str
+    source: Endpoint
+    target: Endpoint
+    mapping_path: Path
+    max_deletes: int | float
+    section: JobSection
+    mapping: Any = None  # syncd.mapping.Mapping, loaded with the config
+
+    @property
+    def schedule(self) -> ScheduleSection | None:
+        return self.section.schedule
+
+    @property
+    def report_dir(self) -> Path | None:
+        return Path(self.section.report_dir) if self.section.report_dir else None
+
+
+@dataclass
+class Config:
+    path: Path
+    state_url: str
+    daemon: DaemonSection
+    connections: dict[str, ConnectionConfig] = field(default_factory=dict)
+    jobs: dict[str, JobConfig] = field(default_factory=dict)
+
+    @property
+    def state(self) -> StateSection:
+        return StateSection(url=self.state_url)
+
+    def job(self, name: str) -> JobConfig:
+        """The job called ``name``. Raises ConfigError naming the known jobs."""
+        try:
+            return self.jobs[name]
+        except KeyError:
+            known = ", ".join(sorted(self.jobs)) or "none"
+            raise ConfigError(f"{self.path}: no job named {name!r} (jobs: {known})") from None
+
+
+def find_config(explicit: str | None) -> Path:
+    """The config file to use: ``explicit``, $SYNCD_CONFIG, ./syncd.yaml, /etc/syncd/syncd.yaml."""
+    if explicit:
+        return Path(explicit)
+    if os.environ.get("SYNCD_CONFIG"):
+        return Path(os.environ["SYNCD_CONFIG"])
+    for candidate in DEFAULT_CONFIG_PATHS:
+        if Path(candidate).exists():
+            return Path(candidate)
+    raise ConfigError(
+        "no config file: pass -c FILE, set SYNCD_CONFIG, or create ./syncd.yaml "
+        "or /etc/syncd/syncd.yaml"
+    )
+
+
+def _default_state_url(config_dir: Path) -> str:
+    state_dir = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    base = Path(state_dir) if state_dir else config_dir
+    return f"sqlite:///{(base / 'state.db').resolve()}"
+
+
+def _format_errors(err: ValidationError, doc: YamlDoc, prefix: tuple[Any, ...]) -> list[str]:
+    out = []
+    for e in err.errors(include_url=False):
+        loc = (*prefix, *e["loc"])
+        shown = ".".join(str(p) for p in loc) or "(top level)"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown option"
+        elif e["type"] == "missing":
+            msg = "required option is missing"
+        msg = msg.removeprefix("Value error, ")
+        out.append(f"{doc.where(loc)}: {shown}: {msg}")
+    return out
+
+
+def _validate_part(
+    model: type[BaseModel],
+    data: dict[str, Any],
+    doc: YamlDoc,
+    prefix: tuple[Any, ...],
+    problems: list[str],
+) -> BaseModel | None:
+    try:
+        return model.model_validate(data, context={"base_dir": doc.path.parent})
+    except ValidationError as err:
+        problems.extend(_format_errors(err, doc, prefix))
+        return None
+
+
+def load_config(path: str | Path, *, load_mappings: bool = True) -> Config:
+    """Load and validate a config file and the mapping files its jobs name.
+
+    Raises ConfigError listing every problem found (file:line: message).
+    """
+    path = Path(path)
+    doc = load_yaml(path)
+    problems = list(doc.problems)
+    if not isinstance(doc.data, dict):
+        raise ConfigError([*problems, f"{path}:1: the config must be a mapping with version: 1"])
+    try:
+        raw = ConfigFile.model_validate(doc.data)
+    except ValidationError as err:
+        problems.extend(_format_errors(err, doc, ()))
+        raise ConfigError(problems) from None
+
+    cfg = Config(
+        path=path,
+        state_url=raw.state.url or _default_state_url(path.parent),
+        daemon=raw.daemon,
+    )
+    for name, block in raw.connections.items():
+        loc = ("connections", name)
+        if not isinstance(block, dict) or "type" not in block:
+            problems.append(
+                f"{doc.where(loc)}: connections.{name}: needs a type (one of "
+                f"{', '.join(registry.available())})"
+            )
+            continue
+        ctype = str(block["type"])
+        try:
+            spec = registry.get(ctype)
+        except ConfigError as err:
+            problems.append(f"{doc.where((*loc, 'type'))}: connections.{name}.type: {err}")
+            continue
+        rest = {k: v for k, v in block.items() if k != "type"}
+        options = _validate_part(spec.connection_model, rest, doc, loc, problems)
+        if options is not None:
+            cfg.connections[name] = ConnectionConfig(name, ctype, spec, options)
+
+    for name, job in raw.jobs.items():
+        loc = ("jobs", name)
+        ends: dict[str, Endpoint] = {}
+        for role in ("source", "target"):
+            section: EndpointSection = getattr(job, role)
+            conn = cfg.connections.get(section.connection)
+            if conn is None:
+                if section.connection not in raw.connections:
+                    problems.append(
+                        f"{doc.where((*loc, role, 'connection'))}: jobs.{name}.{role}.connection: "
+                        f"no connection named {section.connection!r}"
+                    )
+                continue
+            model = conn.spec.source_model if role == "source" else conn.spec.target_model
+            cls = conn.spec.source_class if role == "source" else conn.spec.target_class
+            if model is None or cls is None:
+                problems.append(
+                    f"{doc.where((*loc, role))}: jobs.{name}.{role}: a {conn.type} connection "
+                    f"cannot be used as a {role}"
+                )
+                continue
+            options = _validate_part(
+                model, dict(section.model_extra or {}), doc, (*loc, role), problems
+            )
+            if options is not None:
+                ends[role] = Endpoint(conn, options)
+        mapping_path = (path.parent / job.mapping).resolve()
+        mapping = None
+        if load_mappings:
+            mapping = _load_mapping(mapping_path, doc.where((*loc, "mapping")), problems)
+        if len(ends) == 2 and (mapping is not None or not load_mappings):
+            cfg.jobs[name] = JobConfig(
+                name=name,
+                source=ends["source"],
+                target=ends["target"],
+                mapping_path=mapping_path,
+                max_deletes=parse_max_deletes(job.max_deletes),
+                section=job,
+                mapping=mapping,
+            )
+    if problems:
+        raise ConfigError(problems)
+    return cfg
+
+
+def _load_mapping(path: Path, where: str, problems: list[str]) -> Any:
+    from syncd.mapping import Mapping
+
+    if not path.exists():
+        problems.append(f"{where}: mapping file {path} does not exist")
+        return None
+    try:
+        return Mapping.load(path)
+    except ConfigError as err:
+        problems.extend(err.problems)
+        return None

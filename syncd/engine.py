@@ -1,0 +1,584 @@
+"""The engine: one run of one job, read -> map -> plan -> gates -> apply -> commit.
+
+:func:`run_job` is the only entry point. Each step has one obvious place:
+
+* read:    :meth:`_Run.read_and_plan` iterates ``Source.read()``
+* map:     ``JobConfig.mapping.map(change)`` in :meth:`_Run._plan_batch`
+* plan:    :mod:`syncd.planner` (pure), fed one batch of records + their state rows
+* gates:   :func:`syncd.gates.check` on the totals of the whole plan
+* apply:   :meth:`_Run.apply` hands batches to ``Target.apply()``
+* commit:  :meth:`_Run._commit_batch` writes what the target confirmed; the cursor is
+           committed last and only when nothing failed.
+
+The plan is spooled to a temporary file rather than held in memory, so a first run over
+a large directory stays small while the gates still see the whole plan before any write.
+A crash at any point leaves a state from which the next run converges: what the target
+confirmed but was not committed is planned again, and every target's create is an
+idempotent upsert by key.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import pickle
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from syncd import gates, planner
+from syncd.config import Config, JobConfig
+from syncd.contracts import Action, ActionKind, ActionResult, Change, Op, Read, Source, Target
+from syncd.errors import GateStopped, MappingError, SourceError, TargetError, UserError
+
+log = logging.getLogger(__name__)
+change_log = logging.getLogger("syncd.changes")
+
+READ_BATCH = 500
+
+
+@dataclass
+class RunReport:
+    """What one run did (or, for a dry run, would do)."""
+
+    job: str
+    run_id: int | None = None
+    status: str = "running"
+    """ok | failed | gated | stopped | dry-run"""
+    method: str = ""
+    started: datetime = field(default_factory=lambda: datetime.now(UTC))
+    duration: float = 0.0
+    counts: Counter = field(default_factory=Counter)
+    error: str | None = None
+    notes: list[str] = field(default_factory=list)
+    plan: Plan | None = None
+    """The spooled plan (dry runs only); iterate it, then close() it."""
+    report_path: str | None = None
+
+    def summary(self) -> str:
+        c = self.counts
+        parts = [
+            f"{c[k]} {k}"
+            for k in ("created", "updated", "deleted", "failed", "quarantined", "skipped")
+            if c.get(k)
+        ]
+        return f"{self.job}: {self.status}, read {c.get('read', 0)}" + (
+            ", " + ", ".join(parts) if parts else ", nothing to change"
+        )
+
+
+class Plan:
+    """The actions of one run, spooled to an unlinked temporary file.
+
+    Only counts and a bounded sample stay in memory.
+    """
+
+    def __init__(self) -> None:
+        self._file = tempfile.TemporaryFile(prefix="syncd-plan-")  # noqa: SIM115
+        self.counts: Counter = Counter()
+        self._closed = False
+
+    def add(self, planned: planner.PlannedAction) -> None:
+        self.counts[planned.action.kind.value] += 1
+        pickle.dump(planned, self._file, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def __len__(self) -> int:
+        return sum(self.counts.values())
+
+    def __iter__(self) -> Iterator[planner.PlannedAction]:
+        # Our own file, written by this process a moment ago: pickle is safe here.
+        self._file.flush()
+        self._file.seek(0)
+        while True:
+            try:
+                yield pickle.load(self._file)
+            except EOFError:
+                return
+
+    def batches(self, size: int) -> Iterator[list[planner.PlannedAction]]:
+        batch: list[planner.PlannedAction] = []
+        for planned in self:
+            batch.append(planned)
+            if len(batch) >= size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    def close(self) -> None:
+        if not self._closed:
+            self._file.close()
+            self._closed = True
+
+
+def run_job(
+    config: Config,
+    job_name: str,
+    *,
+    apply: bool = True,
+    allow_deletes: bool = False,
+    full: bool = False,
+    stop_event: threading.Event | None = None,
+    progress: bool = False,
+    store: Any = None,
+) -> RunReport:
+    """Run ``job_name`` once.
+
+    ``apply=False`` is a dry run: it reads, maps and plans, writes nothing (no target
+    write, no state write, no cursor move) and returns the plan in ``report.plan``.
+    Raises UserError subclasses for user-fixable failures (GateStopped when a gate
+    stops an applying run; ConnectionFailed, SourceError, TargetError...). The run
+    record in the state store says what happened either way.
+    """
+    from syncd.state import StateStore
+
+    job = config.job(job_name)
+    own_store = store is None
+    if own_store:
+        store = StateStore(config.state_url)
+    try:
+        run = _Run(
+            config,
+            job,
+            store,
+            apply=apply,
+            allow_deletes=allow_deletes,
+            full=full,
+            stop_event=stop_event or threading.Event(),
+            progress=progress,
+        )
+        if not apply:
+            return run.execute()
+        with _job_lock(store, job_name) as lock:
+            run.lock = lock
+            return run.execute()
+    finally:
+        if own_store:
+            store.close()
+
+
+@contextlib.contextmanager
+def _job_lock(store: Any, job: str) -> Iterator[Any]:
+    from syncd.locks import job_lock
+
+    with job_lock(store, job) as lock:
+        yield lock
+
+
+class _Run:
+    def __init__(
+        self,
+        config: Config,
+        job: JobConfig,
+        store: Any,
+        *,
+        apply: bool,
+        allow_deletes: bool,
+        full: bool,
+        stop_event: threading.Event,
+        progress: bool,
+    ):
+        self.config = config
+        self.job = job
+        self.store = store
+        self.apply_mode = apply
+        self.allow_deletes = allow_deletes
+        self.full = full
+        self.stop = stop_event
+        self.progress = progress and sys.stderr.isatty()
+        self.report = RunReport(job=job.name)
+        self.lock: Any = None
+        self.quarantine: list[tuple[str, str | None, str]] = []
+        self.previously_quarantined: set[str] = set()
+        self.mapped_ok_quarantined: list[str] = []
+        self.seen: set[str] = set()
+        self._dn_cache: dict[tuple[str, str], str | None] = {}
+        self.reporter: Any = None
+
+    # ------------------------------------------------------------------ the run
+    def execute(self) -> RunReport:
+        started = time.monotonic()
+        rep = self.report
+        if self.apply_mode:
+            rep.run_id = self.store.start_run(
+                self.job.name, method="", node=self.config.daemon.node
+            )
+        source = target = None
+        plan: Plan | None = None
+        try:
+            source = self._make_source()
+            target = self._make_target()
+            cursor = None if self.full else self.store.get_cursor(self.job.name)
+            self.previously_quarantined = {
+                q.source_id for q in self.store.quarantine(self.job.name)
+            }
+            synced_before = self.store.count_objects(self.job.name)
+            correlating = self._correlating(target)
+            if correlating or self.apply_mode:
+                target.open()
+            plan, outcome = self.read_and_plan(source, target if correlating else None, cursor)
+            rep.method = outcome.method
+            rep.notes.extend(outcome.notes)
+            totals = gates.PlanTotals(
+                synced_before=synced_before,
+                read=rep.counts["read"],
+                complete=outcome.complete,
+                deletes=plan.counts.get("delete", 0),
+            )
+            try:
+                rep.notes.extend(
+                    gates.check(totals, self.job.max_deletes, allow_deletes=self.allow_deletes)
+                )
+            except GateStopped as err:
+                if self.apply_mode:
+                    raise
+                rep.status = "gated"
+                rep.notes.append(f"a real run would stop here: {err}")
+            if not self.apply_mode:
+                rep.status = rep.status if rep.status == "gated" else "dry-run"
+                rep.counts.update(plan.counts)
+                rep.plan, plan = plan, None
+                return rep
+            self._open_reporter()
+            self.apply(target, plan, outcome)
+        except GateStopped as err:
+            rep.status, rep.error = "gated", str(err)
+            raise
+        except UserError as err:
+            rep.status, rep.error = "failed", str(err)
+            raise
+        except BaseException as err:
+            rep.status, rep.error = "failed", f"internal error: {type(err).__name__}: {err}"
+            raise
+        finally:
+            rep.duration = time.monotonic() - started
+            if plan is not None:
+                plan.close()
+            for end in (source, target):
+                if end is not None:
+                    with contextlib.suppress(Exception):
+                        end.close()
+            if self.apply_mode and rep.run_id is not None:
+                self._finish_run()
+        return rep
+
+    def _finish_run(self) -> None:
+        rep = self.report
+        with contextlib.suppress(Exception):
+            if self.reporter is not None:
+                rep.report_path = str(self.reporter.finish(rep))
+        if rep.report_path:
+            rep.notes.append(f"report: {rep.report_path}")
+        try:
+            self.store.finish_run(
+                rep.run_id,
+                status=rep.status,
+                counts=dict(rep.counts),
+                error=rep.error,
+                notes=list(rep.notes),
+            )
+        except Exception:  # the run's own outcome matters more than its record
+            log.exception("could not record the end of run %s", rep.run_id)
+
+    # ------------------------------------------------------------ construction
+    def _make_source(self) -> Source:
+        end = self.job.source
+        options = end.options
+        wanted = getattr(self.job.mapping, "attributes", None)
+        if wanted and hasattr(options, "attributes") and options.attributes is None:
+            options = options.model_copy(update={"attributes": sorted(wanted)})
+        return end.connection.spec.source_class(end.connection.options, options, job=self.job.name)
+
+    def _make_target(self) -> Target:
+        end = self.job.target
+        return end.connection.spec.target_class(
+            end.connection.options, end.options, job=self.job.name
+        )
+
+    def _correlating(self, target: Target) -> bool:
+        return self.job.section.correlate and type(target).correlate is not Target.correlate
+
+    def _open_reporter(self) -> None:
+        try:
+            from syncd.report import RunReporter
+        except ImportError:
+            return
+        directory = self.job.report_dir or self._default_report_dir()
+        if directory is None:
+            return
+        self.reporter = RunReporter(
+            directory, self.job.name, self.report.run_id, not self.apply_mode
+        )
+
+    def _default_report_dir(self) -> Any:
+        from pathlib import Path
+
+        url = self.config.state_url
+        if url.startswith("sqlite:///"):
+            return Path(url.removeprefix("sqlite:///")).parent / "reports"
+        return None
+
+    # -------------------------------------------------------- read, map, plan
+    def read_and_plan(
+        self, source: Source, correlator: Target | None, cursor: str | None
+    ) -> tuple[Plan, Any]:
+        """Read every change, map it, plan it into a spooled Plan. Returns the plan and
+        the read's outcome. Raises SourceError if the read did not end normally."""
+        plan = Plan()
+        try:
+            read: Read = source.read(cursor, full=self.full)
+            batch: list[Change] = []
+            with self._progress("reading") as tick:
+                for change in read.changes:
+                    if self.stop.is_set():
+                        raise SourceError("stopped while reading; nothing was written")
+                    batch.append(change)
+                    if len(batch) >= READ_BATCH:
+                        self._plan_batch(batch, plan, correlator)
+                        tick(len(batch))
+                        batch = []
+                if batch:
+                    self._plan_batch(batch, plan, correlator)
+                    tick(len(batch))
+            outcome = read.outcome
+            if outcome is None:
+                raise SourceError(f"{source.describe()}: the read ended without an outcome")
+            if outcome.complete:
+                for planned in planner.plan_unseen(
+                    self.store.iter_objects(self.job.name), self.seen
+                ):
+                    plan.add(planned)
+            return plan, outcome
+        except BaseException:
+            plan.close()
+            raise
+
+    def _plan_batch(self, changes: list[Change], plan: Plan, correlator: Target | None) -> None:
+        counts = self.report.counts
+        counts["read"] += len(changes)
+        states = self.store.objects_for(self.job.name, [c.source_id for c in changes])
+        for change in changes:
+            state = states.get(change.source_id)
+            if change.op is Op.PRESENT:
+                self.seen.add(change.source_id)
+                counts["unchanged"] += 1
+                continue
+            if change.op is Op.DELETE:
+                self.seen.discard(change.source_id)
+                if state is not None:
+                    plan.add(planner.plan_delete(state))
+                continue
+            try:
+                record = self.job.mapping.map(change, lookup=self._lookup)
+            except MappingError as err:
+                # A bad entry must not look deleted: it counts as seen, nothing is planned.
+                self.seen.add(change.source_id)
+                self.quarantine.append((change.source_id, change.dn, str(err)))
+                counts["quarantined"] += 1
+                log.warning("quarantined %s: %s", change.dn or change.source_id, err)
+                continue
+            if record is None:  # skipped by the mapping: out of scope, so gone if synced
+                counts["skipped"] += 1
+                if state is not None:
+                    plan.add(planner.plan_delete(state))
+                continue
+            self.seen.add(change.source_id)
+            if change.source_id in self.previously_quarantined:
+                self.mapped_ok_quarantined.append(change.source_id)
+            planned = planner.plan_upsert(
+                change.source_id, record.key, record.fields, change.dn, state
+            )
+            if not planned:
+                counts["unchanged"] += 1
+            for item in planned:
+                if correlator is not None and item.action.kind is ActionKind.CREATE:
+                    item = self._correlate(correlator, item)
+                    if item is None:
+                        continue
+                plan.add(item)
+
+    def _correlate(
+        self, target: Target, planned: planner.PlannedAction
+    ) -> planner.PlannedAction | None:
+        action = planned.action
+        matches = target.correlate(action.fields)
+        if not matches:
+            return planned
+        if len(matches) > 1:
+            reason = (
+                "ambiguous: matches "
+                + ", ".join(matches[:5])
+                + (f" and {len(matches) - 5} more" if len(matches) > 5 else "")
+            )
+            self.quarantine.append((action.source_id, action.dn, reason))
+            self.report.counts["ambiguous"] += 1
+            self.report.counts["quarantined"] += 1
+            return None
+        self.report.counts["correlated"] += 1
+        linked = Action(
+            ActionKind.UPDATE,
+            action.source_id,
+            action.key,
+            action.fields,
+            changed=tuple(action.fields),
+            target_id=matches[0],
+            dn=action.dn,
+        )
+        return planner.PlannedAction(linked, planned.fingerprint, planned.digests)
+
+    def _lookup(self, job: str, dn: str) -> str | None:
+        """Target id of the object with ``dn`` synced by ``job`` (for group members)."""
+        cache_key = (job, dn.lower())
+        if cache_key not in self._dn_cache:
+            found = self.store.objects_by_dn(job, [dn])
+            state = next(iter(found.values()), None)
+            self._dn_cache[cache_key] = state.target_id if state else None
+            if len(self._dn_cache) > 100_000:
+                self._dn_cache.clear()
+        return self._dn_cache[cache_key]
+
+    # ---------------------------------------------------------- apply, commit
+    def apply(self, target: Target, plan: Plan, outcome: Any) -> None:
+        """Apply the plan batch by batch, committing what each batch confirmed."""
+        rep = self.report
+        self._commit_quarantine()
+        failed = 0
+        with self._progress("applying", total=len(plan)) as tick:
+            for batch in plan.batches(max(1, target.batch_size)):
+                if self.stop.is_set():
+                    rep.status = "stopped"
+                    rep.notes.append(
+                        "stopped before the plan was complete; the rest is applied on the next run"
+                    )
+                    return
+                if self.lock is not None and hasattr(self.lock, "alive") and not self.lock.alive():
+                    raise TargetError(
+                        "lost the job lock (state store connection lost); "
+                        "stopping before another node runs this job too"
+                    )
+                try:
+                    results = target.apply([p.action for p in batch])
+                except TargetError:
+                    rep.counts["failed"] += len(batch)
+                    raise
+                if len(results) != len(batch):
+                    raise TargetError(
+                        f"{target.describe()} answered {len(results)} results "
+                        f"for {len(batch)} actions"
+                    )
+                failed += self._commit_batch(batch, results)
+                tick(len(batch))
+        if failed:
+            rep.status = "failed"
+            rep.error = f"{failed} write(s) failed; they are retried on the next run"
+            rep.notes.append("cursor not advanced because some writes failed")
+            return
+        if outcome.cursor is not None:
+            self.store.commit(self.job.name, cursor=outcome.cursor)
+        rep.status = "ok"
+
+    def _commit_batch(self, batch: list[planner.PlannedAction], results: list[ActionResult]) -> int:
+        from syncd.state import ObjectState, QuarantineEntry
+
+        upserts, deletes, unquarantined, problems = [], [], [], []
+        failed = 0
+        counts = self.report.counts
+        for planned, result in zip(batch, results, strict=True):
+            action = planned.action
+            if self.reporter is not None:
+                with contextlib.suppress(Exception):
+                    self.reporter.action(result)
+            if not result.ok:
+                failed += 1
+                counts["failed"] += 1
+                reason = f"{action.kind.value} failed: {result.error or 'unknown error'}"
+                problems.append(
+                    QuarantineEntry.new(self.job.name, action.source_id, action.dn, reason)
+                )
+                log.warning("%s %s: %s", action.kind.value, action.dn or action.key, reason)
+                continue
+            counts[_DONE[action.kind]] += 1
+            _log_change(action, result)
+            if action.source_id in self.previously_quarantined:
+                unquarantined.append(action.source_id)
+            if action.kind is ActionKind.DELETE:
+                deletes.append(action.source_id)
+            else:
+                upserts.append(
+                    ObjectState(
+                        source_id=action.source_id,
+                        key=action.key,
+                        target_id=result.target_id or action.target_id,
+                        fingerprint=planned.fingerprint,
+                        digests=planned.digests or {},
+                        dn=action.dn,
+                    )
+                )
+        self.store.commit(
+            self.job.name,
+            upserts=upserts,
+            deletes=deletes,
+            quarantined=problems,
+            unquarantined=unquarantined,
+        )
+        return failed
+
+    def _commit_quarantine(self) -> None:
+        from syncd.state import QuarantineEntry
+
+        entries = [
+            QuarantineEntry.new(self.job.name, sid, dn, reason)
+            for sid, dn, reason in self.quarantine
+        ]
+        for sid, dn, reason in self.quarantine:
+            if self.reporter is not None:
+                with contextlib.suppress(Exception):
+                    self.reporter.problem(sid, dn, reason)
+        if entries or self.mapped_ok_quarantined:
+            self.store.commit(
+                self.job.name, quarantined=entries, unquarantined=self.mapped_ok_quarantined
+            )
+
+    # ---------------------------------------------------------------- progress
+    @contextlib.contextmanager
+    def _progress(self, what: str, total: int | None = None) -> Iterator[Any]:
+        if not self.progress:
+            yield lambda n: None
+            return
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        columns = [SpinnerColumn(), TextColumn(f"{self.job.name}: {what}")]
+        if total is not None:
+            columns += [BarColumn(), MofNCompleteColumn()]
+        else:
+            columns += [TextColumn("{task.completed} entries")]
+        columns.append(TimeElapsedColumn())
+        with Progress(*columns, transient=True) as prog:
+            task = prog.add_task(what, total=total)
+            yield lambda n: prog.advance(task, n)
+
+
+_DONE = {ActionKind.CREATE: "created", ActionKind.UPDATE: "updated", ActionKind.DELETE: "deleted"}
+
+
+def _log_change(action: Action, result: ActionResult) -> None:
+    """One line per applied change (values are left out: they may be personal data)."""
+    if not change_log.isEnabledFor(logging.INFO):
+        return
+    what = action.dn or action.key
+    extra = f" fields={','.join(action.changed)}" if action.kind is ActionKind.UPDATE else ""
+    detail = f" ({result.detail})" if result.detail else ""
+    change_log.info("%s %s key=%s%s%s", action.kind.value, what, action.key, extra, detail)

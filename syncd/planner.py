@@ -1,0 +1,74 @@
+"""Planning: decide what a target must do. Pure: no I/O beyond the state rows handed in.
+
+The engine feeds the planner one batch at a time (records it mapped, plus the state rows
+of those objects it fetched in one query), and at the end of a complete read the state
+rows of objects the read did not see. The planner answers :class:`PlannedAction`s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Container, Iterable, Iterator
+from dataclasses import dataclass
+
+from syncd.contracts import Action, ActionKind, FieldValue
+from syncd.state.fingerprint import fingerprint
+
+
+@dataclass(slots=True)
+class PlannedAction:
+    """An action plus what the state will hold once the target confirms it."""
+
+    action: Action
+    fingerprint: str = ""
+    digests: dict[str, str] | None = None
+
+
+def plan_upsert(
+    source_id: str,
+    key: str,
+    fields: dict[str, FieldValue],
+    dn: str | None,
+    state: object | None,
+) -> list[PlannedAction]:
+    """Plan for an object the source says exists.
+
+    ``state`` is the object's :class:`syncd.state.ObjectState` or None if never synced.
+    Returns [] when the target already holds exactly these fields; a create when it was
+    never synced; an update naming only the changed fields otherwise. A changed record
+    key (the mapping's identity changed) is a delete of the old item plus a create.
+    """
+    fp, digests = fingerprint(fields)
+    if state is None:
+        create = Action(ActionKind.CREATE, source_id, key, fields, dn=dn)
+        return [PlannedAction(create, fp, digests)]
+    if state.key != key:
+        return [
+            plan_delete(state),
+            PlannedAction(Action(ActionKind.CREATE, source_id, key, fields, dn=dn), fp, digests),
+        ]
+    if state.fingerprint == fp:
+        return []
+    old = state.digests or {}
+    changed = tuple(name for name in fields if old.get(name) != digests.get(name))
+    # A field the mapping no longer produces was removed: the target must clear it.
+    changed += tuple(name for name in old if name not in fields)
+    action = Action(
+        ActionKind.UPDATE, source_id, key, fields, changed=changed, target_id=state.target_id, dn=dn
+    )
+    return [PlannedAction(action, fp, digests)]
+
+
+def plan_delete(state: object) -> PlannedAction:
+    """Plan the removal of a synced object (the target decides delete vs soft delete)."""
+    return PlannedAction(
+        Action(
+            ActionKind.DELETE, state.source_id, state.key, target_id=state.target_id, dn=state.dn
+        )
+    )
+
+
+def plan_unseen(objects: Iterable[object], seen: Container[str]) -> Iterator[PlannedAction]:
+    """After a *complete* read: delete every synced object the read did not see."""
+    for state in objects:
+        if state.source_id not in seen:
+            yield plan_delete(state)

@@ -1,0 +1,99 @@
+"""Load YAML while remembering where every value came from.
+
+pydantic reports errors by location (``("jobs", "inventory", "target", "table")``); to
+tell a user ``syncd.yaml:14: ...`` we keep a map from such paths to line numbers.
+Duplicate keys, which PyYAML silently lets win, are reported as problems.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from syncd.errors import ConfigError
+
+Loc = tuple[Any, ...]
+
+
+@dataclass
+class YamlDoc:
+    """A parsed YAML document plus the line (1-based) of every path in it."""
+
+    path: Path
+    data: Any
+    lines: dict[Loc, int] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    def line_of(self, loc: Sequence[Any]) -> int | None:
+        """The line of the deepest known prefix of ``loc``."""
+        loc = tuple(loc)
+        while loc:
+            if loc in self.lines:
+                return self.lines[loc]
+            loc = loc[:-1]
+        return self.lines.get((), None)
+
+    def where(self, loc: Sequence[Any]) -> str:
+        line = self.line_of(loc)
+        return f"{self.path}:{line}" if line else str(self.path)
+
+
+def load_yaml(path: Path) -> YamlDoc:
+    """Parse ``path``. Raises ConfigError (with file and line) if it cannot be read or
+    is not YAML. Duplicate keys are returned in ``problems``, not raised."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start})") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read: {err.strerror}") from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err)
+        raise ConfigError(f"{path}{line}: YAML syntax error: {problem}") from None
+    doc = YamlDoc(path=path, data=None)
+    if node is None:
+        doc.data = None
+        return doc
+    doc.data = _convert(node, (), doc)
+    return doc
+
+
+def _convert(node: yaml.Node, loc: Loc, doc: YamlDoc) -> Any:
+    doc.lines.setdefault(loc, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        out: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            line = key_node.start_mark.line + 1
+            if not isinstance(key_node, yaml.ScalarNode):
+                doc.problems.append(f"{doc.path}:{line}: a key must be a plain value")
+                continue
+            key = _scalar(key_node)
+            if key == "<<":
+                doc.problems.append(f"{doc.path}:{line}: merge keys (<<) are not supported")
+                continue
+            if key in out:
+                doc.problems.append(f"{doc.path}:{line}: duplicate key {key!r}")
+            doc.lines[(*loc, key)] = line
+            out[key] = _convert(value_node, (*loc, key), doc)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_convert(item, (*loc, i), doc) for i, item in enumerate(node.value)]
+    return _scalar(node)
+
+
+def _scalar(node: yaml.Node) -> Any:
+    loader = yaml.SafeLoader("")
+    try:
+        return loader.construct_object(node, deep=True)
+    finally:
+        loader.dispose()
