@@ -1,0 +1,1 @@
+"""The shared target contract suite (see README.md)."""
