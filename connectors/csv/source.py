@@ -1,0 +1,459 @@
+"""CSV source: an HR export (or any table) dropped as a file on the host.
+
+The file is read twice, both times streamed through the :mod:`csv` module: the first
+pass validates the whole file (header, column counts, encoding, duplicate ids, row
+count against the last good run) before a single change is emitted; the second pass
+emits the changes. So a truncated, empty or half-written file fails the read before the
+engine sees anything, and memory holds only the ids (for duplicate detection), never the
+rows.
+
+The cursor is JSON ``{"rows": N, "sha256": "...", "file": "name", "size": N}``; the
+engine stores it only after a successful run, so ``max_drop`` always compares against
+the last *good* file.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import hashlib
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from syncd.contracts import Change, CheckResult, Op, Read, ReadOutcome, Source
+from syncd.errors import SourceError
+
+log = logging.getLogger(__name__)
+
+# Python's csv module refuses fields above 128 KiB by default; HR exports with long
+# free-text fields exceed that rarely, but a 1 MiB cap still catches a runaway quote.
+csv.field_size_limit(1 << 20)
+
+_MAX_NOTED_DUPLICATES = 20
+
+
+class CsvConnection(BaseModel):
+    """Where the CSV file is and how it is written (``connections.NAME``, ``type: csv``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: Path = Field(
+        description="the CSV file, or a directory whose newest file matching `glob` is "
+        "read (a nightly drop folder); relative to the config file. Example: /srv/hr/export.csv"
+    )
+    glob: str = Field("*.csv", description="file name pattern when `path` is a directory")
+    encoding: str = Field(
+        "utf-8-sig",
+        description="text encoding; the default reads UTF-8 with or without a byte order "
+        "mark. Example: cp1252",
+    )
+    delimiter: str = Field(
+        ",", min_length=1, max_length=1, description='field separator: "," ";" "\\t"'
+    )
+    quotechar: str = Field('"', min_length=1, max_length=1, description="quote character")
+    columns: dict[str, str] = Field(
+        default_factory=dict,
+        description="CSV header -> attribute name, e.g. {Personalnummer: employee_id}; "
+        "columns not listed keep their header (lower-cased) as attribute name",
+    )
+    min_age: float = Field(
+        2.0,
+        ge=0,
+        description="seconds the file must be unchanged before it is read (a file still "
+        "being written is a failed read)",
+    )
+    require_final_newline: bool = Field(
+        True,
+        description="a file whose last line does not end with a line break is taken as "
+        "truncated (failed read); set false for exports that omit it",
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _relative_to_config(cls, value: Path, info: ValidationInfo) -> Path:
+        base = (info.context or {}).get("base_dir")
+        if base is not None and not value.is_absolute():
+            value = Path(base) / value
+        return value
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(f"unknown encoding {value!r}") from None
+        return value
+
+    def describe(self) -> str:
+        return str(self.path if self.path.suffix else self.path / self.glob)
+
+
+class CsvSourceOptions(BaseModel):
+    """A job's ``source:`` block for a CSV connection."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id_column: str = Field(
+        description="column (header or mapped attribute name) holding the stable id, e.g. "
+        "the employee number; it becomes the source id"
+    )
+    required_columns: list[str] = Field(
+        default_factory=list, description="columns that must be in the header"
+    )
+    min_rows: int = Field(1, ge=0, description="fewer data rows is a failed read")
+    max_drop: int | str | None = Field(
+        "20%",
+        description="a row count that dropped by more than this (count or percentage) "
+        "since the last good run is a failed read; null = no check. "
+        "`syncd sync JOB --full` skips the check once.",
+    )
+    split: dict[str, str] = Field(
+        default_factory=dict,
+        description="multi-valued columns: attribute -> separator, e.g. {groups: ';'}",
+    )
+    strip: bool = Field(True, description="strip spaces around values")
+    skip_rows_without_id: bool = Field(
+        False,
+        description="rows with an empty id are skipped (noted) instead of failing the read",
+    )
+
+    @field_validator("max_drop")
+    @classmethod
+    def _check_drop(cls, value: int | str | None) -> int | str | None:
+        if isinstance(value, str) and not re.fullmatch(r"\d+(\.\d+)?%", value.strip()):
+            raise ValueError('max_drop must be a count or a percentage like "20%"')
+        if isinstance(value, int) and value < 0:
+            raise ValueError("max_drop must not be negative")
+        return value
+
+
+@dataclass
+class _Scan:
+    """What the validating first pass learned about the file."""
+
+    path: Path
+    stat: os.stat_result
+    sha256: str
+    header: list[str]
+    attrs: list[str]
+    id_index: int
+    rows: int = 0
+    duplicates: dict[str, list[int]] = field(default_factory=dict)
+    without_id: list[int] = field(default_factory=list)
+
+
+class CsvSource(Source):
+    """Reads an HR export; every good read is complete (ids not in the file are gone)."""
+
+    incremental = False
+
+    connection: CsvConnection
+    options: CsvSourceOptions
+
+    def describe(self) -> str:
+        return f"csv {self.connection.describe()}"
+
+    # -- file selection -------------------------------------------------------------
+
+    def _pick_file(self) -> Path:
+        path = self.connection.path
+        if path.is_dir():
+            candidates = [p for p in path.glob(self.connection.glob) if p.is_file()]
+            if not candidates:
+                raise SourceError(f"csv: no file matching {self.connection.glob} in {path}")
+            # Newest drop wins; name breaks ties so the choice is deterministic.
+            return max(candidates, key=lambda p: (p.stat().st_mtime_ns, p.name))
+        if not path.exists():
+            raise SourceError(f"csv: file {path} does not exist")
+        if not path.is_file():
+            raise SourceError(f"csv: {path} is not a regular file")
+        return path
+
+    # -- reading ----------------------------------------------------------------------
+
+    def read(self, cursor: str | None, *, full: bool = False) -> Read:
+        """Validate the whole file, then return a read that streams its rows.
+
+        Raises SourceError (before any change is emitted) for a missing, empty,
+        truncated, undecodable or still-changing file, a missing required column, too
+        few rows or a row-count drop above ``max_drop``.
+        """
+        path = self._pick_file()
+        scan = self._scan(path)
+        notes: list[str] = [f"read {path.name}: {scan.rows} rows"]
+        self._check_counts(scan, cursor, full, notes)
+        if scan.duplicates:
+            shown = list(scan.duplicates.items())[:_MAX_NOTED_DUPLICATES]
+            text = ", ".join(f"{i} (lines {', '.join(map(str, ls))})" for i, ls in shown)
+            more = len(scan.duplicates) - len(shown)
+            notes.append(
+                f"duplicate {self.options.id_column}: {len(scan.duplicates)} id(s) left alone: "
+                + text
+                + (f" and {more} more" if more > 0 else "")
+            )
+            log.warning("%s: %s", path.name, notes[-1])
+        if scan.without_id:
+            notes.append(
+                f"{len(scan.without_id)} row(s) without {self.options.id_column} skipped "
+                f"(lines {', '.join(map(str, scan.without_id[:20]))})"
+            )
+            log.warning("%s: %s", path.name, notes[-1])
+        result = Read(iter(()))
+        result.changes = self._emit(scan, result, notes)
+        return result
+
+    def _open(self, path: Path):
+        return open(path, encoding=self.connection.encoding, newline="")
+
+    def _reader(self, handle) -> Iterator[list[str]]:
+        return csv.reader(
+            handle,
+            delimiter=self.connection.delimiter,
+            quotechar=self.connection.quotechar,
+            strict=True,
+        )
+
+    def _scan(self, path: Path) -> _Scan:
+        try:
+            st = path.stat()
+        except OSError as err:
+            raise SourceError(f"csv: cannot read {path}: {err.strerror}") from None
+        if st.st_size == 0:
+            raise SourceError(f"csv: {path} is empty")
+        age = time.time() - st.st_mtime
+        if age < self.connection.min_age:
+            raise SourceError(
+                f"csv: {path} changed {age:.1f}s ago (min_age {self.connection.min_age}s): "
+                "it may still be being written; try again later"
+            )
+        digest = hashlib.sha256()
+        last = b""
+        try:
+            with open(path, "rb") as raw:
+                while chunk := raw.read(1 << 20):
+                    digest.update(chunk)
+                    last = chunk
+        except OSError as err:
+            raise SourceError(f"csv: cannot read {path}: {err.strerror}") from None
+        if self.connection.require_final_newline and not last.endswith((b"\n", b"\r")):
+            raise SourceError(
+                f"csv: {path} does not end with a line break: truncated or still being "
+                "written (set require_final_newline: false if the export never ends with one)"
+            )
+        line = 0
+        try:
+            with self._open(path) as handle:
+                reader = self._reader(handle)
+                header = self._header(reader, path)
+                attrs = self._attribute_names(header)
+                id_index = self._index_of(self.options.id_column, header, attrs, path)
+                for name in self.options.required_columns:
+                    self._index_of(name, header, attrs, path)
+                scan = _Scan(path, st, digest.hexdigest(), header, attrs, id_index)
+                first_line: dict[str, int] = {}
+                width = len(header)
+                line = reader.line_num
+                for row in reader:
+                    start, line = line + 1, reader.line_num
+                    if not row:
+                        continue  # blank line
+                    if len(row) != width:
+                        raise SourceError(
+                            f"csv: {path.name} line {start}: {len(row)} fields where the "
+                            f"header has {width}: truncated or malformed file"
+                        )
+                    scan.rows += 1
+                    ident = row[id_index].strip()
+                    if not ident:
+                        if not self.options.skip_rows_without_id:
+                            raise SourceError(
+                                f"csv: {path.name} line {start}: empty "
+                                f"{self.options.id_column} (set skip_rows_without_id: true "
+                                "to skip such rows)"
+                            )
+                        scan.without_id.append(start)
+                        continue
+                    seen = first_line.setdefault(ident, start)
+                    if seen != start:
+                        scan.duplicates.setdefault(ident, [seen]).append(start)
+        except csv.Error as err:
+            raise SourceError(f"csv: {path.name} line {line + 1}: {err}") from None
+        except UnicodeDecodeError as err:
+            raise SourceError(
+                f"csv: {path.name} is not valid {self.connection.encoding} "
+                f"(byte {err.start} of a chunk: {err.reason}); set `encoding:`"
+            ) from None
+        except OSError as err:
+            raise SourceError(f"csv: cannot read {path}: {err.strerror}") from None
+        self._same_file(path, st)
+        return scan
+
+    def _header(self, reader: Iterator[list[str]], path: Path) -> list[str]:
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise SourceError(f"csv: {path} is empty") from None
+        if header and header[0].startswith("\ufeff"):
+            # A BOM read with encoding utf-8 (not utf-8-sig) would glue itself to the
+            # first column name.
+            header[0] = header[0][1:]
+        header = [h.strip() for h in header]
+        if not any(header):
+            raise SourceError(f"csv: {path.name}: the first line is not a header")
+        if "" in header:
+            raise SourceError(f"csv: {path.name}: column {header.index('') + 1} has no name")
+        dupes = sorted({h for h in header if header.count(h) > 1})
+        if dupes:
+            raise SourceError(f"csv: {path.name}: header names repeated: {', '.join(dupes)}")
+        return header
+
+    def _attribute_names(self, header: list[str]) -> list[str]:
+        by_lower = {k.lower(): v for k, v in self.connection.columns.items()}
+        names = []
+        for h in header:
+            mapped = self.connection.columns.get(h) or by_lower.get(h.lower()) or h
+            names.append(mapped.lower())
+        return names
+
+    @staticmethod
+    def _index_of(name: str, header: list[str], attrs: list[str], path: Path) -> int:
+        low = name.lower()
+        for i, (h, a) in enumerate(zip(header, attrs, strict=True)):
+            if h.lower() == low or a == low:
+                return i
+        raise SourceError(
+            f"csv: {path.name}: required column {name!r} is missing (header: {', '.join(header)})"
+        )
+
+    def _same_file(self, path: Path, before: os.stat_result) -> None:
+        try:
+            now = path.stat()
+        except OSError:
+            raise SourceError(f"csv: {path} disappeared while being read") from None
+        if (now.st_size, now.st_mtime_ns, now.st_ino) != (
+            before.st_size,
+            before.st_mtime_ns,
+            before.st_ino,
+        ):
+            raise SourceError(f"csv: {path} changed while being read; try again later")
+
+    def _check_counts(self, scan: _Scan, cursor: str | None, full: bool, notes: list[str]) -> None:
+        opts = self.options
+        if scan.rows < opts.min_rows:
+            raise SourceError(
+                f"csv: {scan.path.name} has {scan.rows} data rows, fewer than min_rows "
+                f"{opts.min_rows}"
+            )
+        previous = _previous_rows(cursor)
+        if previous is None or opts.max_drop is None or scan.rows >= previous:
+            return
+        drop = previous - scan.rows
+        if isinstance(opts.max_drop, str):
+            limit = float(opts.max_drop.strip().rstrip("%"))
+            too_many = drop * 100.0 / previous > limit
+        else:
+            limit = opts.max_drop
+            too_many = drop > limit
+        if not too_many:
+            return
+        message = (
+            f"csv: {scan.path.name} has {scan.rows} rows, {drop} fewer than the "
+            f"{previous} of the last good run (max_drop {opts.max_drop})"
+        )
+        if full:
+            notes.append(message + ": accepted because of --full")
+            log.warning("%s: accepted because of --full", message)
+            return
+        raise SourceError(message + "; if this is expected, run once with --full")
+
+    # -- emitting ---------------------------------------------------------------------
+
+    def _emit(self, scan: _Scan, result: Read, notes: list[str]) -> Iterator[Change]:
+        opts = self.options
+        strip = opts.strip
+        split = {k.lower(): v for k, v in opts.split.items()}
+        attrs = scan.attrs
+        dup_sent: set[str] = set()
+        id_index = scan.id_index
+        try:
+            with self._open(scan.path) as handle:
+                reader = self._reader(handle)
+                next(reader)
+                for row in reader:
+                    if not row:
+                        continue
+                    if len(row) != len(attrs):
+                        raise SourceError(f"csv: {scan.path} changed while being read")
+                    ident = row[id_index].strip()
+                    if not ident:
+                        continue
+                    if ident in scan.duplicates:
+                        if ident not in dup_sent:
+                            dup_sent.add(ident)
+                            # Seen, so not deleted; but neither row is trusted.
+                            yield Change(op=Op.PRESENT, source_id=ident)
+                        continue
+                    values: dict[str, list[str | bytes]] = {}
+                    for name, value in zip(attrs, row, strict=True):
+                        if strip:
+                            value = value.strip()
+                        if not value:
+                            continue
+                        sep = split.get(name)
+                        if sep:
+                            parts = [p.strip() if strip else p for p in value.split(sep)]
+                            values[name] = [p for p in parts if p]
+                        else:
+                            values[name] = [value]
+                    yield Change(op=Op.UPSERT, source_id=ident, attributes=values)
+        except (csv.Error, UnicodeDecodeError, OSError):
+            raise SourceError(f"csv: {scan.path} changed while being read") from None
+        self._same_file(scan.path, scan.stat)
+        cursor = json.dumps(
+            {
+                "rows": scan.rows,
+                "sha256": scan.sha256,
+                "file": scan.path.name,
+                "size": scan.stat.st_size,
+            },
+            sort_keys=True,
+        )
+        result.outcome = ReadOutcome(cursor=cursor, complete=True, method="csv", notes=notes)
+
+    # -- doctor -----------------------------------------------------------------------
+
+    def check(self) -> list[CheckResult]:
+        name = f"csv file {self.connection.describe()}"
+        try:
+            path = self._pick_file()
+            with self._open(path) as handle:
+                header = self._header(self._reader(handle), path)
+            attrs = self._attribute_names(header)
+            self._index_of(self.options.id_column, header, attrs, path)
+            for col in self.options.required_columns:
+                self._index_of(col, header, attrs, path)
+        except SourceError as err:
+            return [CheckResult(name, False, str(err), "check the path and the export")]
+        except (OSError, UnicodeDecodeError, csv.Error) as err:
+            return [CheckResult(name, False, f"cannot read: {err}", "check path and encoding")]
+        return [CheckResult(name, True, f"{path.name}: {len(header)} columns")]
+
+
+def _previous_rows(cursor: str | None) -> int | None:
+    if not cursor:
+        return None
+    try:
+        data = json.loads(cursor)
+        rows = data.get("rows") if isinstance(data, dict) else None
+    except ValueError:
+        return None
+    return rows if isinstance(rows, int) and rows >= 0 else None
