@@ -1,0 +1,26 @@
+"""Generate LDIF for benchmarks: N `device` entries with realistic attribute sizes."""
+
+from __future__ import annotations
+
+import random
+
+
+def devices_ldif(n: int, *, base: str = "ou=devices,dc=example,dc=com", seed: int = 1) -> str:
+    """N device entries (cn, serialNumber, description, l, ou, owner, seeAlso) with a
+    few unicode locations, one entry per object, as one LDIF string."""
+    rnd = random.Random(seed)
+    places = ["Paris", "Lyon", "Zürich", "東京", "São Paulo", "Kraków", "Berlin", "القاهرة"]
+    out = []
+    for i in range(n):
+        out.append(
+            f"dn: cn=dev-{i:07d},{base}\n"
+            "objectClass: device\n"
+            f"cn: dev-{i:07d}\n"
+            f"serialNumber: SN-{rnd.randrange(10**9):09d}\n"
+            f"description: Device number {i}, model X{rnd.randrange(100)}\n"
+            f"l: {rnd.choice(places)}\n"
+            f"ou: dept-{rnd.randrange(50)}\n"
+            f"owner: uid=user{rnd.randrange(n)},ou=people,dc=example,dc=com\n"
+            f"seeAlso: cn=rack-{rnd.randrange(500)},ou=racks,dc=example,dc=com\n"
+        )
+    return "\n".join(out)
