@@ -1,4 +1,32 @@
-"""LDAP connector: OpenLDAP / 389-ds / Active Directory source (and LDAP target).
+"""LDAP connector: OpenLDAP / 389-ds / Active Directory source, and the LDAP target.
 
-``CONNECTOR`` is defined once the source module lands; ``connection`` is usable now.
+Modules: ``connection`` (config model, verified TLS connect), ``wire`` (streaming
+searches), ``values`` (value convention), ``rootdse``, ``syncrepl``, ``timestamp``,
+``source`` (LdapSource); ``ad`` (DirSync/uSNChanged) and ``target`` belong to the AD and
+LDAP-target work.
 """
+
+from __future__ import annotations
+
+from connectors.ldap.connection import LdapConnection
+from connectors.ldap.source import LdapSource, LdapSourceOptions
+from syncd.contracts import ConnectorSpec
+
+try:
+    from connectors.ldap.target import LdapTarget, LdapTargetOptions
+except ModuleNotFoundError as err:  # the target module is not there yet: source only
+    if err.name != "connectors.ldap.target":
+        raise
+    LdapTarget = LdapTargetOptions = None  # type: ignore[assignment,misc]
+
+CONNECTOR = ConnectorSpec(
+    name="ldap",
+    connection_model=LdapConnection,
+    source_class=LdapSource,
+    source_model=LdapSourceOptions,
+    target_class=LdapTarget,
+    target_model=LdapTargetOptions,
+    description="LDAP directory (OpenLDAP, 389-ds, Active Directory)",
+)
+
+__all__ = ["CONNECTOR", "LdapConnection", "LdapSource", "LdapSourceOptions"]

@@ -1,0 +1,548 @@
+"""The LDAP source: paged full reads and incremental reads from the directory's own
+change tracking (syncrepl, DirSync, uSNChanged, modifyTimestamp).
+
+Job config (``jobs.NAME.source``)::
+
+    source:
+      connection: corp-ldap
+      base: ou=devices,dc=example,dc=com
+      scope: sub                    # sub | one | base
+      filter: (objectClass=device)
+      attributes: [cn, serialNumber] # default: all user attributes (or the mapping's)
+      id_attribute: auto            # entryUUID (objectGUID on AD), or an attribute
+      changes: auto                 # auto | syncrepl | dirsync | usn | timestamp | full
+      full_every: 24h               # periodic full reconciliation (timestamp: 24h default)
+      timestamp_overlap: 60s
+
+The cursor is a JSON object: ``{"v": 1, "method": ..., "server": "host:port",
+"last_full": epoch seconds, ...method fields}``. A cursor of another method or (for
+timestamps) another server is not trusted: the read becomes a full one and says so.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import ldap3
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from connectors.ldap import wire
+from connectors.ldap.connection import LdapConnection, connect, server_identity
+from connectors.ldap.rootdse import RootDse, pick_method, read_rootdse
+from connectors.ldap.syncrepl import SyncreplRefresh
+from connectors.ldap.timestamp import (
+    Watermark,
+    format_generalized_time,
+    parse_generalized_time,
+    since_filter,
+)
+from connectors.ldap.values import BINARY_ATTRIBUTES, to_change
+from syncd.config import parse_duration
+from syncd.contracts import Change, CheckResult, Read, ReadOutcome, Source
+from syncd.errors import ConnectionFailed, SourceError, UserError
+
+log = logging.getLogger(__name__)
+
+CURSOR_VERSION = 1
+DEFAULT_TIMESTAMP_FULL_EVERY = 86400
+METHODS = ("auto", "syncrepl", "dirsync", "usn", "timestamp", "full")
+
+
+class LdapSourceOptions(BaseModel):
+    """What to read from an LDAP connection (a job's ``source`` block)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base: str = Field(description="search base DN, e.g. ou=people,dc=example,dc=com")
+    scope: Literal["sub", "one", "base"] = Field("sub", description="search scope")
+    filter: str = Field("(objectClass=*)", description="LDAP filter (RFC 4515)")
+    attributes: list[str] | None = Field(
+        None,
+        description="attributes to read; default all user attributes (or the "
+        "attributes the mapping uses)",
+    )
+    id_attribute: str = Field(
+        "auto", description="stable id: auto (entryUUID; objectGUID on AD) or an attribute"
+    )
+    changes: Literal["auto", "syncrepl", "dirsync", "usn", "timestamp", "full"] = Field(
+        "auto", description="change tracking method"
+    )
+    full_every: int | None = Field(
+        None,
+        description="full reconciliation interval (e.g. 24h); default: never, "
+        "except 24h for changes: timestamp (the only way it finds deletes)",
+    )
+    page_size: int | None = Field(None, ge=1, le=100000, description="overrides the connection's")
+    timestamp_overlap: int = Field(
+        60, ge=0, description="timestamp method: re-read this far back (seconds or 5m)"
+    )
+    binary_attributes: list[str] = Field(
+        default_factory=list, description="more attributes whose values stay bytes"
+    )
+
+    @field_validator("full_every", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return None if value is None else parse_duration(value)
+
+    @field_validator("timestamp_overlap", mode="before")
+    @classmethod
+    def _overlap(cls, value: Any) -> Any:
+        if value in (0, "0"):
+            return 0
+        return parse_duration(value)
+
+    @field_validator("filter")
+    @classmethod
+    def _check_filter(cls, value: str) -> str:
+        value = value.strip()
+        if not value.startswith("("):
+            value = f"({value})"
+        try:
+            from ldap3.operation.search import parse_filter
+
+            parse_filter(value, None, True, True, None, False)
+        except Exception as err:
+            raise ValueError(f"invalid LDAP filter {value!r}: {err}") from None
+        return value
+
+    @field_validator("base")
+    @classmethod
+    def _check_base(cls, value: str) -> str:
+        from ldap3.utils.dn import parse_dn
+
+        if value:
+            try:
+                parse_dn(value)
+            except Exception:
+                raise ValueError(f"invalid base DN {value!r}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _check_id(self) -> LdapSourceOptions:
+        if self.changes == "syncrepl" and self.id_attribute.lower() not in ("auto", "entryuuid"):
+            raise ValueError(
+                "changes: syncrepl reports deletes by entryUUID: id_attribute must be "
+                "auto or entryUUID"
+            )
+        return self
+
+
+def _b64(raw: bytes | None) -> str | None:
+    return base64.b64encode(raw).decode("ascii") if raw else None
+
+
+def _unb64(text: str | None) -> bytes | None:
+    return base64.b64decode(text) if text else None
+
+
+class LdapSource(Source):
+    """Reads an LDAP subtree as a stream of Changes (see the module docstring)."""
+
+    incremental = True
+
+    connection: LdapConnection
+    options: LdapSourceOptions
+
+    def __init__(self, connection: LdapConnection, options: LdapSourceOptions, *, job: str):
+        super().__init__(connection, options, job=job)
+        self._conn: ldap3.Connection | None = None
+        self.binary = BINARY_ATTRIBUTES | {a.lower() for a in options.binary_attributes}
+
+    # ----------------------------------------------------------------- helpers
+    def describe(self) -> str:
+        return f"LDAP {self.connection.describe()} base {self.options.base!r}"
+
+    def close(self) -> None:
+        if self._conn is not None:
+            wire.close_connection(self._conn)
+            self._conn = None
+
+    def _open(self) -> ldap3.Connection:
+        self.close()
+        self._conn = connect(self.connection)
+        return self._conn
+
+    @property
+    def page_size(self) -> int:
+        return self.options.page_size or self.connection.page_size
+
+    def resolve_method(self, conn: ldap3.Connection, root: RootDse) -> tuple[str, str]:
+        """The change method to use and why. Raises SourceError when a forced method is
+        not offered by the server."""
+        wanted = self.options.changes
+        if wanted == "auto":
+            method, why = pick_method(root)
+            if method == "timestamp" and not self._timestamps_usable(conn):
+                return "full", "no change tracking and no readable modifyTimestamp"
+            return method, why
+        if wanted == "syncrepl" and not root.supports_syncrepl:
+            raise SourceError("changes: syncrepl, but the server does not offer the sync control")
+        if wanted == "dirsync" and not root.supports_dirsync:
+            raise SourceError("changes: dirsync, but the server does not offer DirSync")
+        return wanted, "configured"
+
+    def _timestamps_usable(self, conn: ldap3.Connection) -> bool:
+        for msg in wire.search(
+            conn, self.options.base, "(objectClass=*)", "base", ["modifyTimestamp"]
+        ):
+            if isinstance(msg, wire.Entry):
+                return any(n.lower() == b"modifytimestamp" for n, _ in msg.attributes)
+        return False
+
+    def id_attribute(self, root: RootDse) -> str:
+        wanted = self.options.id_attribute.lower()
+        if wanted != "auto":
+            return wanted
+        return "objectguid" if root.is_ad else "entryuuid"
+
+    def _attributes(self, id_attr: str, extra: tuple[str, ...] = ()) -> tuple[list[str], frozenset]:
+        """Attributes to request, and the bookkeeping ones to drop from the Changes."""
+        user = self.options.attributes
+        requested = list(user) if user else ["*"]
+        lowered = {a.lower() for a in requested}
+        if id_attr not in lowered:
+            requested.append(id_attr)
+        drop = set()
+        for name in extra:
+            if name.lower() not in lowered:
+                requested.append(name)
+                drop.add(name.lower())
+        return requested, frozenset(drop)
+
+    # -------------------------------------------------------------------- read
+    def read(self, cursor: str | None, *, full: bool = False) -> Read:
+        """Connect, pick the method and start streaming (see :class:`Source`).
+
+        Raises ConnectionFailed (server unusable) or SourceError (rootDSE unreadable,
+        forced method not offered) before any change is produced.
+        """
+        notes: list[str] = []
+        state = self._parse_cursor(cursor, notes)
+        conn = self._open()
+        try:
+            root = read_rootdse(conn)
+            method, why = self.resolve_method(conn, root)
+        except BaseException:
+            self.close()
+            raise
+        server = server_identity(conn)
+        id_attr = self.id_attribute(root)
+        if method == "syncrepl" and id_attr != "entryuuid":
+            self.close()
+            raise SourceError("syncrepl reports entries by entryUUID: set id_attribute: auto")
+        notes.append(f"using {method} ({why})")
+        if state and state.get("method") != method:
+            notes.append(f"stored cursor is for {state.get('method')}, not {method}: full read")
+            state = None
+        due_full, reason = self._full_due(state, method, full)
+        if due_full and reason:
+            notes.append(reason)
+        read = Read(iter(()))
+        read.changes = self._run(read, conn, method, state, due_full, id_attr, server, notes, root)
+        return read
+
+    def _parse_cursor(self, cursor: str | None, notes: list[str]) -> dict | None:
+        if not cursor:
+            return None
+        try:
+            state = json.loads(cursor)
+            if not isinstance(state, dict) or state.get("v") != CURSOR_VERSION:
+                raise ValueError("unknown cursor version")
+            return state
+        except ValueError:
+            notes.append("stored cursor is unreadable: full read")
+            return None
+
+    def _full_due(self, state: dict | None, method: str, full: bool) -> tuple[bool, str]:
+        if full:
+            return True, "full read requested"
+        if method == "full":
+            return True, ""
+        if state is None:
+            return True, "no cursor yet: full read"
+        every = self.options.full_every
+        if every is None and method == "timestamp":
+            every = DEFAULT_TIMESTAMP_FULL_EVERY
+        last = state.get("last_full")
+        if every is not None and (last is None or time.time() - float(last) >= every):
+            return True, f"periodic full reconciliation (full_every {every}s)"
+        return False, ""
+
+    def _run(
+        self,
+        read: Read,
+        conn: ldap3.Connection,
+        method: str,
+        state: dict | None,
+        due_full: bool,
+        id_attr: str,
+        server: str,
+        notes: list[str],
+        root: RootDse,
+    ) -> Iterator[Change]:
+        started = time.time()
+        try:
+            if method == "syncrepl":
+                outcome = yield from self._read_syncrepl(conn, state, due_full, id_attr, notes)
+            elif method == "timestamp":
+                outcome = yield from self._read_timestamp(
+                    conn, state, due_full, id_attr, server, notes
+                )
+            elif method in ("dirsync", "usn"):
+                outcome = yield from self._read_ad(conn, method, state, due_full, id_attr)
+            else:
+                outcome = yield from self._read_full(conn, id_attr, {})
+            outcome.method = method
+            outcome.notes = notes + outcome.notes
+            cursor = json.loads(outcome.cursor) if outcome.cursor else {}
+            cursor.update(v=CURSOR_VERSION, method=method, server=server)
+            last_full = started if outcome.complete else (state or {}).get("last_full")
+            if last_full is not None:
+                cursor["last_full"] = last_full
+            outcome.cursor = json.dumps(cursor, sort_keys=True)
+            for note in outcome.notes:
+                log.info("%s: %s", self.job, note)
+            read.outcome = outcome
+        finally:
+            self.close()
+
+    # ----------------------------------------------------------------- methods
+    def _entries(
+        self, conn: ldap3.Connection, filter: str, requested: list[str]
+    ) -> Iterator[wire.Entry]:
+        return wire.paged_search(
+            conn,
+            self.options.base,
+            filter,
+            self.options.scope,
+            requested,
+            page_size=self.page_size,
+        )
+
+    def _changes(
+        self, entries: Iterator[wire.Entry], id_attr: str, drop: frozenset, missing: list[int]
+    ) -> Iterator[Change]:
+        auto = self.options.id_attribute.lower() == "auto"
+        for entry in entries:
+            change = to_change(entry.dn, entry.attributes, id_attr, binary=self.binary, drop=drop)
+            if change is None:
+                dn = entry.dn.decode("utf-8", "replace")
+                if auto:
+                    raise SourceError(
+                        f"entry {dn} has no {id_attr} (hidden by an ACL?): cannot track it"
+                    )
+                missing[0] += 1
+                if missing[0] <= 10:
+                    log.warning("%s: entry %s has no %s; skipped", self.job, dn, id_attr)
+                continue
+            yield change
+
+    def _read_full(self, conn: ldap3.Connection, id_attr: str, cursor: dict) -> Iterator[Change]:
+        requested, drop = self._attributes(id_attr)
+        missing = [0]
+        yield from self._changes(
+            self._entries(conn, self.options.filter, requested), id_attr, drop, missing
+        )
+        notes = [f"{missing[0]} entries without {id_attr} skipped"] if missing[0] else []
+        return ReadOutcome(json.dumps(cursor), complete=True, notes=notes)
+
+    def _read_syncrepl(
+        self,
+        conn: ldap3.Connection,
+        state: dict | None,
+        due_full: bool,
+        id_attr: str,
+        notes: list[str],
+    ) -> Iterator[Change]:
+        cookie = None if due_full or state is None else _unb64(state.get("cookie"))
+        requested, drop = self._attributes(id_attr)
+        refresh = SyncreplRefresh(
+            conn,
+            base=self.options.base,
+            filter=self.options.filter,
+            scope=self.options.scope,
+            attributes=requested,
+            cookie=cookie,
+            id_attribute=id_attr,
+            binary=self.binary,
+            drop=drop,
+        )
+        yield from refresh
+        if refresh.refresh_required:
+            notes.append(
+                "sync cookie refused by the server (e-syncRefreshRequired): fell back to "
+                "a full refresh with deletion detection"
+            )
+            refresh = SyncreplRefresh(
+                conn,
+                base=self.options.base,
+                filter=self.options.filter,
+                scope=self.options.scope,
+                attributes=requested,
+                cookie=None,
+                id_attribute=id_attr,
+                binary=self.binary,
+                drop=drop,
+            )
+            yield from refresh
+            if refresh.refresh_required:
+                raise SourceError("the server asked for a full refresh twice in a row")
+        elif refresh.cookie_ignored:
+            notes.append(
+                "sync cookie not accepted by the server: it sent the whole content "
+                "instead (full refresh with deletion detection)"
+            )
+        elif cookie is not None and refresh.complete:
+            notes.append(
+                "the server could not replay changes since the cookie and listed every "
+                "entry (present phase): full refresh with deletion detection"
+            )
+        c = refresh.counts
+        notes.append(
+            f"syncrepl: {c['upsert']} changed, {c['delete']} deleted, "
+            f"{c['present']} unchanged listed"
+        )
+        return ReadOutcome(json.dumps({"cookie": _b64(refresh.cookie)}), complete=refresh.complete)
+
+    def _read_timestamp(
+        self,
+        conn: ldap3.Connection,
+        state: dict | None,
+        due_full: bool,
+        id_attr: str,
+        server: str,
+        notes: list[str],
+    ) -> Iterator[Change]:
+        overlap = timedelta(seconds=self.options.timestamp_overlap)
+        if not due_full and state is not None and state.get("server") != server:
+            notes.append(
+                f"cursor is from server {state.get('server')}, now {server}: full read "
+                "(timestamps of another server may lag)"
+            )
+            due_full = True
+        watermark = None
+        if not due_full and state is not None:
+            watermark = parse_generalized_time(state.get("watermark") or "")
+            if watermark is None:
+                notes.append("cursor has no watermark: full read")
+                due_full = True
+        requested, drop = self._attributes(id_attr, ("modifyTimestamp",))
+        # modifyTimestamp is dropped only after the watermark saw it.
+        keep_ts = frozenset(drop - {"modifytimestamp"})
+        mark = Watermark(
+            overlap,
+            newest=watermark,
+            old_seen={} if due_full else dict((state or {}).get("seen") or {}),
+        )
+        if due_full:
+            filt = self.options.filter
+        else:
+            assert watermark is not None
+            filt = since_filter(self.options.filter, watermark - overlap)
+        missing = [0]
+        changes = self._changes(self._entries(conn, filt, requested), id_attr, keep_ts, missing)
+        for change in mark.filter(changes):
+            if "modifytimestamp" in drop:
+                change.attributes.pop("modifytimestamp", None)
+            yield change
+        if mark.undated:
+            notes.append(f"{mark.undated} entries without a readable modifyTimestamp")
+        if missing[0]:
+            notes.append(f"{missing[0]} entries without {id_attr} skipped")
+        if not due_full:
+            notes.append(
+                f"timestamp: changes since {format_generalized_time(watermark)} "
+                f"(minus {self.options.timestamp_overlap}s overlap), "
+                f"{mark.skipped} already seen"
+            )
+        cursor = {
+            "watermark": format_generalized_time(mark.newest) if mark.newest else None,
+            "seen": mark.seen(),
+        }
+        if cursor["watermark"] is None:
+            # An empty directory: start from now next time, minus the overlap.
+            cursor["watermark"] = format_generalized_time(datetime.now(UTC))
+        return ReadOutcome(json.dumps(cursor), complete=due_full)
+
+    def _read_ad(
+        self, conn: ldap3.Connection, method: str, state: dict | None, due_full: bool, id_attr: str
+    ) -> Iterator[Change]:
+        from connectors.ldap import ad  # owned by the AD connector; imported only here
+
+        requested, _ = self._attributes(id_attr)
+        options = self.options.model_copy(update={"id_attribute": id_attr, "attributes": requested})
+        fn = ad.read_dirsync if method == "dirsync" else ad.read_usn
+        inner_cursor = (state or {}).get("ad")
+        inner = fn(conn, options, None if due_full else inner_cursor, full=due_full)
+        yield from inner.changes
+        if inner.outcome is None:
+            raise SourceError(f"{method} read ended without an outcome")
+        out = inner.outcome
+        inner_state = out.cursor
+        if isinstance(inner_state, str):
+            try:
+                inner_state = json.loads(inner_state)
+            except ValueError:
+                inner_state = {"raw": inner_state}
+        return ReadOutcome(
+            json.dumps({"ad": inner_state}), complete=out.complete, notes=list(out.notes)
+        )
+
+    # ------------------------------------------------------------------- check
+    def check(self) -> list[CheckResult]:
+        """`syncd doctor` checks: bind, rootDSE, vendor, base, paging, change tracking."""
+        results: list[CheckResult] = []
+        try:
+            conn = self._open()
+        except UserError as err:
+            hint = "check url, ca_file, bind_dn and the password secret"
+            if isinstance(err, ConnectionFailed) and "certificate" in str(err):
+                hint = "set ca_file to the CA that signed the server certificate"
+            return [CheckResult("connect and bind", False, str(err), hint)]
+        try:
+            results.append(CheckResult("connect and bind", True, self.connection.describe()))
+            try:
+                root = read_rootdse(conn)
+            except SourceError as err:
+                results.append(
+                    CheckResult("rootDSE", False, str(err), "the bind DN may not read the rootDSE")
+                )
+                return results
+            results.append(CheckResult("rootDSE", True, f"vendor: {root.vendor()}"))
+            results.append(self._check_base(conn))
+            results.append(
+                CheckResult(
+                    "paged results control",
+                    root.supports_paging,
+                    "supported" if root.supports_paging else "not offered",
+                    "" if root.supports_paging else "large reads will hit the size limit",
+                )
+            )
+            try:
+                method, why = self.resolve_method(conn, root)
+                results.append(CheckResult("change tracking", True, f"using {method} ({why})"))
+            except SourceError as err:
+                results.append(CheckResult("change tracking", False, str(err), "use changes: auto"))
+        finally:
+            self.close()
+        return results
+
+    def _check_base(self, conn: ldap3.Connection) -> CheckResult:
+        done = None
+        found = False
+        for msg in wire.search(conn, self.options.base, "(objectClass=*)", "base", ["1.1"]):
+            if isinstance(msg, wire.Entry):
+                found = True
+            elif isinstance(msg, wire.Done):
+                done = msg
+        if done is not None and done.code == wire.SUCCESS and found:
+            return CheckResult("base DN", True, self.options.base)
+        detail = str(wire.result_error(done, self.options.base, 0)) if done else "no answer"
+        return CheckResult("base DN", False, detail, "check base and the bind DN's ACLs")

@@ -1,0 +1,222 @@
+"""RFC 4533 (LDAP Content Synchronization) refreshOnly reads, streamed entry by entry.
+
+One refreshOnly search with the Sync Request control returns:
+
+* entries with a Sync State control: ``add``/``modify`` (attributes follow: an upsert),
+  ``present`` (unchanged, no attributes) or ``delete`` (gone);
+* Sync Info intermediate messages: ``syncIdSet`` lists UUIDs that are deleted
+  (``refreshDeletes=TRUE``) or present (``FALSE``), and new cookies;
+* a searchResultDone with the Sync Done control (final cookie, ``refreshDeletes``).
+
+A refresh that used the *present phase* (``refreshDeletes`` FALSE at the end, or any
+present UUID) lists every live entry: the read is then complete and anything not listed
+is gone. Without a cookie the server sends all entries that way, so a first read and a
+fallback refresh are complete reads too.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import ldap3
+
+from connectors.ldap import wire
+from connectors.ldap.values import BINARY_ATTRIBUTES, to_change, uuid_to_str
+from syncd.contracts import Change, Op
+from syncd.errors import SourceError
+
+log = logging.getLogger(__name__)
+
+OID_SYNC_REQUEST = "1.3.6.1.4.1.4203.1.9.1.1"
+OID_SYNC_STATE = "1.3.6.1.4.1.4203.1.9.1.2"
+OID_SYNC_DONE = "1.3.6.1.4.1.4203.1.9.1.3"
+OID_SYNC_INFO = "1.3.6.1.4.1.4203.1.9.1.4"
+
+MODE_REFRESH_ONLY = 1
+STATE_PRESENT, STATE_ADD, STATE_MODIFY, STATE_DELETE = 0, 1, 2, 3
+
+
+def sync_request_control(cookie: bytes | None, *, reload_hint: bool = False) -> wire.Control:
+    """The Sync Request control (critical) for a refreshOnly search."""
+    value = wire.enc(0x0A, bytes([MODE_REFRESH_ONLY]))
+    if cookie:
+        value += wire.enc(0x04, cookie)
+    if reload_hint:
+        value += wire.enc(0x01, b"\xff")
+    return (OID_SYNC_REQUEST, True, wire.enc(0x30, value))
+
+
+def parse_state(value: bytes) -> tuple[int, bytes, bytes | None]:
+    """Sync State control value -> (state, entryUUID bytes, cookie or None)."""
+    _, n, i = wire.read_tl(value, 0)
+    parts = wire.elements(value, i, i + n)
+    state = wire.decode_int(parts[0][1])
+    uuid = parts[1][1]
+    cookie = parts[2][1] if len(parts) > 2 else None
+    return state, uuid, cookie
+
+
+def parse_done(value: bytes) -> tuple[bytes | None, bool]:
+    """Sync Done control value -> (cookie or None, refreshDeletes)."""
+    cookie, deletes = None, False
+    if not value:
+        return cookie, deletes
+    _, n, i = wire.read_tl(value, 0)
+    for tag, val in wire.elements(value, i, i + n):
+        if tag == 0x04:
+            cookie = val
+        elif tag == 0x01:
+            deletes = val != b"\x00"
+    return cookie, deletes
+
+
+@dataclass
+class SyncInfo:
+    kind: str  # newcookie | refreshDelete | refreshPresent | syncIdSet
+    cookie: bytes | None = None
+    done: bool = True
+    deletes: bool = False
+    uuids: list[bytes] = field(default_factory=list)
+
+
+def parse_info(value: bytes) -> SyncInfo:
+    """Sync Info message value (a CHOICE) -> SyncInfo."""
+    tag, n, i = wire.read_tl(value, 0)
+    if tag == 0x80:
+        return SyncInfo("newcookie", cookie=value[i : i + n])
+    kind = {0xA1: "refreshDelete", 0xA2: "refreshPresent", 0xA3: "syncIdSet"}.get(tag)
+    if kind is None:
+        raise SourceError(f"unknown Sync Info message (tag {tag:#x})")
+    info = SyncInfo(kind)
+    for t, val in wire.elements(value, i, i + n):
+        if t == 0x04:
+            info.cookie = val
+        elif t == 0x01:
+            if kind == "syncIdSet":
+                info.deletes = val != b"\x00"
+            else:
+                info.done = val != b"\x00"
+        elif t == 0x31:
+            info.uuids = [v for _, v in wire.elements(val, 0, len(val))]
+    return info
+
+
+class SyncreplRefresh:
+    """One refreshOnly search; iterate for Changes, then read the attributes:
+
+    ``cookie`` (the newest the server gave; the old one if it gave none),
+    ``complete`` (every live entry was listed: initial content or present phase),
+    ``refresh_required`` (the server answered e-syncRefreshRequired: redo without
+    cookie), ``cookie_ignored`` (the server could not use the cookie and sent the whole
+    content instead),
+    ``counts`` per state.
+    """
+
+    def __init__(
+        self,
+        conn: ldap3.Connection,
+        *,
+        base: str,
+        filter: str,
+        scope: str,
+        attributes: Sequence[str] | None,
+        cookie: bytes | None,
+        id_attribute: str = "entryuuid",
+        binary: frozenset[str] = BINARY_ATTRIBUTES,
+        drop: frozenset[str] = frozenset(),
+    ):
+        self.conn = conn
+        self.base = base
+        self.filter = filter
+        self.scope = scope
+        self.attributes = attributes
+        self.sent_cookie = cookie
+        self.cookie = cookie
+        self.binary = binary
+        self.drop = drop
+        self.id_attribute = id_attribute
+        self.complete = False
+        self.refresh_required = False
+        self.cookie_ignored = False
+        self.counts = {"upsert": 0, "present": 0, "delete": 0}
+
+    def __iter__(self) -> Iterator[Change]:
+        controls = [sync_request_control(self.cookie)]
+        done = None
+        present_seen = False
+        read = 0
+        stream = wire.search(
+            self.conn, self.base, self.filter, self.scope, self.attributes, controls
+        )
+        for msg in stream:
+            if isinstance(msg, wire.Entry):
+                read += 1
+                state_value = next((v for o, _, v in msg.controls if o == OID_SYNC_STATE), None)
+                if state_value is None:
+                    raise SourceError("syncrepl entry without a Sync State control")
+                state, uuid, cookie = parse_state(state_value)
+                if cookie:
+                    self.cookie = cookie
+                sid = uuid_to_str(uuid)
+                if state == STATE_DELETE:
+                    self.counts["delete"] += 1
+                    yield Change(Op.DELETE, sid, msg.dn.decode("utf-8", "replace"))
+                elif state == STATE_PRESENT:
+                    present_seen = True
+                    self.counts["present"] += 1
+                    yield Change(Op.PRESENT, sid, msg.dn.decode("utf-8", "replace"))
+                else:
+                    change = to_change(
+                        msg.dn,
+                        msg.attributes,
+                        self.id_attribute,
+                        binary=self.binary,
+                        drop=self.drop,
+                        sid=sid,
+                    )
+                    self.counts["upsert"] += 1
+                    yield change
+            elif isinstance(msg, wire.Intermediate):
+                if msg.name != OID_SYNC_INFO or msg.value is None:
+                    log.debug("ignoring intermediate response %s", msg.name)
+                    continue
+                info = parse_info(msg.value)
+                if info.cookie:
+                    self.cookie = info.cookie
+                if info.kind == "syncIdSet":
+                    op = Op.DELETE if info.deletes else Op.PRESENT
+                    if op is Op.PRESENT:
+                        present_seen = True
+                    self.counts[op.value] += len(info.uuids)
+                    for uuid in info.uuids:
+                        yield Change(op, uuid_to_str(uuid))
+                elif info.kind == "refreshPresent":
+                    present_seen = True
+            elif isinstance(msg, wire.Done):
+                done = msg
+        assert done is not None
+        if done.code == wire.SYNC_REFRESH_REQUIRED:
+            self.refresh_required = True
+            return
+        if done.code != wire.SUCCESS:
+            raise wire.result_error(done, self.base, read, what="syncrepl refresh")
+        value = done.control(OID_SYNC_DONE)
+        refresh_deletes = False
+        done_cookie = None
+        if value is not None:
+            done_cookie, refresh_deletes = parse_done(value)
+            if done_cookie:
+                self.cookie = done_cookie
+        if self.sent_cookie and done_cookie == b"":
+            # slapd answers a cookie it cannot parse with a full initial-content refresh
+            # and an empty cookie: everything was sent, and the old cookie is worthless.
+            self.cookie_ignored = True
+            self.cookie = None
+        # Without a cookie the refresh is the initial content: every live entry. With
+        # one, refreshDeletes FALSE at the end means the refresh was a present phase:
+        # every live entry was listed (as add/modify or present), so absence = deletion.
+        self.complete = (
+            not self.sent_cookie or self.cookie_ignored or present_seen or not refresh_deletes
+        )

@@ -1,0 +1,187 @@
+"""Raw LDAP entries -> :class:`syncd.contracts.Change`, per the shared value convention.
+
+* attribute names lower-cased (a ``;binary`` option is dropped, other options kept);
+* a value is ``str`` when it is valid UTF-8, ``bytes`` otherwise;
+* attributes known to be binary (objectGUID, objectSid, jpegPhoto, certificates...)
+  are always ``bytes``, even when their bytes happen to be valid UTF-8;
+* the source id comes from ``id_attribute``: entryUUID as its string form, objectGUID
+  (and other GUID attributes) as the canonical ``xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx``
+  string of the little-endian Microsoft layout, objectSid as ``S-1-5-...``.
+
+The AD connector uses these functions too.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+
+from syncd.contracts import Change, Op
+
+BINARY_ATTRIBUTES = frozenset(
+    {
+        "objectguid",
+        "objectsid",
+        "sidhistory",
+        "tokengroups",
+        "jpegphoto",
+        "thumbnailphoto",
+        "thumbnaillogo",
+        "photo",
+        "audio",
+        "usercertificate",
+        "cacertificate",
+        "certificaterevocationlist",
+        "authorityrevocationlist",
+        "crosscertificatepair",
+        "deltarevocationlist",
+        "usersmimecertificate",
+        "userpkcs12",
+        "ntsecuritydescriptor",
+        "msexchmailboxguid",
+        "msexchmailboxsecuritydescriptor",
+        "msexcharchiveguid",
+        "msexchblockedsendershash",
+        "msexchsafesendershash",
+        "msexchsaferecipientshash",
+        "ms-ds-consistencyguid",
+        "msds-consistencyguid",
+        "msds-generationid",
+        "msds-allowedtoactonbehalfofotheridentity",
+        "logonhours",
+        "replpropertymetadata",
+        "dnsrecord",
+        "securityidentifier",
+        "terminalserver",
+        "ipsecdata",
+        "invocationid",
+        "objectguid;binary",
+    }
+)
+
+GUID_ATTRIBUTES = frozenset(
+    {
+        "objectguid",
+        "msexchmailboxguid",
+        "msexcharchiveguid",
+        "ms-ds-consistencyguid",
+        "msds-consistencyguid",
+        "invocationid",
+    }
+)
+
+
+def attribute_name(raw: bytes) -> str:
+    """Lower-cased attribute description, without a ``;binary`` transfer option."""
+    name = raw.decode("ascii", "replace").lower()
+    if name.endswith(";binary"):
+        name = name[:-7]
+    return name
+
+
+def decode_values(name: str, values: list[bytes], binary: frozenset[str]) -> list[str | bytes]:
+    """Apply the value convention to the raw values of one attribute."""
+    if name in binary:
+        return list(values)
+    out: list[str | bytes] = []
+    for value in values:
+        try:
+            out.append(value.decode("utf-8"))
+        except UnicodeDecodeError:
+            out.append(value)
+    return out
+
+
+def decode_attributes(
+    raw: Iterable[tuple[bytes, list[bytes]]],
+    binary: frozenset[str] = BINARY_ATTRIBUTES,
+    drop: frozenset[str] = frozenset(),
+) -> dict[str, list[str | bytes]]:
+    """Raw (type, values) pairs -> ``{lower-name: [values]}``; names in ``drop`` skipped.
+    Two descriptions that fold to the same name are merged in server order."""
+    attrs: dict[str, list[str | bytes]] = {}
+    for raw_name, values in raw:
+        name = attribute_name(raw_name)
+        if name in drop:
+            continue
+        decoded = decode_values(name, values, binary)
+        if name in attrs:
+            attrs[name].extend(decoded)
+        else:
+            attrs[name] = decoded
+    return attrs
+
+
+def guid_to_str(raw: bytes) -> str:
+    """objectGUID bytes (little-endian Microsoft layout) -> canonical lower-case string."""
+    return str(uuid.UUID(bytes_le=bytes(raw)))
+
+
+def uuid_to_str(raw: bytes) -> str:
+    """RFC 4122 (big-endian) 16 bytes, e.g. a syncrepl syncUUID -> canonical string."""
+    return str(uuid.UUID(bytes=bytes(raw)))
+
+
+def sid_to_str(raw: bytes) -> str:
+    """objectSid bytes -> ``S-1-5-21-...``."""
+    raw = bytes(raw)
+    if len(raw) < 8:
+        raise ValueError("objectSid is too short")
+    count = raw[1]
+    authority = int.from_bytes(raw[2:8], "big")
+    subs = [int.from_bytes(raw[8 + 4 * k : 12 + 4 * k], "little") for k in range(count)]
+    return "S-" + "-".join(str(x) for x in [raw[0], authority, *subs])
+
+
+def id_from_value(id_attribute: str, value: str | bytes) -> str:
+    """The source id string of one value of ``id_attribute`` (already lower-cased)."""
+    if id_attribute in GUID_ATTRIBUTES:
+        if isinstance(value, str):  # a GUID already in text form (e.g. from LDIF tools)
+            return str(uuid.UUID(value))
+        if len(value) != 16:
+            raise ValueError(f"{id_attribute} is not 16 bytes")
+        return guid_to_str(value)
+    if id_attribute == "objectsid":
+        return sid_to_str(value) if isinstance(value, bytes) else value
+    if id_attribute == "entryuuid" and isinstance(value, str):
+        return value.lower()
+    if isinstance(value, bytes):
+        return value.hex()
+    return value
+
+
+def source_id(attributes: dict[str, list[str | bytes]], id_attribute: str) -> str | None:
+    """The entry's stable id from ``id_attribute`` (first value); None when absent."""
+    values = attributes.get(id_attribute)
+    if not values:
+        return None
+    return id_from_value(id_attribute, values[0])
+
+
+def dn_text(raw: bytes) -> str:
+    """A DN as text (DNs are UTF-8 by RFC 4514; a broken one keeps replacement marks)."""
+    return raw.decode("utf-8", "replace")
+
+
+def to_change(
+    dn: bytes,
+    raw: Iterable[tuple[bytes, list[bytes]]],
+    id_attribute: str,
+    *,
+    binary: frozenset[str] = BINARY_ATTRIBUTES,
+    drop: frozenset[str] = frozenset(),
+    sid: str | None = None,
+) -> Change | None:
+    """An upsert ``Change`` for a raw entry, or None if it has no ``id_attribute``.
+
+    ``sid`` overrides the id (syncrepl gives the entryUUID in its state control).
+    ``drop`` removes attributes that were only fetched for bookkeeping.
+    """
+    attrs = decode_attributes(raw, binary)
+    if sid is None:
+        sid = source_id(attrs, id_attribute)
+        if sid is None:
+            return None
+    for name in drop:
+        attrs.pop(name, None)
+    return Change(Op.UPSERT, sid, dn_text(dn), attrs)
