@@ -124,9 +124,8 @@ def main() -> None:
         res = run_size(n, args.repeat)
         baseline = res["ldapsearch"][0]
         print(f"\n{n} entries (median of {args.repeat}):")
-        print(
-            f"  {'step':22} {'wall s':>8} {'entries/s':>10} {'peak RSS MB':>12} {'x ldapsearch':>13}"
-        )
+        head = ("step", "wall s", "entries/s", "peak RSS MB", "x ldapsearch")
+        print("  {:22} {:>8} {:>10} {:>12} {:>13}".format(*head))
         for name, (wall, rss) in res.items():
             print(f"  {name:22} {wall:8.2f} {n / wall:10.0f} {rss:12.1f} {wall / baseline:13.2f}")
 
