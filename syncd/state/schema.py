@@ -1,0 +1,123 @@
+"""Tables of the state store and the migrations that build them.
+
+``MIGRATIONS[i]`` takes a schema from version ``i`` to ``i + 1``; the store applies the
+missing ones in order, all in ONE transaction (DDL is transactional on SQLite and
+PostgreSQL), and records each in ``schema_version``. A database whose version is newer
+than ``LATEST`` is refused: an older syncd must not write a schema it does not know.
+
+To change the schema: change the table definitions below AND append a migration that
+takes a version-``LATEST`` database there (never edit an existing migration).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Callable
+
+from sqlalchemy import (
+    Column,
+    Connection,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    TypeDecorator,
+)
+
+
+class UTCDateTime(TypeDecorator):
+    """Timestamps stored as naive UTC (SQLite has no time zones) and read back aware."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(_dt.UTC).replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=_dt.UTC)
+        return value
+
+
+metadata = MetaData()
+
+schema_version = Table(
+    "schema_version",
+    metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("applied_at", UTCDateTime, nullable=False),
+)
+
+cursors = Table(
+    "cursors",
+    metadata,
+    Column("job", Text, primary_key=True),
+    Column("cursor", Text),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+objects = Table(
+    "objects",
+    metadata,
+    Column("job", Text, primary_key=True),
+    Column("source_id", Text, primary_key=True),
+    Column("key", Text, nullable=False),
+    Column("target_id", Text),
+    Column("fingerprint", Text, nullable=False),
+    Column("digests", Text, nullable=False),  # JSON {field: digest}
+    Column("dn", Text),
+    Column("dn_norm", Text),  # lower-cased dn, for case-insensitive look-ups
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index("ix_objects_job_dn", "job", "dn_norm"),
+    Index("ix_objects_job_key", "job", "key"),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job", Text, nullable=False),
+    Column("node", Text, nullable=False),
+    Column("method", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("started", UTCDateTime, nullable=False),
+    Column("finished", UTCDateTime),
+    Column("counts", Text, nullable=False),  # JSON {name: int}
+    Column("error", Text),
+    Column("notes", Text, nullable=False),  # JSON [str]
+    Index("ix_runs_job_id", "job", "id"),
+)
+
+quarantine = Table(
+    "quarantine",
+    metadata,
+    Column("job", Text, primary_key=True),
+    Column("source_id", Text, primary_key=True),
+    Column("dn", Text),
+    Column("reason", Text, nullable=False),
+    Column("first_seen", UTCDateTime, nullable=False),
+    Column("last_seen", UTCDateTime, nullable=False),
+    Column("attempts", Integer, nullable=False),
+)
+
+
+def _v1_initial(conn: Connection) -> None:
+    # The tables above ARE version 1 today. The day a migration changes one of them,
+    # copy its version-1 definition in here first so this step keeps building v1.
+    metadata.create_all(conn, tables=[cursors, objects, runs, quarantine])
+
+
+Migration = Callable[[Connection], None]
+
+MIGRATIONS: list[Migration] = [_v1_initial]
+"""Step ``i`` takes version ``i`` to ``i + 1``. Append only."""
+
+
+def latest() -> int:
+    """The schema version this code writes."""
+    return len(MIGRATIONS)

@@ -1,0 +1,557 @@
+"""The state store: what syncd pushed, per job (SQLAlchemy Core; SQLite or PostgreSQL).
+
+Every write goes through :meth:`StateStore.commit` (or the run records), each one ONE
+transaction: after a crash the store holds either everything a commit carried or none
+of it. Object upserts are batched ``INSERT .. ON CONFLICT DO UPDATE`` executemany
+statements (about 15 us per row on SQLite, against 400 us one row at a time).
+
+SQLite: the file's directory is created; WAL journal (readers never block the writer);
+``synchronous=NORMAL`` (an OS crash may lose the last commits, never corrupt: the next
+run then repeats that work, which targets accept as they are idempotent); foreign keys
+on; a 30 s busy timeout when two processes write.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    union,
+    update,
+)
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
+from sqlalchemy.pool import StaticPool
+
+from syncd.errors import ConfigError, ConnectionFailed, UserError
+from syncd.state import schema
+from syncd.state.schema import cursors, objects, quarantine, runs, schema_version
+
+log = logging.getLogger(__name__)
+
+IN_CHUNK: Final = 500
+"""Most values in one SQL ``IN (...)`` list (SQLite's variable limit is far above)."""
+
+
+class _Keep:
+    """Type of :data:`KEEP`."""
+
+    _instance: _Keep | None = None
+
+    def __new__(cls) -> _Keep:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "KEEP"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+KEEP: Final = _Keep()
+"""``commit(cursor=KEEP)`` (the default) leaves the job's cursor as it is;
+``cursor=None`` clears it."""
+
+
+@dataclass(slots=True)
+class ObjectState:
+    """What the store knows about one synced object."""
+
+    source_id: str
+    key: str
+    target_id: str | None
+    fingerprint: str
+    digests: dict[str, str]
+    dn: str | None
+
+
+@dataclass(slots=True)
+class QuarantineEntry:
+    """An object whose mapping or write failed; retried on later runs."""
+
+    job: str
+    source_id: str
+    dn: str | None
+    reason: str
+    first_seen: _dt.datetime | None = None
+    last_seen: _dt.datetime | None = None
+    attempts: int = 0
+
+    @classmethod
+    def new(cls, job: str, source_id: str, dn: str | None, reason: str) -> QuarantineEntry:
+        """An entry to pass to :meth:`StateStore.commit` (times and attempts are the
+        store's business)."""
+        return cls(job, source_id, dn, reason)
+
+
+@dataclass(slots=True)
+class RunRecord:
+    """One run of a job as recorded by start_run/finish_run."""
+
+    id: int
+    job: str
+    node: str
+    method: str
+    status: str
+    started: _dt.datetime
+    finished: _dt.datetime | None
+    counts: dict[str, int] = field(default_factory=dict)
+    error: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from start to finish (None while running)."""
+        if self.finished is None:
+            return None
+        return (self.finished - self.started).total_seconds()
+
+
+def _now() -> _dt.datetime:
+    return _dt.datetime.now(_dt.UTC)
+
+
+def _chunks(items: Sequence[Any], size: int = IN_CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def safe_url(url: URL | str) -> str:
+    """The URL with its password masked, for messages."""
+    try:
+        u = make_url(url) if isinstance(url, str) else url
+    except ArgumentError:
+        return "<invalid url>"
+    return u.render_as_string(hide_password=True)
+
+
+def _parse_url(url: str) -> URL:
+    try:
+        u = make_url(url)
+    except ArgumentError:
+        raise ConfigError(f"state: url {url!r} is not a database URL") from None
+    # "postgresql://" means psycopg2 to SQLAlchemy; syncd ships psycopg 3.
+    if u.drivername in ("postgresql", "postgres"):
+        u = u.set(drivername="postgresql+psycopg")
+    return u
+
+
+def _sqlite_engine(u: URL) -> Engine:
+    db = u.database or ""
+    memory = db in ("", ":memory:") or u.query.get("mode") == "memory"
+    kwargs: dict[str, Any] = {"connect_args": {"timeout": 30, "check_same_thread": False}}
+    if memory:
+        kwargs["poolclass"] = StaticPool
+    else:
+        path = Path(db).expanduser()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ConfigError(
+                f"state: cannot create directory {path.parent}: {err.strerror}"
+            ) from None
+    engine = create_engine(u, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):
+        # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite would otherwise
+        # begin lazily and commit around DDL): real transactions, transactional DDL.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        if not memory:
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        # Writers take the write lock at BEGIN: a deferred transaction that reads first
+        # could fail with SQLITE_BUSY when it later wants to write.
+        mode = conn.get_execution_options().get("syncd_begin", "")
+        conn.exec_driver_sql(f"BEGIN {mode}".strip())
+
+    return engine
+
+
+class StateStore:
+    """Per-job state of syncd in one database. See the module docstring.
+
+    Raises ConfigError for a bad URL, ConnectionFailed when the database cannot be
+    reached, and UserError when its schema is newer than this code knows.
+    """
+
+    def __init__(self, url: str):
+        u = _parse_url(url)
+        self.url = safe_url(u)
+        self.dialect = u.get_backend_name()
+        try:
+            if self.dialect == "sqlite":
+                self.engine = _sqlite_engine(u)
+            elif self.dialect == "postgresql":
+                self.engine = create_engine(
+                    u, pool_pre_ping=True, connect_args={"connect_timeout": 10}
+                )
+            else:
+                self.engine = create_engine(u, pool_pre_ping=True)
+        except NoSuchModuleError:
+            raise ConfigError(
+                f"state: no database driver for {u.drivername!r} "
+                "(use sqlite:///PATH or postgresql+psycopg://...)"
+            ) from None
+        except ModuleNotFoundError as err:
+            raise ConfigError(
+                f"state: the driver module {err.name!r} for {u.drivername!r} is not installed"
+            ) from None
+        self._write_engine = self.engine.execution_options(syncd_begin="IMMEDIATE")
+        try:
+            self._migrate()
+        except OperationalError as err:
+            self.engine.dispose()
+            raise ConnectionFailed(f"state database {self.url}: {_short(err)}") from None
+        except BaseException:
+            self.engine.dispose()
+            raise
+        self._upsert_objects = self._make_upsert_objects()
+        self._upsert_quarantine = self._make_upsert_quarantine()
+        self._upsert_cursor = self._make_upsert_cursor()
+
+    # ----------------------------------------------------------------- schema
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """One write transaction (BEGIN IMMEDIATE on SQLite)."""
+        with self._write_engine.begin() as conn:
+            yield conn
+
+    def _migrate(self) -> None:
+        with self._write() as conn:
+            if self.dialect == "postgresql":
+                # Several nodes may start at once: one migrates, the others wait.
+                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7153551204)")
+            schema_version.create(conn, checkfirst=True)
+            current = conn.execute(select(func.max(schema_version.c.version))).scalar() or 0
+            latest = schema.latest()
+            if current > latest:
+                raise UserError(
+                    f"state database {self.url} has schema version {current}, but this "
+                    f"syncd knows versions up to {latest}: upgrade syncd (or use another "
+                    "state database)"
+                )
+            for version in range(current, latest):
+                log.info("state database %s: migrating to schema version %d", self.url, version + 1)
+                schema.MIGRATIONS[version](conn)
+                conn.execute(insert(schema_version).values(version=version + 1, applied_at=_now()))
+
+    def schema_version(self) -> int:
+        """The schema version of the database."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.max(schema_version.c.version))).scalar() or 0
+
+    def _insert(self, table):
+        if self.dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        return dialect_insert(table)
+
+    def _make_upsert_objects(self):
+        stmt = self._insert(objects)
+        cols = ("key", "target_id", "fingerprint", "digests", "dn", "dn_norm", "updated_at")
+        return stmt.on_conflict_do_update(
+            index_elements=[objects.c.job, objects.c.source_id],
+            set_={c: stmt.excluded[c] for c in cols},
+        )
+
+    def _make_upsert_quarantine(self):
+        stmt = self._insert(quarantine)
+        return stmt.on_conflict_do_update(
+            index_elements=[quarantine.c.job, quarantine.c.source_id],
+            set_={
+                "dn": stmt.excluded.dn,
+                "reason": stmt.excluded.reason,
+                "last_seen": stmt.excluded.last_seen,
+                "attempts": quarantine.c.attempts + 1,
+            },
+        )
+
+    def _make_upsert_cursor(self):
+        stmt = self._insert(cursors)
+        return stmt.on_conflict_do_update(
+            index_elements=[cursors.c.job],
+            set_={"cursor": stmt.excluded.cursor, "updated_at": stmt.excluded.updated_at},
+        )
+
+    # ---------------------------------------------------------------- reading
+    def get_cursor(self, job: str) -> str | None:
+        """The cursor last committed for ``job`` (None if none)."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(cursors.c.cursor).where(cursors.c.job == job)).scalar()
+
+    @staticmethod
+    def _state(row: Any) -> ObjectState:
+        return ObjectState(
+            source_id=row.source_id,
+            key=row.key,
+            target_id=row.target_id,
+            fingerprint=row.fingerprint,
+            digests=json.loads(row.digests) if row.digests else {},
+            dn=row.dn,
+        )
+
+    _STATE_COLS = (
+        objects.c.source_id,
+        objects.c.key,
+        objects.c.target_id,
+        objects.c.fingerprint,
+        objects.c.digests,
+        objects.c.dn,
+    )
+
+    def objects_for(self, job: str, source_ids: Sequence[str]) -> dict[str, ObjectState]:
+        """The known objects among ``source_ids`` (one query per 500 ids)."""
+        found: dict[str, ObjectState] = {}
+        ids = list(dict.fromkeys(source_ids))
+        if not ids:
+            return found
+        with self.engine.connect() as conn:
+            for chunk in _chunks(ids):
+                rows = conn.execute(
+                    select(*self._STATE_COLS).where(
+                        objects.c.job == job, objects.c.source_id.in_(chunk)
+                    )
+                )
+                for row in rows:
+                    found[row.source_id] = self._state(row)
+        return found
+
+    def objects_by_dn(self, job: str, dns: Sequence[str]) -> dict[str, ObjectState]:
+        """Known objects whose DN is one of ``dns``, compared case-insensitively.
+        Keyed by the DN as asked for."""
+        wanted: dict[str, list[str]] = {}
+        for dn in dns:
+            wanted.setdefault(dn.lower(), []).append(dn)
+        found: dict[str, ObjectState] = {}
+        if not wanted:
+            return found
+        with self.engine.connect() as conn:
+            for chunk in _chunks(list(wanted)):
+                rows = conn.execute(
+                    select(*self._STATE_COLS, objects.c.dn_norm).where(
+                        objects.c.job == job, objects.c.dn_norm.in_(chunk)
+                    )
+                )
+                for row in rows:
+                    state = self._state(row)
+                    for asked in wanted[row.dn_norm]:
+                        found[asked] = state
+        return found
+
+    def iter_objects(self, job: str, *, batch: int = 1000) -> Iterator[ObjectState]:
+        """Every object of ``job``, streamed ``batch`` rows at a time (ordered by
+        source id), without loading them all into memory."""
+        with self.engine.connect() as conn:
+            result = conn.execution_options(yield_per=batch).execute(
+                select(*self._STATE_COLS).where(objects.c.job == job).order_by(objects.c.source_id)
+            )
+            for row in result:
+                yield self._state(row)
+
+    def count_objects(self, job: str) -> int:
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(func.count()).select_from(objects).where(objects.c.job == job)
+            ).scalar_one()
+
+    # ---------------------------------------------------------------- writing
+    def commit(
+        self,
+        job: str,
+        *,
+        upserts: Sequence[ObjectState] = (),
+        deletes: Sequence[str] = (),
+        quarantined: Sequence[QuarantineEntry] = (),
+        unquarantined: Sequence[str] = (),
+        cursor: str | _Keep | None = KEEP,
+    ) -> None:
+        """Write all of it in ONE transaction, or nothing.
+
+        Order inside the transaction: deletes, then upserts (a key change is a delete
+        and a create of the same source id: the create wins), then unquarantined, then
+        quarantined (each quarantining counts one attempt more), then the cursor.
+        """
+        now = _now()
+        rows: dict[str, dict[str, Any]] = {}
+        for o in upserts:  # last one wins; one INSERT must not touch a row twice
+            rows[o.source_id] = {
+                "job": job,
+                "source_id": o.source_id,
+                "key": o.key,
+                "target_id": o.target_id,
+                "fingerprint": o.fingerprint,
+                "digests": json.dumps(o.digests, separators=(",", ":"), sort_keys=True),
+                "dn": o.dn,
+                "dn_norm": o.dn.lower() if o.dn is not None else None,
+                "updated_at": now,
+            }
+        problems: dict[str, dict[str, Any]] = {}
+        for q in quarantined:
+            if q.job != job:
+                raise ValueError(f"quarantine entry of job {q.job!r} committed for job {job!r}")
+            problems[q.source_id] = {
+                "job": job,
+                "source_id": q.source_id,
+                "dn": q.dn,
+                "reason": q.reason,
+                "first_seen": now,
+                "last_seen": now,
+                "attempts": 1,
+            }
+        with self._write() as conn:
+            for chunk in _chunks(list(dict.fromkeys(deletes))):
+                conn.execute(
+                    delete(objects).where(objects.c.job == job, objects.c.source_id.in_(chunk))
+                )
+            if rows:
+                conn.execute(self._upsert_objects, list(rows.values()))
+            for chunk in _chunks(list(dict.fromkeys(unquarantined))):
+                conn.execute(
+                    delete(quarantine).where(
+                        quarantine.c.job == job, quarantine.c.source_id.in_(chunk)
+                    )
+                )
+            if problems:
+                conn.execute(self._upsert_quarantine, list(problems.values()))
+            if cursor is not KEEP:
+                conn.execute(self._upsert_cursor, {"job": job, "cursor": cursor, "updated_at": now})
+
+    # ------------------------------------------------------------------- runs
+    def start_run(self, job: str, *, method: str, node: str) -> int:
+        """Record the start of a run; returns its id for :meth:`finish_run`."""
+        with self._write() as conn:
+            result = conn.execute(
+                insert(runs).values(
+                    job=job,
+                    node=node,
+                    method=method,
+                    status="running",
+                    started=_now(),
+                    counts="{}",
+                    notes="[]",
+                )
+            )
+            return int(result.inserted_primary_key[0])
+
+    def finish_run(
+        self,
+        run_id: int,
+        *,
+        status: str,
+        counts: dict[str, int],
+        error: str | None = None,
+        notes: Sequence[str] = (),
+        method: str | None = None,
+    ) -> None:
+        """Record how run ``run_id`` ended (``method`` updates the one given at start,
+        which may not have been known then)."""
+        values: dict[str, Any] = {
+            "status": status,
+            "finished": _now(),
+            "counts": json.dumps(dict(counts), sort_keys=True),
+            "error": error,
+            "notes": json.dumps(list(notes)),
+        }
+        if method is not None:
+            values["method"] = method
+        with self._write() as conn:
+            conn.execute(update(runs).where(runs.c.id == run_id).values(**values))
+
+    def runs(self, job: str | None = None, limit: int = 10) -> list[RunRecord]:
+        """The latest ``limit`` runs (of ``job``, or of all jobs), newest first."""
+        query = select(runs).order_by(runs.c.id.desc()).limit(limit)
+        if job is not None:
+            query = query.where(runs.c.job == job)
+        with self.engine.connect() as conn:
+            return [
+                RunRecord(
+                    id=r.id,
+                    job=r.job,
+                    node=r.node,
+                    method=r.method,
+                    status=r.status,
+                    started=r.started,
+                    finished=r.finished,
+                    counts=json.loads(r.counts or "{}"),
+                    error=r.error,
+                    notes=json.loads(r.notes or "[]"),
+                )
+                for r in conn.execute(query)
+            ]
+
+    def quarantine(self, job: str | None = None) -> list[QuarantineEntry]:
+        """Quarantined objects (of ``job`` or all), most recently seen first."""
+        query = select(quarantine).order_by(
+            quarantine.c.job, quarantine.c.last_seen.desc(), quarantine.c.source_id
+        )
+        if job is not None:
+            query = query.where(quarantine.c.job == job)
+        with self.engine.connect() as conn:
+            return [
+                QuarantineEntry(
+                    job=r.job,
+                    source_id=r.source_id,
+                    dn=r.dn,
+                    reason=r.reason,
+                    first_seen=r.first_seen,
+                    last_seen=r.last_seen,
+                    attempts=r.attempts,
+                )
+                for r in conn.execute(query)
+            ]
+
+    def jobs(self) -> list[str]:
+        """Every job the store holds anything for, sorted."""
+        query = union(
+            select(cursors.c.job),
+            select(objects.c.job).distinct(),
+            select(runs.c.job).distinct(),
+            select(quarantine.c.job).distinct(),
+        )
+        with self.engine.connect() as conn:
+            return sorted(r[0] for r in conn.execute(query))
+
+    def close(self) -> None:
+        """Release every connection. Safe to call twice."""
+        self.engine.dispose()
+
+    def __enter__(self) -> StateStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"StateStore({self.url})"
+
+
+def _short(err: DBAPIError) -> str:
+    """First line of a driver error, without SQLAlchemy's SQL/background lines."""
+    text = str(err.orig) if err.orig is not None else str(err)
+    return text.strip().splitlines()[0] if text.strip() else type(err).__name__
