@@ -1,0 +1,1162 @@
+"""LDAP target: reconcile records (an HR export) into OpenLDAP or Active Directory.
+
+What it promises (issue 6):
+
+* An entry's DN comes from ``dn_template`` with every field value escaped as an RFC 4514
+  RDN value (commas, plus, quotes, a leading ``#`` or space, a trailing space...), so a
+  hostile name can never change the DN's structure. Multi-valued RDNs (``cn={cn}+uid={uid}``)
+  work.
+* Only ``owned_attributes`` are ever written; every other attribute of an entry is left
+  as it is. Values are compared with the entry's current values first, so an unchanged
+  entry costs one search and no write.
+* The link to an entry is its ``entryUUID`` (OpenLDAP) or ``objectGUID`` (AD), so renames
+  keep it; the current DN is looked up from that id at apply time. The record key is also
+  written to ``key_attribute`` (employeeNumber / employeeID) so a repeated create finds
+  the entry instead of duplicating it.
+* A computed DN different from the current one is a modrdn (with newSuperior): "moved
+  from X to Y".
+* Leavers (delete actions) are disabled by default: AD ``userAccountControl`` gets
+  ACCOUNTDISABLE; OpenLDAP gets ``disabled_attributes`` and/or a move into
+  ``disabled_ou``. A record with ``enabled: false`` is disabled the same way; a record that
+  comes back enabled is re-enabled ("re-enabled").
+* ``groups`` (DNs or names) sets membership in *managed* groups only (under
+  ``group_base`` or listed in ``managed_groups``); other groups are never touched.
+* Nothing outside ``base`` (and ``disabled_ou``) is ever read for linking or written.
+* :meth:`LdapTarget.correlate` links unlinked records by ordered rules (employeeNumber,
+  then mail...): one match links, none tries the next rule, several are all returned so
+  the engine reports the ambiguity.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import string
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import ldap3
+from ldap3.core import exceptions as lexc
+from ldap3.utils.conv import escape_filter_chars
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from syncd.contracts import Action, ActionKind, ActionResult, CheckResult, FieldValue, Target
+from syncd.errors import TargetError
+
+log = logging.getLogger(__name__)
+
+ACCOUNTDISABLE = 0x2
+PASSWD_NOTREQD = 0x20
+NORMAL_ACCOUNT = 0x200
+
+RESERVED_FIELDS = frozenset({"enabled", "groups"})
+"""Record fields with a meaning of their own: never written as attributes."""
+
+# LDAP result codes the target reacts to.
+_NO_SUCH_OBJECT = 32
+_NO_SUCH_ATTRIBUTE = 16
+_VALUE_EXISTS = 20
+_ALREADY_EXISTS = 68
+
+
+# --------------------------------------------------------------------------------------
+# DNs (RFC 4514), written here rather than taken from ldap3: ldap3's escape_rdn fails on
+# an empty value and double-escapes a lone space, and its safe_dn re-escapes DNs.
+
+
+_SPECIAL = frozenset(',+"\\<>;=')
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def escape_rdn_value(value: str) -> str:
+    """Escape one attribute value for use in a DN (RFC 4514 section 2.4).
+
+    Raises ValueError for an empty value (a DN cannot hold one)."""
+    if value == "":
+        raise ValueError("an RDN value cannot be empty")
+    out: list[str] = []
+    for ch in value:
+        if ch in _SPECIAL:
+            out.append("\\" + ch)
+        elif ch < " " or ch == "\x7f":
+            out.append("".join(f"\\{b:02x}" for b in ch.encode("utf-8")))
+        else:
+            out.append(ch)
+    if value[0] in " #":
+        out[0] = "\\" + out[0]
+    if value[-1] == " " and (len(value) > 1 or value[0] != " "):
+        out[-1] = "\\ "
+    return "".join(out)
+
+
+Rdn = tuple[tuple[str, str], ...]
+
+
+def parse_dn(dn: str) -> list[Rdn]:
+    """Split a DN into RDNs of (type, unescaped value) pairs. Raises ValueError."""
+    rdns: list[Rdn] = []
+    avas: list[tuple[str, str]] = []
+    i, n = 0, len(dn)
+    if not dn.strip():
+        return []
+    while i < n:
+        eq = dn.find("=", i)
+        if eq < 0:
+            raise ValueError(f"not a DN: {dn!r}")
+        attr = dn[i:eq].strip()
+        if not attr:
+            raise ValueError(f"not a DN: {dn!r}")
+        i = eq + 1
+        while i < n and dn[i] == " ":
+            i += 1  # spaces after "=" are not part of the value (an escaped one is)
+        buf = bytearray()
+        keep = 0  # length of buf that escapes protect from trailing-space stripping
+        quoted = i < n and dn[i] == '"'
+        if quoted:
+            i += 1
+        while i < n:
+            c = dn[i]
+            if c == "\\" and i + 1 < n:
+                pair = dn[i + 1 : i + 3]
+                if len(pair) == 2 and pair[0] in _HEX and pair[1] in _HEX:
+                    buf += bytes.fromhex(pair)
+                    i += 3
+                else:
+                    buf += dn[i + 1].encode("utf-8")
+                    i += 2
+                keep = len(buf)
+            elif quoted and c == '"':
+                quoted = False
+                keep = len(buf)
+                i += 1
+            elif not quoted and c in ",+;":
+                break
+            else:
+                buf += c.encode("utf-8")
+                i += 1
+        while len(buf) > keep and buf.endswith(b" "):
+            del buf[-1]
+        avas.append((attr, buf.decode("utf-8", "replace")))
+        if i < n and dn[i] == "+":
+            i += 1
+            continue
+        rdns.append(tuple(avas))
+        avas = []
+        i += 1
+    if avas:
+        rdns.append(tuple(avas))
+    return rdns
+
+
+def build_dn(rdns: Iterable[Rdn]) -> str:
+    """The string form of parsed RDNs, every value escaped."""
+    return ",".join("+".join(f"{t}={escape_rdn_value(v)}" for t, v in rdn) for rdn in rdns)
+
+
+def norm_dn(dn: str) -> tuple[tuple[tuple[str, str], ...], ...]:
+    """A comparable form: types and values lower-cased, AVAs of an RDN sorted
+    (names in DNs match case-insensitively on both OpenLDAP and AD)."""
+    return tuple(tuple(sorted((t.lower(), v.lower()) for t, v in rdn)) for rdn in parse_dn(dn))
+
+
+def same_dn(a: str, b: str) -> bool:
+    return norm_dn(a) == norm_dn(b)
+
+
+def dn_within(dn: str, base: str) -> bool:
+    """True when ``dn`` is ``base`` or below it."""
+    nd, nb = norm_dn(dn), norm_dn(base)
+    return len(nd) >= len(nb) and (not nb or nd[len(nd) - len(nb) :] == nb)
+
+
+# --------------------------------------------------------------------------------------
+# Options
+
+
+class CorrelationRule(BaseModel):
+    """Link an unlinked record to an entry whose ``attribute`` equals the record's ``field``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    field: str = Field(description="record field, e.g. employee_number")
+    attribute: str = Field(description="directory attribute, e.g. employeeNumber")
+
+
+class LdapTargetOptions(BaseModel):
+    """A job's ``target:`` block for an LDAP connection (directory as a target)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    base: str = Field(
+        description="the job's scope: entries outside it are never read for linking nor "
+        "written. Example: ou=people,dc=example,dc=com"
+    )
+    dn_template: str = Field(
+        description="DN of an entry; {field} is replaced by the record's field, escaped. "
+        "Example: uid={uid},ou={department},ou=people,dc=example,dc=com"
+    )
+    directory: Literal["openldap", "ad"] = Field(
+        "openldap", description="openldap (and other RFC servers) or ad (Active Directory/Samba)"
+    )
+    object_classes: list[str] | None = Field(
+        None,
+        description="objectClass values of created entries; default inetOrgPerson chain "
+        "(openldap) or user chain (ad)",
+    )
+    owned_attributes: list[str] | None = Field(
+        None,
+        description="the only attributes ever written; default: every record field except "
+        "enabled, groups and fields whose name starts with '_' (template-only helpers)",
+    )
+    key_attribute: str | None = Field(
+        None,
+        description="attribute holding the record key (the link of last resort); default "
+        "employeeNumber (openldap) / employeeID (ad)",
+    )
+    entry_filter: str | None = Field(
+        None,
+        description="filter the managed entries match (correlation, key look-up); default "
+        "(objectClass=<last object class>) / AD people",
+    )
+    on_delete: Literal["disable", "delete", "move"] = Field(
+        "disable",
+        description="what a leaver becomes: disable (default), delete, or move (only into "
+        "disabled_ou)",
+    )
+    disabled_ou: str | None = Field(
+        None, description="container disabled entries are moved to (optional for disable)"
+    )
+    disabled_attributes: dict[str, str | list[str]] = Field(
+        default_factory=dict,
+        description="attributes set on disable and removed on re-enable (OpenLDAP), e.g. "
+        '{pwdAccountLockedTime: "000001010000Z"} or {employeeType: disabled}',
+    )
+    references: dict[str, str] = Field(
+        default_factory=dict,
+        description="fields holding another record's key, written as that entry's DN: "
+        "{field: attribute to look the value up by}, e.g. {manager: employeeNumber}",
+    )
+    group_base: str | None = Field(
+        None, description="every group under this DN is managed (members added/removed)"
+    )
+    managed_groups: list[str] = Field(
+        default_factory=list, description="DNs of further managed groups"
+    )
+    group_dn_template: str | None = Field(
+        None,
+        description="DN of a group given by name in the `groups` field; default "
+        "cn={name},<group_base>",
+    )
+    member_attribute: str = Field("member", description="group attribute holding member DNs")
+    create_missing_ous: bool = Field(
+        True, description="create missing organizationalUnit parents (inside base) on demand"
+    )
+    correlate: list[CorrelationRule] = Field(
+        default_factory=list,
+        description="ordered rules linking existing entries on the first run, e.g. "
+        "[{field: employeeNumber, attribute: employeeNumber}, {field: mail, attribute: mail}]",
+    )
+    ad_initial_password: Literal["random", "none"] = Field(
+        "random",
+        description="AD only: an enabled account needs a password; random = a random one "
+        "nobody knows (the helpdesk resets it; needs an encrypted connection), none = "
+        "accounts are created disabled",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> LdapTargetOptions:
+        try:
+            parse_dn(self.base)
+            if self.disabled_ou:
+                parse_dn(self.disabled_ou)
+            if self.group_base:
+                parse_dn(self.group_base)
+            for g in self.managed_groups:
+                parse_dn(g)
+        except ValueError as err:
+            raise ValueError(str(err)) from None
+        sample = _PLACEHOLDER.sub("x", self.dn_template)
+        try:
+            parsed = parse_dn(sample)
+        except ValueError:
+            raise ValueError(f"dn_template {self.dn_template!r} is not a DN") from None
+        if not parsed or not dn_within(sample, self.base):
+            raise ValueError(f"dn_template must produce DNs under base {self.base!r}")
+        if not _PLACEHOLDER.search(self.dn_template.split(",")[0]):
+            raise ValueError("dn_template's first RDN must contain a {field}")
+        if self.on_delete == "move" and not self.disabled_ou:
+            raise ValueError("on_delete: move needs disabled_ou")
+        if (
+            self.directory == "openldap"
+            and self.on_delete == "disable"
+            and not (self.disabled_ou or self.disabled_attributes)
+        ):
+            raise ValueError(
+                "on_delete: disable on openldap needs disabled_ou and/or disabled_attributes "
+                "(e.g. {employeeType: disabled})"
+            )
+        return self
+
+    # Resolved defaults -----------------------------------------------------------------
+
+    @property
+    def classes(self) -> list[str]:
+        if self.object_classes:
+            return list(self.object_classes)
+        if self.directory == "ad":
+            return ["top", "person", "organizationalPerson", "user"]
+        return ["top", "person", "organizationalPerson", "inetOrgPerson"]
+
+    @property
+    def key_attr(self) -> str:
+        return self.key_attribute or ("employeeID" if self.directory == "ad" else "employeeNumber")
+
+    @property
+    def id_attr(self) -> str:
+        return "objectGUID" if self.directory == "ad" else "entryUUID"
+
+    @property
+    def filter(self) -> str:
+        if self.entry_filter:
+            f = self.entry_filter.strip()
+            return f if f.startswith("(") else f"({f})"
+        if self.directory == "ad":
+            return "(&(objectCategory=person)(objectClass=user))"
+        return f"(objectClass={self.classes[-1]})"
+
+    @property
+    def scopes(self) -> list[str]:
+        """Where managed entries may live: base, and disabled_ou when outside base."""
+        out = [self.base]
+        if self.disabled_ou and not dn_within(self.disabled_ou, self.base):
+            out.append(self.disabled_ou)
+        return out
+
+
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.-]*)\}")
+
+
+# --------------------------------------------------------------------------------------
+# The target
+
+
+class _ActionFailed(Exception):
+    """One action cannot be done; reported in its ActionResult."""
+
+
+@dataclass
+class _Entry:
+    dn: str
+    attrs: dict[str, list[str | bytes]]  # lower-cased names
+    target_id: str
+
+    def values(self, name: str) -> list[str | bytes]:
+        return self.attrs.get(name.lower(), [])
+
+
+@dataclass
+class _Pending:
+    """A reference (manager...) that could not be resolved yet: retried at batch end."""
+
+    index: int
+    target_id: str
+    refs: dict[str, str]
+    details: list[str] = field(default_factory=list)
+
+
+def _decode(value: bytes) -> str | bytes:
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value
+
+
+def _as_values(value: FieldValue) -> list[str | bytes]:
+    """Record value -> LDAP values (empty list = attribute absent)."""
+    if value is None:
+        return []
+    items = value if isinstance(value, list | tuple) else [value]
+    out: list[str | bytes] = []
+    for item in items:
+        if item is None:
+            continue
+        if isinstance(item, bool):
+            out.append("TRUE" if item else "FALSE")
+        elif isinstance(item, bytes):
+            out.append(item)
+        else:
+            text = str(item)
+            if text != "":
+                out.append(text)
+    return out
+
+
+def _first_text(value: FieldValue) -> str | None:
+    vals = _as_values(value)
+    if not vals:
+        return None
+    v = vals[0]
+    return v.decode("utf-8", "replace") if isinstance(v, bytes) else v
+
+
+def _enabled(fields: dict[str, FieldValue]) -> bool:
+    value = fields.get("enabled")
+    if value is None:
+        return True
+    if isinstance(value, list):
+        value = value[0] if value else None
+        if value is None:
+            return True
+    if isinstance(value, str):
+        return value.strip().lower() not in ("false", "no", "0", "off", "disabled", "")
+    return bool(value)
+
+
+def _random_password() -> str:
+    """A password AD's complexity rules accept, that nobody knows."""
+    alphabet = string.ascii_letters + string.digits
+    core = "".join(secrets.choice(alphabet) for _ in range(24))
+    return core + secrets.choice("!#%+-=?@") + secrets.choice(string.digits) + "aA"
+
+
+class LdapTarget(Target):
+    """Create, update, move, disable and re-enable directory entries (see module doc)."""
+
+    supports_delete = True
+    supports_soft_delete = True
+    batch_size = 200
+
+    options: LdapTargetOptions
+
+    def __init__(self, connection: BaseModel, options: BaseModel, *, job: str):
+        super().__init__(connection, options, job=job)
+        self.conn: ldap3.Connection | None = None
+        self.ops: Counter[str] = Counter()
+        """LDAP operations issued, by kind (search, add, modify, modify_dn, delete)."""
+        self._dns: dict[str, str] = {}  # target_id -> last DN seen (for messages)
+        self._ou_known: set[tuple] = set()
+
+    # -- life cycle ------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Connect and bind (TLS verified per the connection), then check the base exists.
+
+        Raises ConnectionFailed or TargetError."""
+        if self.conn is not None:
+            return
+        from connectors.ldap.connection import connect
+
+        conn = connect(self.connection)  # type: ignore[arg-type]
+        # ldap3's name checking re-escapes DNs that are already escaped.
+        conn.check_names = False
+        self.conn = conn
+        if not self._search(self.options.base, "(objectClass=*)", ["1.1"], scope=ldap3.BASE):
+            raise TargetError(f"ldap target: base {self.options.base} does not exist")
+
+    def close(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            try:
+                conn.unbind()
+            except Exception:
+                pass
+
+    def describe(self) -> str:
+        describe = getattr(self.connection, "describe", None)
+        where = describe() if callable(describe) else "ldap"
+        return f"ldap target {where} base {self.options.base}"
+
+    def check(self) -> list[CheckResult]:
+        try:
+            self.open()
+        except Exception as err:
+            return [CheckResult("ldap target", False, str(err), "check URL, bind DN and base")]
+        return [CheckResult("ldap target", True, f"base {self.options.base} found")]
+
+    # -- low-level operations ----------------------------------------------------------
+
+    def _c(self) -> ldap3.Connection:
+        if self.conn is None:
+            self.open()
+        assert self.conn is not None
+        return self.conn
+
+    def _result(self) -> tuple[int, str]:
+        res = self._c().result or {}
+        code = res.get("result", 0) or 0
+        text = f"{res.get('description', '')} ({code})"
+        if res.get("message"):
+            text += f": {res['message']}"
+        return code, text
+
+    def _search(
+        self,
+        base: str,
+        filt: str,
+        attrs: Sequence[str],
+        *,
+        scope: Any = ldap3.SUBTREE,
+    ) -> list[_Entry]:
+        """Entries found; [] when ``base`` does not exist. Raises TargetError when the
+        connection is lost and _ActionFailed for other refusals."""
+        conn = self._c()
+        self.ops["search"] += 1
+        try:
+            conn.search(
+                base,
+                filt,
+                search_scope=scope,
+                attributes=list(attrs) or ["1.1"],
+                dereference_aliases=ldap3.DEREF_NEVER,
+            )
+        except lexc.LDAPCommunicationError as err:
+            raise TargetError(f"ldap target: connection lost: {err}") from None
+        code, text = self._result()
+        if code == _NO_SUCH_OBJECT:
+            return []
+        if code not in (0,):
+            raise _ActionFailed(f"search under {base} refused: {text}")
+        out = []
+        id_attr = self.options.id_attr.lower()
+        for item in conn.response or []:
+            if item.get("type") != "searchResEntry":
+                continue
+            raw = {k.lower(): v for k, v in (item.get("raw_attributes") or {}).items()}
+            attrs_out: dict[str, list[str | bytes]] = {}
+            for name, values in raw.items():
+                if name == "objectguid":
+                    continue
+                attrs_out[name] = [_decode(v) for v in values]
+            tid = ""
+            if raw.get(id_attr):
+                rawid = raw[id_attr][0]
+                tid = (
+                    str(uuid.UUID(bytes_le=rawid))
+                    if id_attr == "objectguid"
+                    else rawid.decode("ascii", "replace")
+                )
+            out.append(_Entry(item["dn"], attrs_out, tid))
+        return out
+
+    def _write(
+        self, op: str, dn: str, *args: Any, ok_codes: tuple[int, ...] = (), **kw: Any
+    ) -> int:
+        """Run add/modify/modify_dn/delete; return the result code (0 or one of
+        ``ok_codes``). Raises _ActionFailed for other codes, TargetError on a lost
+        connection."""
+        conn = self._c()
+        self.ops[op] += 1
+        try:
+            getattr(conn, op)(dn, *args, **kw)
+        except lexc.LDAPCommunicationError as err:
+            raise TargetError(f"ldap target: connection lost: {err}") from None
+        code, text = self._result()
+        if code == 0 or code in ok_codes:
+            return code
+        raise _ActionFailed(f"{op.replace('_', ' ')} {dn}: {text}")
+
+    # -- entry look-up -----------------------------------------------------------------
+
+    def _fetch_attrs(self, owned: Iterable[str]) -> list[str]:
+        o = self.options
+        names = {o.id_attr, o.key_attr, *owned, *o.disabled_attributes}
+        if o.directory == "ad":
+            names.add("userAccountControl")
+        return sorted(names)
+
+    def _find_one(self, filt: str, attrs: Sequence[str], what: str) -> _Entry | None:
+        found: list[_Entry] = []
+        for scope in self.options.scopes:
+            found.extend(self._search(scope, filt, attrs))
+        # The same entry can be seen twice when disabled_ou overlaps base.
+        unique = {e.target_id or e.dn.lower(): e for e in found}
+        if len(unique) > 1:
+            dns = ", ".join(sorted(e.dn for e in unique.values()))
+            raise _ActionFailed(f"several entries match {what}: {dns}")
+        entry = next(iter(unique.values()), None)
+        if entry is not None:
+            self._dns[entry.target_id] = entry.dn
+        return entry
+
+    def _id_filter(self, target_id: str) -> str:
+        if self.options.directory == "ad":
+            try:
+                raw = uuid.UUID(target_id).bytes_le
+            except ValueError:
+                raise _ActionFailed(f"target id {target_id!r} is not an objectGUID") from None
+            return "(objectGUID=" + "".join(f"\\{b:02x}" for b in raw) + ")"
+        return f"(entryUUID={escape_filter_chars(target_id)})"
+
+    def _find_by_id(self, target_id: str, attrs: Sequence[str]) -> _Entry | None:
+        return self._find_one(self._id_filter(target_id), attrs, f"id {target_id}")
+
+    def _find_by_key(self, key: str, attrs: Sequence[str]) -> _Entry | None:
+        attr = self.options.key_attr
+        filt = f"(&{self.options.filter}({attr}={escape_filter_chars(key)}))"
+        return self._find_one(filt, attrs, f"{attr}={key}")
+
+    def dn_of(self, target_id: str) -> str | None:
+        """The current DN of a linked entry (for messages, e.g. ambiguity reports)."""
+        if target_id in self._dns:
+            return self._dns[target_id]
+        try:
+            entry = self._find_by_id(target_id, ["1.1"])
+        except _ActionFailed:
+            return None
+        return entry.dn if entry else None
+
+    # -- correlation -------------------------------------------------------------------
+
+    def correlate(self, fields: dict[str, FieldValue]) -> list[str]:
+        """Target ids matching a not-yet-linked record, by the ordered ``correlate`` rules.
+
+        The first rule with exactly one match links it ([id]); a rule with no match (or
+        no value in the record) passes to the next; several matches are all returned
+        (the engine reports them as ambiguous). An entry whose key attribute already
+        holds a *different* key belongs to someone else and never matches."""
+        low = {k.lower(): v for k, v in fields.items()}
+        key_attr = self.options.key_attr
+        own_key = _first_text(low.get(key_attr.lower()))
+        for rule in self.options.correlate:
+            value = _first_text(low.get(rule.field.lower()))
+            if not value:
+                continue
+            filt = f"(&{self.options.filter}({rule.attribute}={escape_filter_chars(value)}))"
+            found: dict[str, _Entry] = {}
+            for scope in self.options.scopes:
+                for entry in self._search(scope, filt, [self.options.id_attr, key_attr]):
+                    taken = _first_text(entry.values(key_attr))  # type: ignore[arg-type]
+                    if taken and own_key and taken != own_key:
+                        continue
+                    found[entry.target_id] = entry
+            if not found:
+                continue
+            for tid, entry in found.items():
+                self._dns[tid] = entry.dn
+            return sorted(found)
+        return []
+
+    # -- records -> desired state ------------------------------------------------------
+
+    def _owned(self, fields: dict[str, FieldValue]) -> dict[str, list[str | bytes]]:
+        """Owned attribute -> desired values (lower-cased names -> (name, values))."""
+        o = self.options
+        if o.owned_attributes is not None:
+            low = {k.lower(): (k, v) for k, v in fields.items()}
+            out = {}
+            for name in o.owned_attributes:
+                if name.lower() in low:
+                    out[name] = _as_values(low[name.lower()][1])
+            return out
+        return {
+            k: _as_values(v)
+            for k, v in fields.items()
+            if k.lower() not in RESERVED_FIELDS and not k.startswith("_")
+        }
+
+    def _dn_for(self, fields: dict[str, FieldValue], *, disabled: bool) -> str:
+        low = {k.lower(): v for k, v in fields.items()}
+
+        def value(match: re.Match[str]) -> str:
+            name = match.group(1)
+            text = _first_text(low.get(name.lower()))
+            if text is None or not text.strip():
+                raise _ActionFailed(f"dn_template needs field {name!r}, which is empty")
+            return escape_rdn_value(text)
+
+        dn = _PLACEHOLDER.sub(value, self.options.dn_template)
+        try:
+            rdns = parse_dn(dn)
+        except ValueError:
+            raise _ActionFailed(f"dn_template gave an invalid DN {dn!r}") from None
+        if disabled and self.options.disabled_ou:
+            dn = build_dn(rdns[:1]) + "," + self.options.disabled_ou
+        elif not dn_within(dn, self.options.base):
+            raise _ActionFailed(f"computed DN {dn} is outside base {self.options.base}")
+        return dn
+
+    def _resolve_refs(
+        self, fields: dict[str, FieldValue], owned: dict[str, list[str | bytes]]
+    ) -> dict[str, str]:
+        """Replace reference fields (manager: employee id) by DNs in ``owned``; return
+        the ones that could not be resolved (field -> value)."""
+        missing: dict[str, str] = {}
+        lowmap = {k.lower(): k for k in owned}
+        for fname, attr in self.options.references.items():
+            name = lowmap.get(fname.lower())
+            if name is None or not owned[name]:
+                continue
+            value = owned[name][0]
+            value = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+            dn = self._resolve_ref(attr, value)
+            if dn is None:
+                missing[name] = value
+                del owned[name]  # leave the attribute as it is until resolved
+            else:
+                owned[name] = [dn]
+        return missing
+
+    def _resolve_ref(self, attr: str, value: str) -> str | None:
+        if "=" in value:
+            try:
+                if any(dn_within(value, s) for s in self.options.scopes):
+                    return value
+            except ValueError:
+                pass
+        filt = f"(&{self.options.filter}({attr}={escape_filter_chars(value)}))"
+        found = {}
+        for scope in self.options.scopes:
+            for e in self._search(scope, filt, ["1.1"]):
+                found[e.dn.lower()] = e.dn
+        if len(found) > 1:
+            raise _ActionFailed(f"several entries have {attr}={value}: {', '.join(found.values())}")
+        return next(iter(found.values()), None)
+
+    def _is_disabled(self, entry: _Entry) -> bool:
+        o = self.options
+        if o.directory == "ad":
+            uac = _first_text(entry.values("userAccountControl"))
+            if uac and uac.lstrip("-").isdigit() and int(uac) & ACCOUNTDISABLE:
+                return True
+        for attr, want in o.disabled_attributes.items():
+            have = {str(v).lower() for v in entry.values(attr)}
+            wanted = [want] if isinstance(want, str) else want
+            if any(w.lower() in have for w in wanted):
+                return True
+        return bool(o.disabled_ou and dn_within(entry.dn, o.disabled_ou))
+
+    def _state_changes(
+        self, entry: _Entry | None, enable: bool, owned: dict[str, list[str | bytes]]
+    ) -> dict[str, list[tuple[Any, list]]]:
+        """Modifications that set the enabled/disabled markers (not the move)."""
+        o = self.options
+        changes: dict[str, list[tuple[Any, list]]] = {}
+        if o.directory == "ad":
+            current = _first_text(entry.values("userAccountControl")) if entry else None
+            uac = int(current) if current and current.lstrip("-").isdigit() else NORMAL_ACCOUNT
+            want = uac & ~ACCOUNTDISABLE if enable else uac | ACCOUNTDISABLE
+            if want != uac or entry is None:
+                changes["userAccountControl"] = [(ldap3.MODIFY_REPLACE, [str(want)])]
+        owned_low = {k.lower() for k in owned}
+        for attr, value in o.disabled_attributes.items():
+            if attr.lower() in owned_low:
+                continue  # the mapping writes it; its value wins
+            wanted = [value] if isinstance(value, str) else list(value)
+            have = [str(v) for v in entry.values(attr)] if entry else []
+            if enable:
+                drop = [v for v in have if v.lower() in {w.lower() for w in wanted}]
+                if drop:
+                    changes[attr] = [(ldap3.MODIFY_DELETE, drop)]
+            elif {h.lower() for h in have} != {w.lower() for w in wanted}:
+                changes[attr] = [(ldap3.MODIFY_REPLACE, wanted)]
+        return changes
+
+    # -- apply -------------------------------------------------------------------------
+
+    def apply(self, actions: Sequence[Action]) -> list[ActionResult]:
+        """One result per action (see the module doc for what each kind does).
+
+        Raises TargetError only when the connection is lost."""
+        self._c()
+        results: list[ActionResult] = []
+        pending: list[_Pending] = []
+        for index, action in enumerate(actions):
+            try:
+                if action.kind is ActionKind.DELETE:
+                    results.append(self._delete(action))
+                else:
+                    result, missing = self._upsert(action)
+                    results.append(result)
+                    if missing and result.target_id:
+                        pending.append(
+                            _Pending(index, result.target_id, missing, [result.detail or ""])
+                        )
+            except _ActionFailed as err:
+                results.append(ActionResult(action, ok=False, error=str(err)))
+        for p in pending:
+            # A reference to someone created later in the same batch resolves now.
+            results[p.index] = self._retry_refs(results[p.index], p)
+        return results
+
+    def _retry_refs(self, result: ActionResult, p: _Pending) -> ActionResult:
+        changes = {}
+        try:
+            for name, value in p.refs.items():
+                attr = self.options.references[
+                    next(k for k in self.options.references if k.lower() == name.lower())
+                ]
+                dn = self._resolve_ref(attr, value)
+                if dn is None:
+                    return ActionResult(
+                        result.action,
+                        ok=False,
+                        target_id=result.target_id,
+                        error=f"{name}: no entry with {attr}={value} (yet); retried next run",
+                        detail=result.detail,
+                    )
+                changes[name] = [(ldap3.MODIFY_REPLACE, [dn])]
+            entry = self._find_by_id(p.target_id, ["1.1"])
+            if entry is None:
+                raise _ActionFailed(f"entry {p.target_id} vanished")
+            self._write("modify", entry.dn, changes)
+        except _ActionFailed as err:
+            return ActionResult(result.action, ok=False, target_id=result.target_id, error=str(err))
+        return result
+
+    def _upsert(self, action: Action) -> tuple[ActionResult, dict[str, str]]:
+        o = self.options
+        fields = action.fields
+        enable = _enabled(fields)
+        owned = self._owned(fields)
+        attrs = self._fetch_attrs(owned)
+        entry = self._find_by_id(action.target_id, attrs) if action.target_id else None
+        if entry is None:
+            entry = self._find_by_key(action.key, attrs)
+        missing = self._resolve_refs(fields, owned)
+        owned[o.key_attr] = [action.key]
+        want_dn = self._dn_for(fields, disabled=not enable)
+        details: list[str] = []
+        if entry is None:
+            if action.kind is ActionKind.UPDATE and action.target_id:
+                details.append("recreated (the linked entry was gone)")
+            entry = self._create(want_dn, owned, enable, details)
+            moved_or_new = True
+            was_disabled = not enable
+        else:
+            if action.kind is ActionKind.CREATE:
+                details.append("linked existing entry")
+            was_disabled = self._is_disabled(entry)
+            old_dn = entry.dn
+            moved_or_new = self._move(entry, want_dn, details)
+            self._modify(entry, owned, enable)
+            if was_disabled and enable:
+                details.append("re-enabled")
+            elif not was_disabled and not enable:
+                details.append("disabled")
+            if moved_or_new and o.directory != "ad":
+                self._rewrite_memberships(old_dn, entry.dn)
+        groups_field = next((k for k in fields if k.lower() == "groups"), None)
+        if (
+            groups_field is not None
+            and self._groups_managed()
+            and (
+                moved_or_new
+                or action.kind is ActionKind.CREATE
+                or "groups" in {c.lower() for c in action.changed}
+                or was_disabled != (not enable)
+            )
+        ):
+            self._sync_groups(entry.dn, _as_values(fields[groups_field]), details)
+        self._dns[entry.target_id] = entry.dn
+        if missing:
+            details.append("reference(s) pending: " + ", ".join(sorted(missing)))
+        result = ActionResult(
+            action, ok=True, target_id=entry.target_id, detail="; ".join(details) or None
+        )
+        return result, missing
+
+    def _create(
+        self, dn: str, owned: dict[str, list[str | bytes]], enable: bool, details: list[str]
+    ) -> _Entry:
+        o = self.options
+        attributes: dict[str, Any] = {"objectClass": o.classes}
+        for name, values in owned.items():
+            if values:
+                attributes[name] = values
+        low = {k.lower(): k for k in attributes}
+        for attr, value in parse_dn(dn)[0]:
+            # The naming attribute must hold the RDN value.
+            name = low.get(attr.lower())
+            if name is None:
+                attributes[attr] = [value]
+            elif value not in attributes[name]:
+                attributes[name] = [*attributes[name], value]
+        for name, mods in self._state_changes(None, enable, owned).items():
+            op, values = mods[0]
+            if op == ldap3.MODIFY_REPLACE:
+                attributes[name] = values
+        label = "created" if enable else "created disabled"
+        if o.directory == "ad":
+            enable_ad = enable
+            if enable and o.ad_initial_password == "random":
+                if not self._encrypted():
+                    enable_ad = False
+                    label = "created disabled (AD needs an encrypted connection to set the "
+                    label += "initial password)"
+                else:
+                    pw = '"' + _random_password() + '"'
+                    attributes["unicodePwd"] = [pw.encode("utf-16-le")]
+                    attributes["pwdLastSet"] = ["0"]
+            elif enable:
+                enable_ad = False
+                label = "created disabled (ad_initial_password: none)"
+            attributes["userAccountControl"] = [
+                str(NORMAL_ACCOUNT | (0 if enable_ad else ACCOUNTDISABLE))
+            ]
+        self._add(dn, attributes)
+        details.append(label)
+        entry = self._search(dn, "(objectClass=*)", [o.id_attr], scope=ldap3.BASE)
+        if not entry or not entry[0].target_id:
+            raise _ActionFailed(f"created {dn} but cannot read its {o.id_attr}")
+        created = entry[0]
+        created.attrs.update({k.lower(): list(v) for k, v in attributes.items()})
+        return created
+
+    def _encrypted(self) -> bool:
+        conn = self._c()
+        return bool(conn.server.ssl or getattr(conn, "tls_started", False))
+
+    def _add(self, dn: str, attributes: dict[str, Any]) -> None:
+        code = self._write("add", dn, None, attributes, ok_codes=(_NO_SUCH_OBJECT, _ALREADY_EXISTS))
+        if code == _NO_SUCH_OBJECT and self._make_parents(dn):
+            code = self._write("add", dn, None, attributes, ok_codes=(_ALREADY_EXISTS,))
+        if code == _NO_SUCH_OBJECT:
+            raise _ActionFailed(f"add {dn}: parent does not exist (create_missing_ous is off)")
+        if code == _ALREADY_EXISTS:
+            raise _ActionFailed(
+                f"{dn} exists but is not linked to this record (no {self.options.key_attr} "
+                "match, not correlated): left alone"
+            )
+
+    def _make_parents(self, dn: str) -> bool:
+        """Create missing organizationalUnit parents of ``dn`` inside the scopes."""
+        o = self.options
+        if not o.create_missing_ous:
+            return False
+        rdns = parse_dn(dn)[1:]
+        scope = next((s for s in o.scopes if dn_within(build_dn(rdns), s)), None)
+        if scope is None:
+            return False
+        depth = len(parse_dn(scope))
+        made = False
+        for cut in range(len(rdns) - depth - 1, -1, -1):
+            parent = rdns[cut:]
+            if norm_dn(build_dn(parent)) in self._ou_known:
+                continue
+            first = parent[0]
+            if len(first) != 1 or first[0][0].lower() != "ou":
+                return made
+            pdn = build_dn(parent)
+            code = self._write(
+                "add",
+                pdn,
+                None,
+                {"objectClass": ["top", "organizationalUnit"], "ou": [first[0][1]]},
+                ok_codes=(_ALREADY_EXISTS,),
+            )
+            self._ou_known.add(norm_dn(pdn))
+            made = made or code == 0
+            if code == 0:
+                log.info("created organizational unit %s", pdn)
+        return True
+
+    def _move(self, entry: _Entry, want_dn: str, details: list[str]) -> bool:
+        if same_dn(entry.dn, want_dn):
+            return False
+        old = entry.dn
+        new_rdns = parse_dn(want_dn)
+        old_rdns = parse_dn(old)
+        rdn = build_dn(new_rdns[:1])
+        new_parent = build_dn(new_rdns[1:])
+        same_parent = norm_dn(build_dn(old_rdns[1:])) == norm_dn(new_parent)
+        kwargs: dict[str, Any] = {"delete_old_dn": True}
+        if not same_parent:
+            kwargs["new_superior"] = new_parent
+        code = self._write(
+            "modify_dn", old, rdn, ok_codes=(_NO_SUCH_OBJECT, _ALREADY_EXISTS), **kwargs
+        )
+        if code == _NO_SUCH_OBJECT and not same_parent and self._make_parents(want_dn):
+            code = self._write("modify_dn", old, rdn, ok_codes=(_ALREADY_EXISTS,), **kwargs)
+        if code == _ALREADY_EXISTS:
+            raise _ActionFailed(f"cannot move {old} to {want_dn}: that DN is taken")
+        if code == _NO_SUCH_OBJECT:
+            raise _ActionFailed(f"cannot move {old} to {want_dn}: no such parent")
+        # Keep the snapshot right: the old RDN values left the entry, the new ones came.
+        for attr, value in old_rdns[0]:
+            vals = entry.attrs.get(attr.lower(), [])
+            entry.attrs[attr.lower()] = [v for v in vals if str(v).lower() != value.lower()]
+        for attr, value in new_rdns[0]:
+            vals = entry.attrs.setdefault(attr.lower(), [])
+            if value not in vals:
+                vals.append(value)
+        entry.dn = want_dn
+        details.append(f"moved from {old} to {want_dn}")
+        return True
+
+    def _modify(self, entry: _Entry, owned: dict[str, list[str | bytes]], enable: bool) -> None:
+        changes: dict[str, list[tuple[Any, list]]] = {}
+        refs = {k.lower() for k in self.options.references}
+        rdn_attrs = {a.lower() for a, _ in parse_dn(entry.dn)[0]}
+        for name, want in owned.items():
+            have = entry.values(name)
+            if name.lower() in refs:
+                equal = len(have) == len(want) and all(
+                    same_dn(str(h), str(w)) for h, w in zip(have, want, strict=False)
+                )
+            elif len(want) <= 1 and len(have) <= 1:
+                equal = have == want
+            else:
+                equal = sorted(map(repr, have)) == sorted(map(repr, want))
+            if equal:
+                continue
+            if name.lower() in rdn_attrs:
+                # The naming value must stay; the move already made it right.
+                rdn_vals = [v for a, v in parse_dn(entry.dn)[0] if a.lower() == name.lower()]
+                want = want + [v for v in rdn_vals if v not in want]
+                if sorted(map(repr, have)) == sorted(map(repr, want)):
+                    continue
+            changes[name] = [(ldap3.MODIFY_REPLACE, want)]
+        changes.update(self._state_changes(entry, enable, owned))
+        if changes:
+            self._write("modify", entry.dn, changes)
+
+    def _delete(self, action: Action) -> ActionResult:
+        o = self.options
+        attrs = self._fetch_attrs([])
+        entry = self._find_by_id(action.target_id, attrs) if action.target_id else None
+        if entry is None:
+            entry = self._find_by_key(action.key, attrs)
+        if entry is None:
+            return ActionResult(action, ok=True, detail="already gone")
+        if o.on_delete == "delete":
+            if o.directory != "ad":
+                self._remove_memberships(entry.dn)
+            self._write("delete", entry.dn, ok_codes=(_NO_SUCH_OBJECT,))
+            return ActionResult(action, ok=True, detail=f"deleted {entry.dn}")
+        details: list[str] = []
+        move_needed = bool(o.disabled_ou) and not dn_within(entry.dn, o.disabled_ou or "")
+        marks_needed = o.on_delete == "disable" and bool(self._state_changes(entry, False, {}))
+        if not move_needed and not marks_needed:
+            return ActionResult(action, ok=True, detail="already disabled")
+        old_dn = entry.dn
+        if o.disabled_ou:
+            want = build_dn(parse_dn(entry.dn)[:1]) + "," + o.disabled_ou
+            if self._move(entry, want, details) and o.directory != "ad":
+                self._rewrite_memberships(old_dn, entry.dn)
+        if o.on_delete == "disable":
+            changes = self._state_changes(entry, False, {})
+            if changes:
+                self._write("modify", entry.dn, changes)
+            details.insert(0, "disabled")
+        return ActionResult(action, ok=True, detail="; ".join(details))
+
+    # -- groups ------------------------------------------------------------------------
+
+    def _groups_managed(self) -> bool:
+        return bool(self.options.group_base or self.options.managed_groups)
+
+    def _is_managed_group(self, dn: str) -> bool:
+        o = self.options
+        try:
+            if o.group_base and dn_within(dn, o.group_base):
+                return True
+            return any(same_dn(dn, g) for g in o.managed_groups)
+        except ValueError:
+            return False
+
+    def _group_dn(self, value: str | bytes) -> str:
+        text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+        o = self.options
+        if "=" in text:
+            try:
+                parse_dn(text)
+                return text
+            except ValueError:
+                pass
+        if o.group_dn_template:
+            return o.group_dn_template.replace("{name}", escape_rdn_value(text))
+        if o.group_base:
+            return f"cn={escape_rdn_value(text)},{o.group_base}"
+        raise _ActionFailed(f"group {text!r} is a name but no group_dn_template/group_base is set")
+
+    def _groups_with(self, member_dn: str) -> dict[tuple, str]:
+        """Managed groups that list ``member_dn`` (normalized DN -> DN)."""
+        o = self.options
+        filt = f"({o.member_attribute}={escape_filter_chars(member_dn)})"
+        found: dict[tuple, str] = {}
+        if o.group_base:
+            for e in self._search(o.group_base, filt, ["1.1"]):
+                found[norm_dn(e.dn)] = e.dn
+        for g in o.managed_groups:
+            if o.group_base and dn_within(g, o.group_base):
+                continue
+            for e in self._search(g, filt, ["1.1"], scope=ldap3.BASE):
+                found[norm_dn(e.dn)] = e.dn
+        return found
+
+    def _sync_groups(self, dn: str, wanted: list[str | bytes], details: list[str]) -> None:
+        desired: dict[tuple, str] = {}
+        ignored = []
+        for value in wanted:
+            gdn = self._group_dn(value)
+            if self._is_managed_group(gdn):
+                desired[norm_dn(gdn)] = gdn
+            else:
+                ignored.append(gdn)
+        if ignored:
+            details.append("not managed, ignored: " + ", ".join(ignored))
+        current = self._groups_with(dn)
+        attr = self.options.member_attribute
+        added, removed, problems = [], [], []
+        for key, gdn in desired.items():
+            if key in current:
+                continue
+            code = self._write(
+                "modify",
+                gdn,
+                {attr: [(ldap3.MODIFY_ADD, [dn])]},
+                ok_codes=(_VALUE_EXISTS, _NO_SUCH_OBJECT),
+            )
+            if code == _NO_SUCH_OBJECT:
+                problems.append(f"group {gdn} does not exist")
+            else:
+                added.append(gdn)
+        for key, gdn in current.items():
+            if key in desired:
+                continue
+            try:
+                self._write(
+                    "modify",
+                    gdn,
+                    {attr: [(ldap3.MODIFY_DELETE, [dn])]},
+                    ok_codes=(_NO_SUCH_ATTRIBUTE, _NO_SUCH_OBJECT),
+                )
+                removed.append(gdn)
+            except _ActionFailed as err:
+                problems.append(str(err))
+        if added:
+            details.append("added to " + "; ".join(added))
+        if removed:
+            details.append("removed from " + "; ".join(removed))
+        if problems:
+            raise _ActionFailed("; ".join([*details, *problems]))
+
+    def _rewrite_memberships(self, old_dn: str, new_dn: str) -> None:
+        """OpenLDAP keeps stale member DNs after a rename (no refint): fix them in
+        managed groups (only those: other groups are not ours to touch)."""
+        if not self._groups_managed() or same_dn(old_dn, new_dn):
+            return
+        attr = self.options.member_attribute
+        for gdn in self._groups_with(old_dn).values():
+            self._write(
+                "modify",
+                gdn,
+                {attr: [(ldap3.MODIFY_DELETE, [old_dn]), (ldap3.MODIFY_ADD, [new_dn])]},
+                ok_codes=(_VALUE_EXISTS, _NO_SUCH_ATTRIBUTE),
+            )
+
+    def _remove_memberships(self, dn: str) -> None:
+        if not self._groups_managed():
+            return
+        attr = self.options.member_attribute
+        for gdn in self._groups_with(dn).values():
+            self._write(
+                "modify",
+                gdn,
+                {attr: [(ldap3.MODIFY_DELETE, [dn])]},
+                ok_codes=(_NO_SUCH_ATTRIBUTE,),
+            )
