@@ -282,6 +282,7 @@ class _Run:
                 counts=dict(rep.counts),
                 error=rep.error,
                 notes=list(rep.notes),
+                method=rep.method or None,
             )
         except Exception:  # the run's own outcome matters more than its record
             log.exception("could not record the end of run %s", rep.run_id)

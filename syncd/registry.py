@@ -28,7 +28,12 @@ def get(name: str) -> ConnectorSpec:
     """
     for ep in entry_points(group=GROUP):
         if ep.name == name:
-            spec = ep.load()
+            try:
+                spec = ep.load()
+            except (ImportError, AttributeError) as err:
+                raise ConfigError(
+                    f"connector {name!r} is installed but cannot be loaded ({ep.value}): {err}"
+                ) from None
             if not isinstance(spec, ConnectorSpec):
                 raise ConfigError(f"connector {name!r} ({ep.value}) is not a ConnectorSpec")
             return spec
