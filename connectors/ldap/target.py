@@ -392,7 +392,8 @@ def _as_values(value: FieldValue) -> list[str | bytes]:
             text = str(item)
             if text != "":
                 out.append(text)
-    return out
+    # LDAP refuses a value twice in one attribute; keep the first of exact duplicates.
+    return list(dict.fromkeys(out)) if len(out) > 1 else out
 
 
 def _first_text(value: FieldValue) -> str | None:
@@ -931,7 +932,8 @@ class LdapTarget(Target):
         scope = next((s for s in o.scopes if dn_within(build_dn(rdns), s)), None)
         if scope is None:
             return False
-        depth = len(parse_dn(scope))
+        # base itself must exist (checked at open); disabled_ou outside base may be made.
+        depth = len(parse_dn(scope)) - (0 if same_dn(scope, o.base) else 1)
         made = False
         for cut in range(len(rdns) - depth - 1, -1, -1):
             parent = rdns[cut:]
