@@ -1,0 +1,357 @@
+"""LdapTarget against a real slapd: joiners, movers, leavers, groups, correlation, escaping."""
+
+from __future__ import annotations
+
+import pytest
+
+from connectors.ldap.target import (
+    LdapTargetOptions,
+    dn_within,
+    escape_rdn_value,
+    parse_dn,
+    same_dn,
+)
+from tests.hr.conftest import (
+    DISABLED,
+    GROUPS,
+    PEOPLE,
+    add_groups,
+    create,
+    default_options,
+    delete,
+    make_target,
+    person,
+    update,
+)
+
+pytestmark = pytest.mark.slapd
+
+
+def test_create_places_entry_from_template(slapd, root_pw_file, reader):
+    t = make_target(slapd, root_pw_file)
+    [res] = t.apply([create("1001", person("1001", "Jane", "Doe", "Sales"))])
+    assert res.ok, res.error
+    e = reader.one("(uid=jane.doe)")
+    assert same_dn(e.entry_dn, f"uid=jane.doe,ou=Sales,{PEOPLE}")
+    assert e.employeeNumber.value == "1001"
+    assert e.mail.value == "jane.doe@example.com"
+    assert res.target_id == e.entryUUID.value
+    assert "created" in res.detail
+    # department is template-only (not owned): no such attribute was written
+    assert "department" not in {a.lower() for a in e.entry_attributes}
+
+
+def test_update_writes_only_owned_attributes(slapd, root_pw_file, reader):
+    t = make_target(slapd, root_pw_file)
+    fields = person("1002", "Max", "Power")
+    [res] = t.apply([create("1002", fields)])
+    dn = reader.one("(uid=max.power)").entry_dn
+    slapd.modify(
+        f"dn: {dn}\nchangetype: modify\nadd: telephoneNumber\ntelephoneNumber: +1 555 0100\n"
+        "-\nadd: description\ndescription: set by hand\n"
+    )
+    t.ops.clear()
+    fields2 = dict(fields, title="Manager")
+    [res2] = t.apply([update("1002", fields2, res.target_id, changed=["title"])])
+    assert res2.ok, res2.error
+    e = reader.one("(uid=max.power)")
+    assert e.title.value == "Manager"
+    assert e.telephoneNumber.value == "+1 555 0100"  # not owned: untouched
+    assert e.description.value == "set by hand"
+    assert t.ops["modify"] == 1
+    # nothing differs any more: one search, no write
+    t.ops.clear()
+    [res3] = t.apply([update("1002", fields2, res.target_id)])
+    assert res3.ok and t.ops["modify"] == 0 and t.ops["modify_dn"] == 0
+    # an owned attribute emptied by the record is removed
+    t.apply([update("1002", dict(fields2, title=None), res.target_id)])
+    assert "title" not in reader.one("(uid=max.power)").entry_attributes
+
+
+def test_department_change_moves_entry(slapd, root_pw_file, reader):
+    t = make_target(slapd, root_pw_file)
+    [res] = t.apply([create("1003", person("1003", "Ann", "Lee", "Sales"))])
+    [moved] = t.apply([update("1003", person("1003", "Ann", "Lee", "R&D, Labs"), res.target_id)])
+    assert moved.ok, moved.error
+    assert moved.target_id == res.target_id  # the link survives the rename
+    assert moved.detail.startswith(f"moved from uid=ann.lee,ou=Sales,{PEOPLE} to ")
+    e = reader.one("(uid=ann.lee)")
+    assert parse_dn(e.entry_dn)[1] == (("ou", "R&D, Labs"),)
+    assert e.departmentNumber.value == "R&D, Labs"
+    assert reader.find("(uid=ann.lee)", base=f"ou=Sales,{PEOPLE}") == []
+    # the uid changes too (a rename of the RDN value)
+    renamed = person("1003", "Ann", "Lee", "R&D, Labs", uid="ann.smith")
+    [r2] = t.apply([update("1003", renamed, res.target_id)])
+    assert r2.ok, r2.error
+    e = reader.one("(employeeNumber=1003)")
+    assert e.uid.values == ["ann.smith"]
+    assert e.entry_dn.lower().startswith("uid=ann.smith,")
+
+
+def test_leaver_disabled_then_reenabled(slapd, root_pw_file, reader):
+    t = make_target(slapd, root_pw_file)
+    fields = person("1004", "Bob", "Gone")
+    [res] = t.apply([create("1004", fields)])
+    [gone] = t.apply([delete("1004", res.target_id)])
+    assert gone.ok, gone.error
+    assert gone.detail.startswith("disabled")
+    e = reader.one("(uid=bob.gone)")
+    assert dn_within(e.entry_dn, DISABLED)
+    assert e.employeeType.value == "disabled"
+    # the same delete again (crash before commit): still fine, nothing more done
+    t.ops.clear()
+    [again] = t.apply([delete("1004", res.target_id)])
+    assert again.ok and again.detail == "already disabled" and t.ops["modify"] == 0
+    # back: the engine sends a create without target id (its state row was removed)
+    [back] = t.apply([create("1004", fields)])
+    assert back.ok, back.error
+    assert back.target_id == res.target_id
+    assert "re-enabled" in back.detail
+    e = reader.one("(uid=bob.gone)")
+    assert same_dn(e.entry_dn, f"uid=bob.gone,ou=Sales,{PEOPLE}")
+    assert "employeeType" not in e.entry_attributes
+
+
+def test_enabled_false_creates_disabled_and_end_date_disables(slapd, root_pw_file, reader):
+    t = make_target(slapd, root_pw_file)
+    future = person("1005", "Fay", "Future", enabled=False)
+    [res] = t.apply([create("1005", future)])
+    assert res.ok and res.detail == "created disabled"
+    e = reader.one("(uid=fay.future)")
+    assert dn_within(e.entry_dn, DISABLED) and e.employeeType.value == "disabled"
+    [started] = t.apply([update("1005", dict(future, enabled=True), res.target_id)])
+    assert "re-enabled" in started.detail
+    assert not dn_within(reader.one("(uid=fay.future)").entry_dn, DISABLED)
+    [ended] = t.apply([update("1005", dict(future, enabled=False), res.target_id)])
+    assert ended.ok and "disabled" in ended.detail
+    assert reader.one("(uid=fay.future)").employeeType.value == "disabled"
+
+
+def test_disable_by_attribute_only_and_hard_delete(slapd, root_pw_file, reader):
+    t = make_target(slapd, root_pw_file, disabled_ou=None)
+    [res] = t.apply([create("1006", person("1006", "Al", "Attr"))])
+    [gone] = t.apply([delete("1006", res.target_id)])
+    assert gone.ok and gone.detail == "disabled"
+    e = reader.one("(uid=al.attr)")
+    assert dn_within(e.entry_dn, PEOPLE) and e.employeeType.value == "disabled"
+
+    hard = make_target(slapd, root_pw_file, on_delete="delete")
+    [res2] = hard.apply([create("1007", person("1007", "Del", "Eted"))])
+    [gone2] = hard.apply([delete("1007", res2.target_id)])
+    assert gone2.ok and gone2.detail.startswith("deleted")
+    assert reader.find("(uid=del.eted)") == []
+    [again] = hard.apply([delete("1007", res2.target_id)])
+    assert again.ok and again.detail == "already gone"
+
+
+def test_managed_groups_only(slapd, root_pw_file, reader):
+    sales, eng = f"cn=sales,{GROUPS}", f"cn=eng,{GROUPS}"
+    slapd.add("dn: ou=other,dc=example,dc=com\nobjectClass: organizationalUnit\nou: other\n")
+    vpn = "cn=vpn,ou=other,dc=example,dc=com"
+    add_groups(slapd, sales, eng, vpn)
+    t = make_target(slapd, root_pw_file)
+    fields = person("1008", "Gus", "Group", groups=["sales", vpn])
+    [res] = t.apply([create("1008", fields)])
+    assert res.ok, res.error
+    dn = reader.one("(uid=gus.group)").entry_dn.lower()
+    assert dn in reader.members(sales)
+    assert dn not in reader.members(vpn)  # not managed: never written
+    assert "not managed, ignored" in res.detail
+    # someone adds them to the unmanaged group by hand; then the department changes
+    slapd.modify(f"dn: {vpn}\nchangetype: modify\nadd: member\nmember: {dn}\n")
+    moved = dict(fields, groups=[eng], department="Eng", departmentNumber="Eng")
+    [res2] = t.apply([update("1008", moved, res.target_id, changed=["groups", "department"])])
+    assert res2.ok, res2.error
+    new_dn = reader.one("(uid=gus.group)").entry_dn.lower()
+    assert new_dn in reader.members(eng)
+    assert new_dn not in reader.members(sales) and dn not in reader.members(sales)
+    assert dn in reader.members(vpn)  # the hand-made membership is not ours to touch
+    assert "added to" in res2.detail and "removed from" in res2.detail
+    # an unknown managed group is an error the report shows
+    [res3] = t.apply(
+        [update("1008", dict(moved, groups=["eng", "nosuch"]), res.target_id, ["groups"])]
+    )
+    assert not res3.ok and "does not exist" in res3.error
+
+
+def test_correlation_rules(slapd, root_pw_file, reader):
+    slapd.add(
+        f"""dn: uid=old1,{PEOPLE}
+objectClass: inetOrgPerson
+uid: old1
+cn: Old One
+sn: One
+employeeNumber: 2001
+mail: one@example.com
+
+dn: uid=old2,{PEOPLE}
+objectClass: inetOrgPerson
+uid: old2
+cn: Old Two
+sn: Two
+mail: two@example.com
+
+dn: uid=twin1,{PEOPLE}
+objectClass: inetOrgPerson
+uid: twin1
+cn: Twin
+sn: Twin
+mail: twin@example.com
+
+dn: uid=twin2,{PEOPLE}
+objectClass: inetOrgPerson
+uid: twin2
+cn: Twin
+sn: Twin
+mail: twin@example.com
+
+dn: uid=taken,{PEOPLE}
+objectClass: inetOrgPerson
+uid: taken
+cn: Taken
+sn: Taken
+employeeNumber: 9999
+mail: taken@example.com
+"""
+    )
+    t = make_target(slapd, root_pw_file)
+    uuid = {u: reader.one(f"(uid={u})").entryUUID.value for u in ("old1", "old2", "twin1", "twin2")}
+    # rule 1 (employeeNumber) matches exactly one
+    assert t.correlate({"employeeNumber": "2001", "mail": "x@example.com"}) == [uuid["old1"]]
+    # rule 1 finds nothing, rule 2 (mail) matches one
+    assert t.correlate({"employeeNumber": "2002", "mail": "two@example.com"}) == [uuid["old2"]]
+    # several: all returned (the engine reports the ambiguity), DNs known for messages
+    both = t.correlate({"employeeNumber": "2003", "mail": "twin@example.com"})
+    assert sorted(both) == sorted([uuid["twin1"], uuid["twin2"]])
+    assert {t.dn_of(i).split(",")[0] for i in both} == {"uid=twin1", "uid=twin2"}
+    # none at all
+    assert t.correlate({"employeeNumber": "2004", "mail": "nobody@example.com"}) == []
+    # an entry that carries someone else's employee number is not a match by mail
+    assert t.correlate({"employeeNumber": "2005", "mail": "taken@example.com"}) == []
+    # directory values are data: filter metacharacters match literally, not everything
+    assert t.correlate({"employeeNumber": "*", "mail": "*)(uid=*"}) == []
+    # linking: an update carrying the correlated id writes the key there
+    fields = person("2002", "Old", "Two", uid="old2", mail="two@example.com")
+    [res] = t.apply([update("2002", fields, uuid["old2"])])
+    assert res.ok, res.error
+    assert res.target_id == uuid["old2"]
+    assert reader.one("(uid=old2)").employeeNumber.value == "2002"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Smith, John",
+        "a+b=c",
+        '"Quoted" <x>; y',
+        "#hash",
+        " lead",
+        "trail ",
+        "Zoë Ångström 東京",
+        "back\\slash",
+    ],
+)
+def test_hostile_names_are_escaped(slapd, root_pw_file, reader, name):
+    t = make_target(
+        slapd,
+        root_pw_file,
+        dn_template="cn={cn}+uid={uid},ou={department},ou=people,dc=example,dc=com",
+    )
+    fields = person("3001", "X", "Y", department=name, uid="u3001", cn=name)
+    [res] = t.apply([create("3001", fields)])
+    assert res.ok, res.error
+    e = reader.one("(uid=u3001)")
+    rdns = parse_dn(e.entry_dn)
+    assert sorted(rdns[0]) == [("cn", name), ("uid", "u3001")]
+    assert rdns[1] == (("ou", name),)
+    assert dn_within(e.entry_dn, PEOPLE)
+    # applying the same record again finds it in place: no move, no duplicate
+    t.ops.clear()
+    [again] = t.apply([update("3001", fields, res.target_id)])
+    assert again.ok and t.ops["modify_dn"] == 0 and t.ops["add"] == 0
+
+
+def test_escape_rdn_value_rules():
+    assert escape_rdn_value("a,b") == "a\\,b"
+    assert escape_rdn_value(" x ") == "\\ x\\ "
+    assert escape_rdn_value(" ") == "\\ "
+    assert escape_rdn_value("#1") == "\\#1"
+    assert escape_rdn_value("a\x00b") == "a\\00b"
+    with pytest.raises(ValueError):
+        escape_rdn_value("")
+
+
+def test_scope_is_respected(slapd, root_pw_file, reader):
+    slapd.add(
+        """dn: ou=elsewhere,dc=example,dc=com
+objectClass: organizationalUnit
+ou: elsewhere
+
+dn: uid=outside,ou=elsewhere,dc=example,dc=com
+objectClass: inetOrgPerson
+uid: outside
+cn: Outside
+sn: Outside
+employeeNumber: 4001
+mail: same@example.com
+"""
+    )
+    t = make_target(slapd, root_pw_file)
+    # not found by correlation nor by key: outside the job's base
+    assert t.correlate({"employeeNumber": "4001", "mail": "same@example.com"}) == []
+    [res] = t.apply([create("4001", person("4001", "In", "Side", mail="same@example.com"))])
+    assert res.ok, res.error
+    out = reader.one("(uid=outside)")
+    assert out.cn.value == "Outside" and "title" not in out.entry_attributes
+    # a template escaping the base is refused at config time
+    with pytest.raises(ValueError, match="under base"):
+        LdapTargetOptions.model_validate(
+            default_options(dn_template="uid={uid},ou=elsewhere,dc=example,dc=com")
+        )
+
+
+def test_unlinked_entry_at_target_dn_is_left_alone(slapd, root_pw_file, reader):
+    slapd.add(
+        f"""dn: ou=Sales,{PEOPLE}
+objectClass: organizationalUnit
+ou: Sales
+
+dn: uid=kim.park,ou=Sales,{PEOPLE}
+objectClass: inetOrgPerson
+uid: kim.park
+cn: Someone Else
+sn: Else
+"""
+    )
+    t = make_target(slapd, root_pw_file)
+    [res] = t.apply([create("5001", person("5001", "Kim", "Park"))])
+    assert not res.ok and "not linked" in res.error
+    e = reader.one("(uid=kim.park)")
+    assert e.cn.value == "Someone Else" and "employeeNumber" not in e.entry_attributes
+
+
+def test_manager_reference_resolved_within_batch(slapd, root_pw_file, reader):
+    t = make_target(
+        slapd,
+        root_pw_file,
+        owned_attributes=["uid", "cn", "sn", "manager"],
+        references={"manager": "employeeNumber"},
+    )
+    report = person("6002", "Rae", "Report", manager="6001")
+    boss = person("6001", "Bo", "Boss")
+    results = t.apply([create("6002", report), create("6001", boss)])
+    assert all(r.ok for r in results), [r.error for r in results]
+    boss_dn = reader.one("(uid=bo.boss)").entry_dn
+    assert same_dn(reader.one("(uid=rae.report)").manager.value, boss_dn)
+    [missing] = t.apply([update("6002", dict(report, manager="6999"), results[0].target_id)])
+    assert not missing.ok and "6999" in missing.error
+
+
+def test_idempotent_create_after_lost_state(slapd, root_pw_file, reader):
+    t = make_target(slapd, root_pw_file)
+    fields = person("7001", "Ida", "Empotent")
+    [a] = t.apply([create("7001", fields)])
+    [b] = t.apply([create("7001", dict(fields, title="Boss"))])
+    assert a.ok and b.ok and a.target_id == b.target_id
+    assert len(reader.find("(employeeNumber=7001)")) == 1
+    assert reader.one("(employeeNumber=7001)").title.value == "Boss"
