@@ -222,7 +222,7 @@ def test_all_urls_failing_lists_each(slapd, root_pw_file):
 
 def test_missing_ca_file_is_a_clear_error(slapd, root_pw_file, tmp_path):
     cfg = conn_cfg(slapd, root_pw_file, start_tls=True, ca_file=str(tmp_path / "nope.pem"))
-    with pytest.raises(ConnectionFailed, match="ca_file .* does not exist"):
+    with pytest.raises(ConnectionFailed, match=r"ca_file .* does not exist"):
         connect(cfg)
 
 

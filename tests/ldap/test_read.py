@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import ssl
 import uuid
+from pathlib import Path
 
 import pytest
 from ldap3.utils.dn import parse_dn
@@ -79,7 +80,7 @@ def test_size_limit_without_paging_rights_is_a_failed_read(slapd1200):
 def test_missing_base_dn(slapd, root_pw_file):
     source = make_source(slapd, root_pw_file, changes="full", base="ou=nope,dc=example,dc=com")
     read = source.read(None)
-    with pytest.raises(SourceError, match="ou=nope,dc=example,dc=com.*does not exist"):
+    with pytest.raises(SourceError, match=r"ou=nope,dc=example,dc=com.*does not exist"):
         list(read.changes)
     assert read.outcome is None
 
@@ -96,7 +97,7 @@ def test_connection_lost_mid_read(slapd1200, root_pw_file):
     read = source.read(None)
     next(read.changes)
     slapd1200.stop()
-    with pytest.raises(SourceError, match="connection|server"):
+    with pytest.raises(SourceError, match=r"connection|server"):
         list(read.changes)
     assert read.outcome is None
 
@@ -109,7 +110,7 @@ def test_server_down_at_read_is_connection_failed(slapd, root_pw_file):
 
 
 BINARY = bytes(range(256)) * 3 + b"\xff\xd8\xff\xe0 not utf-8 \x80"
-UTF8_LOOKING = "plain ascii photo".encode()  # valid UTF-8, still bytes for jpegPhoto
+UTF8_LOOKING = b"plain ascii photo"  # valid UTF-8, still bytes for jpegPhoto
 LATIN1 = b"caf\xe9-latin1"
 
 
@@ -119,7 +120,7 @@ def b64(data: bytes) -> str:
 
 def test_binary_and_non_utf8_values(slapd, root_pw_file, tmp_path):
     pem = make_ca_and_cert(tmp_path / "cert", hosts=["x.example"])["cert"]
-    cert = ssl.PEM_cert_to_DER_cert(open(pem).read())
+    cert = ssl.PEM_cert_to_DER_cert(Path(pem).read_text())
     slapd.add(
         f"dn: uid=bin,{PEOPLE}\nobjectClass: inetOrgPerson\nuid: bin\ncn: Bin\nsn: B\n"
         f"jpegPhoto:: {b64(BINARY)}\njpegPhoto:: {b64(UTF8_LOOKING)}\n"
@@ -305,3 +306,27 @@ def test_source_options_defaults_and_durations():
     assert opts.filter == "(uid=a)"
     assert opts.full_every == 86400 and opts.timestamp_overlap == 300
     assert opts.changes == "auto" and opts.scope == "sub" and opts.id_attribute == "auto"
+
+
+class NoSyncprovSlapd(Slapd):
+    """A slapd without the syncprov overlay: no change-tracking control."""
+
+    def setup(self):
+        super().setup()
+        lines = self.conf.read_text().splitlines()
+        self.conf.write_text(
+            "\n".join(ln for ln in lines if "syncprov" not in ln and "sessionlog" not in ln) + "\n"
+        )
+
+
+def test_auto_without_syncrepl_uses_timestamps(tmp_path, root_pw_file):
+    with NoSyncprovSlapd(tmp_path / "slapd", ldif=people_ldif(3)) as server:
+        source = make_source(server, root_pw_file)
+        changes, read = read_all(source)
+        assert read.outcome.method == "timestamp" and read.outcome.complete is True
+        assert any("modifyTimestamp" in n for n in read.outcome.notes)
+        assert len(changes) == 4  # ou=people and three people
+        with pytest.raises(SourceError, match="does not offer the sync control"):
+            make_source(server, root_pw_file, changes="syncrepl").read(None)
+        with pytest.raises(SourceError, match="does not offer DirSync"):
+            make_source(server, root_pw_file, changes="dirsync").read(None)
