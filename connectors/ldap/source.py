@@ -189,12 +189,14 @@ class LdapSource(Source):
         return wanted, "configured"
 
     def _timestamps_usable(self, conn: ldap3.Connection) -> bool:
+        usable = False
+        # Read the stream to its end: stopping early would leave the connection dirty.
         for msg in wire.search(
             conn, self.options.base, "(objectClass=*)", "base", ["modifyTimestamp"]
         ):
             if isinstance(msg, wire.Entry):
-                return any(n.lower() == b"modifytimestamp" for n, _ in msg.attributes)
-        return False
+                usable = any(n.lower() == b"modifytimestamp" for n, _ in msg.attributes)
+        return usable
 
     def id_attribute(self, root: RootDse) -> str:
         wanted = self.options.id_attribute.lower()

@@ -57,7 +57,7 @@ def test_incremental_reads_only_what_changed(dir20, root_pw_file):
     dir20.modify(f"dn: uid=p000003,{PEOPLE}\nchangetype: modify\nreplace: cn\ncn: Two\n")
     changes, read3 = read_all(source, read2.outcome.cursor)
     assert [(c.attributes["uid"], c.attributes["cn"]) for c in changes] == [(["p000003"], ["Two"])]
-    nothing, read4 = read_all(source, read3.outcome.cursor)
+    nothing, _ = read_all(source, read3.outcome.cursor)
     assert nothing == []
 
 

@@ -152,7 +152,7 @@ def test_rfc4533_messages():
     assert parse_state(state) == (3, u1, None)
     assert parse_done(wire.enc(0x30, wire.enc(0x04, b"c"))) == (b"c", False)
     assert parse_done(b"") == (None, False)
-    oid, critical, value = sync_request_control(b"cookie")
+    _, critical, value = sync_request_control(b"cookie")
     assert critical and value == wire.enc(0x30, wire.enc(0x0A, b"\x01") + wire.enc(0x04, b"cookie"))
 
 
