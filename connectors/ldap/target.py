@@ -828,8 +828,9 @@ class LdapTarget(Target):
             moved_or_new = True
             was_disabled = not enable
         else:
-            if action.kind is ActionKind.CREATE:
-                details.append("linked existing entry")
+            linked_to = _first_text(entry.values(o.key_attr))
+            if action.kind is ActionKind.CREATE or linked_to != action.key:
+                details.append(f"linked {entry.dn}")
             was_disabled = self._is_disabled(entry)
             old_dn = entry.dn
             moved_or_new = self._move(entry, want_dn, details)
@@ -899,7 +900,7 @@ class LdapTarget(Target):
                 str(NORMAL_ACCOUNT | (0 if enable_ad else ACCOUNTDISABLE))
             ]
         self._add(dn, attributes)
-        details.append(label)
+        details.append(f"{label} {dn}" if " (" not in label else label.replace(" (", f" {dn} (", 1))
         entry = self._search(dn, "(objectClass=*)", [o.id_attr], scope=ldap3.BASE)
         if not entry or not entry[0].target_id:
             raise _ActionFailed(f"created {dn} but cannot read its {o.id_attr}")

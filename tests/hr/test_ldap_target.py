@@ -36,7 +36,7 @@ def test_create_places_entry_from_template(slapd, root_pw_file, reader):
     assert e.employeeNumber.value == "1001"
     assert e.mail.value == "jane.doe@example.com"
     assert res.target_id == e.entryUUID.value
-    assert "created" in res.detail
+    assert res.detail == f"created uid=jane.doe,ou=Sales,{PEOPLE}"
     # department is template-only (not owned): no such attribute was written
     assert "department" not in {a.lower() for a in e.entry_attributes}
 
@@ -116,7 +116,7 @@ def test_enabled_false_creates_disabled_and_end_date_disables(slapd, root_pw_fil
     t = make_target(slapd, root_pw_file)
     future = person("1005", "Fay", "Future", enabled=False)
     [res] = t.apply([create("1005", future)])
-    assert res.ok and res.detail == "created disabled"
+    assert res.ok and res.detail.startswith("created disabled uid=fay.future,ou=disabled")
     e = reader.one("(uid=fay.future)")
     assert dn_within(e.entry_dn, DISABLED) and e.employeeType.value == "disabled"
     [started] = t.apply([update("1005", dict(future, enabled=True), res.target_id)])
@@ -236,6 +236,7 @@ mail: taken@example.com
     assert res.ok, res.error
     assert res.target_id == uuid["old2"]
     assert reader.one("(uid=old2)").employeeNumber.value == "2002"
+    assert res.detail.startswith("linked uid=old2,")
 
 
 @pytest.mark.parametrize(
