@@ -1,0 +1,516 @@
+"""SQL target: one row per record in a table, upserted by the record key.
+
+* The table is created if missing (``create_table: true``): a text primary key column
+  (``key_column``) plus one column per record field (``columns`` renames fields). Column
+  types come from ``column_types`` or are inferred from the first record written:
+  lists -> JSON (JSONB on PostgreSQL), bytes -> binary, anything else -> text. An existing
+  table is used as it is (reflected); a column it lacks is a TargetError naming it.
+* Writes are batched ``INSERT .. ON CONFLICT (key) DO UPDATE`` executemany statements in
+  one transaction per batch; if the batch fails, each action is retried on its own so
+  exactly the bad rows fail. The complete record is written on every create/update
+  (columns the sync does not own are never touched), so a repeated batch is harmless.
+* ``on_delete: soft`` sets ``deleted_column`` (a timestamp) instead of deleting; a record
+  that comes back clears it.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Connection,
+    Date,
+    DateTime,
+    Engine,
+    Float,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Table,
+    Text,
+    UniqueConstraint,
+    delete,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.exc import (
+    DBAPIError,
+    NoSuchTableError,
+    OperationalError,
+    SQLAlchemyError,
+    StatementError,
+)
+from sqlalchemy.types import TypeEngine
+
+from connectors.sql.connection import (
+    SqlConnection,
+    doctor_connect,
+    error_line,
+    make_engine,
+)
+from syncd.contracts import Action, ActionKind, ActionResult, CheckResult, Target
+from syncd.errors import ConnectionFailed, TargetError
+
+log = logging.getLogger(__name__)
+
+ColumnType = Literal[
+    "text", "integer", "bigint", "float", "boolean", "datetime", "date", "binary", "json"
+]
+
+_TYPES: dict[str, Any] = {
+    "text": Text,
+    "integer": Integer,
+    "bigint": BigInteger,
+    "float": Float,
+    "boolean": Boolean,
+    "datetime": lambda: DateTime(timezone=True),
+    "date": Date,
+    "binary": LargeBinary,
+    "json": lambda: JSON().with_variant(JSONB(), "postgresql"),
+}
+
+
+class SqlTargetOptions(BaseModel):
+    """A job's ``target:`` block for a SQL connection."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    table: str = Field(description="table to write, e.g. devices")
+    db_schema: str | None = Field(
+        None, alias="schema", description="database schema of the table (PostgreSQL)"
+    )
+    key_column: str = Field("key", description="column holding the record key (unique)")
+    columns: dict[str, str] = Field(
+        default_factory=dict,
+        description="record field -> column name; fields not listed use their own name",
+    )
+    column_types: dict[str, ColumnType] = Field(
+        default_factory=dict,
+        description="column -> type for a table syncd creates (text, integer, bigint, float, "
+        "boolean, datetime, date, binary, json); default: inferred (lists json, bytes binary, "
+        "else text)",
+    )
+    create_table: bool = Field(True, description="create the table if it does not exist")
+    on_delete: Literal["delete", "soft"] = Field(
+        "delete",
+        description="delete: remove the row; soft: set deleted_column and keep the row",
+    )
+    deleted_column: str = Field(
+        "deleted_at", description="timestamp column set by soft deletes (NULL when live)"
+    )
+    batch_size: int = Field(500, ge=1, le=10_000, description="actions per transaction")
+
+    @field_validator("columns")
+    @classmethod
+    def _distinct_columns(cls, value: dict[str, str]) -> dict[str, str]:
+        seen: dict[str, str] = {}
+        for fld, col in value.items():
+            if col in seen:
+                raise ValueError(f"fields {seen[col]!r} and {fld!r} both map to column {col!r}")
+            seen[col] = fld
+        return value
+
+    @model_validator(mode="after")
+    def _key_not_a_field_column(self) -> SqlTargetOptions:
+        if self.key_column in self.columns.values():
+            raise ValueError(
+                f"column {self.key_column!r} is the key column; no field may map to it"
+            )
+        return self
+
+    def column_for(self, field: str) -> str:
+        return self.columns.get(field, field)
+
+
+def _infer_type(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return "json"
+    if isinstance(value, bytes | bytearray | memoryview):
+        return "binary"
+    return "text"
+
+
+def _kind(col_type: TypeEngine) -> str:
+    """Coarse kind of a (reflected) column type, for value conversion."""
+    if isinstance(col_type, JSON | JSONB) or type(col_type).__name__.upper() in ("JSON", "JSONB"):
+        return "json"
+    if isinstance(col_type, LargeBinary) or type(col_type).__name__.upper() in (
+        "BLOB",
+        "BYTEA",
+        "VARBINARY",
+        "BINARY",
+    ):
+        return "binary"
+    try:
+        py = col_type.python_type
+    except NotImplementedError:
+        return "other"
+    if py is str:
+        return "text"
+    return "other"
+
+
+def _to_column(value: Any, kind: str) -> Any:
+    """Convert a record value for a column of ``kind`` (see module docstring)."""
+    if value is None:
+        return None
+    if kind == "json":
+        if isinstance(value, tuple):
+            return list(value)
+        if isinstance(value, bytes | bytearray | memoryview):
+            return bytes(value).hex()
+        return value
+    if kind == "binary":
+        if isinstance(value, str):
+            return value.encode("utf-8")
+        if isinstance(value, list | tuple):
+            return json.dumps(list(value), ensure_ascii=False).encode("utf-8")
+        return bytes(value) if isinstance(value, bytearray | memoryview) else value
+    if kind == "text":
+        if isinstance(value, str):
+            return value
+        if isinstance(value, list | tuple):
+            return json.dumps([_jsonable(v) for v in value], ensure_ascii=False)
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, bytes | bytearray | memoryview):
+            return bytes(value).hex()
+        if isinstance(value, _dt.date | _dt.datetime | _dt.time):
+            return value.isoformat()
+        return str(value)
+    return value
+
+
+def _fatal(err: StatementError) -> bool:
+    """Is this error about the database (stop the batch) rather than one row?"""
+    return isinstance(err, OperationalError) or bool(getattr(err, "connection_invalidated", False))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
+    if isinstance(value, _dt.date | _dt.datetime | _dt.time):
+        return value.isoformat()
+    return value
+
+
+class SqlTarget(Target):
+    """Rows in a table; see the module docstring."""
+
+    supports_delete = True
+    supports_soft_delete = True
+
+    connection: SqlConnection
+    options: SqlTargetOptions
+
+    def __init__(self, connection: SqlConnection, options: SqlTargetOptions, *, job: str):
+        super().__init__(connection, options, job=job)
+        self.batch_size = options.batch_size
+        self.engine: Engine | None = None
+        self.table: Table | None = None
+        self._kinds: dict[str, str] = {}
+        self._secret: str | None = None
+
+    # ------------------------------------------------------------------ set-up
+    def describe(self) -> str:
+        name = (
+            f"{self.options.db_schema}.{self.options.table}"
+            if self.options.db_schema
+            else (self.options.table)
+        )
+        return f"sql table {name} at {self.connection.safe_url()}"
+
+    def _fail_connect(self, err: BaseException) -> ConnectionFailed:
+        return ConnectionFailed(f"{self.describe()}: {error_line(err, self._secret)}")
+
+    def open(self) -> None:
+        """Connect, check the credentials, reflect (or create) the table.
+
+        Raises ConnectionFailed (unreachable, refused, wrong password) or TargetError
+        (table missing and create_table false, key column not unique, column missing).
+        """
+        if self.engine is not None:
+            return
+        if self.connection.password is not None:
+            self._secret = self.connection.password.reveal()
+        self.engine = make_engine(self.connection)
+        try:
+            with self.engine.connect() as conn:
+                self.table = self._reflect(conn)
+                if self.table is None:
+                    if not self.options.create_table:
+                        raise TargetError(
+                            f"{self.describe()}: the table does not exist "
+                            "(create it, or set create_table: true)"
+                        )
+                    if self._known_columns_complete():
+                        self.table = self._create(conn, {})
+                        conn.commit()
+                else:
+                    self._check_table(self.table, ())
+        except DBAPIError as err:
+            self._dispose()
+            raise self._fail_connect(err) from None
+        except BaseException:
+            self._dispose()
+            raise
+
+    def _dispose(self) -> None:
+        if self.engine is not None:
+            self.engine.dispose()
+        self.engine = None
+
+    def _reflect(self, conn: Connection) -> Table | None:
+        try:
+            table = Table(
+                self.options.table, MetaData(), schema=self.options.db_schema, autoload_with=conn
+            )
+        except NoSuchTableError:
+            return None
+        self._learn(table)
+        return table
+
+    def _learn(self, table: Table) -> None:
+        self._kinds = {c.name: _kind(c.type) for c in table.columns}
+
+    def _known_columns_complete(self) -> bool:
+        """Can the table be created before any record is seen? Only if every column's
+        type is configured (else types are inferred from the first record)."""
+        cols = set(self.options.columns.values()) | set(self.options.column_types)
+        return bool(cols) and all(c in self.options.column_types for c in cols)
+
+    def _create(self, conn: Connection, fields: dict[str, Any]) -> Table:
+        """Create the table for records like ``fields`` (types: configured or inferred)."""
+        o = self.options
+        cols: dict[str, str] = {}
+        for col, typ in o.column_types.items():
+            cols[col] = typ
+        for col in o.columns.values():
+            cols.setdefault(col, "text")
+        for fld, value in fields.items():
+            col = o.column_for(fld)
+            if col != o.key_column:
+                cols.setdefault(col, _infer_type(value))
+        cols.pop(o.key_column, None)
+        columns = [Column(o.key_column, Text, primary_key=True)]
+        columns += [Column(name, _TYPES[typ]()) for name, typ in cols.items()]
+        if o.on_delete == "soft" and o.deleted_column not in cols:
+            columns.append(Column(o.deleted_column, DateTime(timezone=True)))
+        table = Table(o.table, MetaData(), *columns, schema=o.db_schema)
+        table.create(conn, checkfirst=True)
+        log.info("%s: created table with columns %s", self.describe(), ", ".join(table.c.keys()))
+        # Reflect what is really there (another process may have created it first).
+        reflected = self._reflect(conn)
+        assert reflected is not None
+        self._check_table(reflected, ())
+        return reflected
+
+    def _check_table(self, table: Table, fields: Sequence[str]) -> None:
+        """TargetError unless the key column is unique and every needed column exists."""
+        o = self.options
+        if o.key_column not in table.c:
+            raise TargetError(f"{self.describe()}: key column {o.key_column!r} is missing")
+        if not self._key_is_unique(table):
+            raise TargetError(
+                f"{self.describe()}: key column {o.key_column!r} must be the primary key "
+                "or have a unique index (upserts rely on it)"
+            )
+        needed = [o.column_for(f) for f in fields] + list(o.columns.values())
+        if o.on_delete == "soft":
+            needed.append(o.deleted_column)
+        missing = sorted({c for c in needed if c not in table.c and c != o.key_column})
+        if missing:
+            raise TargetError(
+                f"{self.describe()}: column{'s' if len(missing) > 1 else ''} "
+                f"{', '.join(repr(c) for c in missing)} missing from the table"
+            )
+
+    def _key_is_unique(self, table: Table) -> bool:
+        key = self.options.key_column
+        if [c.name for c in table.primary_key.columns] == [key]:
+            return True
+        for cons in table.constraints:
+            if isinstance(cons, UniqueConstraint) and [c.name for c in cons.columns] == [key]:
+                return True
+        return any(idx.unique and [c.name for c in idx.columns] == [key] for idx in table.indexes)
+
+    # ------------------------------------------------------------------ apply
+    def apply(self, actions: Sequence[Action]) -> list[ActionResult]:
+        """Apply a batch in one transaction; if it fails, each action alone, so only
+        the bad rows fail. Raises TargetError when the database itself is unusable
+        (connection lost, locked, disk full: OperationalError), ConnectionFailed when it
+        cannot be opened."""
+        if self.engine is None:
+            self.open()
+        assert self.engine is not None
+        if not actions:
+            return []
+        try:
+            with self.engine.connect() as conn:
+                self._ensure_table(conn, actions)
+                try:
+                    with conn.begin():
+                        return self._apply_all(conn, actions)
+                except StatementError as err:
+                    if _fatal(err):
+                        raise
+                    log.info(
+                        "%s: batch of %d failed (%s); retrying one by one",
+                        self.describe(),
+                        len(actions),
+                        error_line(err, self._secret),
+                    )
+                return [self._apply_one(conn, a) for a in actions]
+        except StatementError as err:
+            raise TargetError(
+                f"{self.describe()}: database unusable: {error_line(err, self._secret)}"
+            ) from None
+
+    def _ensure_table(self, conn: Connection, actions: Sequence[Action]) -> None:
+        """Create the table from the first record if it was not known at open()."""
+        if self.table is not None:
+            return
+        first = next((a for a in actions if a.kind is not ActionKind.DELETE), None)
+        if first is None:
+            return
+        self.table = self._reflect(conn) or self._create(conn, first.fields)
+        conn.commit()
+
+    def _apply_one(self, conn: Connection, action: Action) -> ActionResult:
+        try:
+            with conn.begin():
+                return self._apply_all(conn, [action])[0]
+        except StatementError as err:
+            if _fatal(err):
+                raise
+            return ActionResult(action, False, error=error_line(err, self._secret))
+        except TargetError as err:
+            return ActionResult(action, False, error=str(err))
+
+    def _apply_all(self, conn: Connection, actions: Sequence[Action]) -> list[ActionResult]:
+        """All actions in the current transaction; raises on the first database error."""
+        o = self.options
+        results: list[ActionResult | None] = [None] * len(actions)
+        deletes = [i for i, a in enumerate(actions) if a.kind is ActionKind.DELETE]
+        writes = [i for i, a in enumerate(actions) if a.kind is not ActionKind.DELETE]
+        now = _dt.datetime.now(_dt.UTC)
+        if deletes and self.table is not None:
+            keys = list(dict.fromkeys(actions[i].key for i in deletes))
+            key_col = self.table.c[o.key_column]
+            for start in range(0, len(keys), 500):
+                chunk = keys[start : start + 500]
+                if o.on_delete == "soft":
+                    deleted = self.table.c[o.deleted_column]
+                    conn.execute(
+                        update(self.table)
+                        .where(key_col.in_(chunk), deleted.is_(None))
+                        .values({o.deleted_column: now})
+                    )
+                else:
+                    conn.execute(delete(self.table).where(key_col.in_(chunk)))
+        detail = "soft-deleted" if o.on_delete == "soft" else None
+        for i in deletes:
+            results[i] = ActionResult(actions[i], True, detail=detail)
+        # Group writes by their column set: one executemany per group (normally one).
+        groups: dict[tuple[str, ...], dict[str, dict[str, Any]]] = {}
+        for i in writes:
+            row = self._row(actions[i])
+            groups.setdefault(tuple(row), {})[actions[i].key] = row  # last one wins
+        for cols, rows in groups.items():
+            conn.execute(self._upsert(cols), list(rows.values()))
+        for i in writes:
+            results[i] = ActionResult(actions[i], True, target_id=actions[i].key)
+        return [r for r in results if r is not None]
+
+    def _row(self, action: Action) -> dict[str, Any]:
+        o = self.options
+        assert self.table is not None
+        row: dict[str, Any] = {o.key_column: action.key}
+        missing = []
+        for fld, value in action.fields.items():
+            col = o.column_for(fld)
+            if col == o.key_column:
+                continue
+            if col not in self._kinds:
+                missing.append(col)
+                continue
+            row[col] = _to_column(value, self._kinds[col])
+        if missing:
+            raise TargetError(
+                f"{self.describe()}: column{'s' if len(missing) > 1 else ''} "
+                f"{', '.join(repr(c) for c in sorted(missing))} missing from the table"
+            )
+        if o.on_delete == "soft":
+            row[o.deleted_column] = None
+        return row
+
+    def _upsert(self, cols: tuple[str, ...]):
+        assert self.table is not None and self.engine is not None
+        name = self.engine.dialect.name
+        if name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        elif name == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        else:
+            raise TargetError(
+                f"{self.describe()}: upserts are implemented for SQLite and PostgreSQL, not {name}"
+            )
+        stmt = dialect_insert(self.table)
+        key = self.options.key_column
+        updates = {c: stmt.excluded[c] for c in cols if c != key}
+        if not updates:
+            return stmt.on_conflict_do_nothing(index_elements=[self.table.c[key]])
+        return stmt.on_conflict_do_update(index_elements=[self.table.c[key]], set_=updates)
+
+    # ------------------------------------------------------------------ doctor
+    def check(self) -> list[CheckResult]:
+        """Reachable and authenticated; table present with a unique key column."""
+        try:
+            engine = make_engine(self.connection)
+        except Exception as err:
+            return [CheckResult("database reachable", False, str(err))]
+        try:
+            results = [doctor_connect(engine, self.connection)]
+            if not results[0].ok:
+                return results
+            try:
+                with engine.connect() as conn:
+                    table = self._reflect(conn)
+            except SQLAlchemyError as err:
+                results.append(CheckResult("table", False, error_line(err, self._secret)))
+                return results
+            if table is None:
+                ok = self.options.create_table
+                results.append(
+                    CheckResult(
+                        "table",
+                        ok,
+                        f"{self.options.table} does not exist"
+                        + (" (created on the first run)" if ok else ""),
+                        "" if ok else "create it or set create_table: true",
+                    )
+                )
+                return results
+            try:
+                self._check_table(table, ())
+            except TargetError as err:
+                results.append(CheckResult("table", False, str(err)))
+            else:
+                results.append(
+                    CheckResult("table", True, f"{self.options.table}: {len(table.c)} columns")
+                )
+            return results
+        finally:
+            engine.dispose()
+
+    def close(self) -> None:
+        self._dispose()
