@@ -40,6 +40,12 @@ _REMOVED_FILTERS = ("center", "indent", "wordwrap", "urlize", "xmlattr")
 _REMOVED_GLOBALS = ("lipsum", "cycler", "joiner")
 
 
+def _today() -> str:
+    import datetime
+
+    return datetime.date.today().isoformat()
+
+
 def _finalize(value: Any) -> Any:
     if value is None:
         return ""
@@ -73,6 +79,9 @@ class MappingEnvironment(ImmutableSandboxedEnvironment):
         for name in _REMOVED_GLOBALS:
             self.globals.pop(name, None)
         self.filters.update(FILTERS)
+        # today(): the local date as ISO text, for HR start/end dates (called per record,
+        # so a long-running daemon sees the date change).
+        self.globals["today"] = _today
         self.filters["format"] = _format_filter
         self.tests.update(TESTS)
         self.tests["truthy"] = truthy
