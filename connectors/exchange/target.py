@@ -1,0 +1,536 @@
+"""ExchangeTarget: records -> contacts or distribution lists in one Exchange folder.
+
+Ownership: every item syncd creates carries an extended property (a named string
+property in syncd's own property set :data:`PROPERTY_SET`, name ``syncd-key`` by
+default) whose value is the record key. Every action starts by finding the items of its
+keys **by that property** (one FindItem with a restriction per batch); only items found
+that way are ever updated or deleted, so contacts a person added by hand in the same
+folder are never touched, even if the state store points at them.
+
+Idempotency: a create whose key already has an item updates that item (a crash between
+apply and the state commit repeats the create: no duplicate); an update whose item was
+deleted by hand re-creates it; a delete of a key without item succeeds. Duplicates of one
+key (e.g. a create retried after a lost answer) are removed, keeping the first.
+
+Requests per batch of N actions (N <= batch_size <= 100 in one request): one FindItem
+(more pages only when a key has many items), one CreateItem for the creates (photos go
+inline), one UpdateItem for the updates, one DeleteItem for the deletes; a changed photo
+costs a GetItem for the batch plus one DeleteAttachment and one CreateAttachment per
+contact.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from exchangelib import Q
+from exchangelib import errors as ewserr
+from exchangelib.extended_properties import ExtendedProperty
+from exchangelib.fields import FieldPath
+from exchangelib.folders import Folder, FolderCollection
+from exchangelib.items import Contact, DistributionList
+from exchangelib.restriction import Restriction
+from exchangelib.services import (
+    CreateAttachment,
+    CreateFolder,
+    CreateItem,
+    DeleteAttachment,
+    DeleteItem,
+    FindItem,
+    GetItem,
+    UpdateItem,
+)
+
+from connectors.exchange import fields as F
+from connectors.exchange.client import make_account, translate, with_backoff
+from connectors.exchange.models import ExchangeConnection, ExchangeTargetOptions
+from syncd.contracts import Action, ActionKind, ActionResult, CheckResult, Target, batched
+from syncd.errors import ConnectionFailed, TargetError
+
+log = logging.getLogger(__name__)
+
+PROPERTY_SET = "5f0c6f55-8f8e-4c1e-9a0e-73796e63642d"
+"""syncd's own MAPI property set GUID (fixed forever: changing it orphans every item)."""
+
+_EWS_CHUNK = 100  # items per EWS request; Exchange's throttling favours <= 100
+
+
+# Per-item errors come back as values, not exceptions, so one bad item does not abort
+# the whole batch (exchangelib raises most of them by default).
+class _CreateItem(CreateItem):
+    ERRORS_TO_CATCH_IN_RESPONSE = ewserr.ResponseMessageError
+
+
+class _UpdateItem(UpdateItem):
+    ERRORS_TO_CATCH_IN_RESPONSE = ewserr.ResponseMessageError
+
+
+class _DeleteItem(DeleteItem):
+    ERRORS_TO_CATCH_IN_RESPONSE = ewserr.ResponseMessageError
+
+
+class _GetItem(GetItem):
+    ERRORS_TO_CATCH_IN_RESPONSE = ewserr.ResponseMessageError
+
+
+_registered: dict[str, str] = {}
+
+
+def _tag_attribute(name: str) -> str:
+    """Register the tag property on Contact and DistributionList (once per name) and
+    return the exchangelib attribute name it is reachable under."""
+    if name in _registered:
+        return _registered[name]
+    attr = "syncd_tag_" + re.sub(r"\W", "_", name).lower()
+    while attr in _registered.values():
+        attr += "_"
+    prop = type(
+        f"SyncdTag_{attr}",
+        (ExtendedProperty,),
+        {"property_set_id": PROPERTY_SET, "property_name": name, "property_type": "String"},
+    )
+    for cls in (Contact, DistributionList):
+        cls.register(attr, prop)
+    _registered[name] = attr
+    return attr
+
+
+@dataclass
+class _Found:
+    """An owned item found by its tag."""
+
+    id: str
+    changekey: str
+    key: str
+    kind: str  # "contact" | "distribution_list"
+
+
+class ExchangeTarget(Target):
+    """Writes contacts or distribution lists into one Exchange folder (see module doc)."""
+
+    supports_delete: ClassVar[bool] = True
+
+    connection: ExchangeConnection
+    options: ExchangeTargetOptions
+
+    def __init__(self, connection: ExchangeConnection, options: ExchangeTargetOptions, *, job: str):
+        super().__init__(connection, options, job=job)
+        self.batch_size = min(options.batch_size, 500)  # type: ignore[misc]
+        self.kind = options.kind
+        self.item_cls = Contact if self.kind == "contact" else DistributionList
+        self.tag = _tag_attribute(options.tag_property)
+        self.account: Any = None
+        self.folder: Any = None
+        self.sleep: Callable[[float], None] | None = None  # tests may shorten back-offs
+        self._pending_attrs: dict[int, dict[str, Any]] = {}
+
+    # ------------------------------------------------------------------ lifecycle
+    def describe(self) -> str:
+        return (
+            f"Exchange {self.kind}s in {self.options.folder!r} of {self.connection.mailbox} "
+            f"at {self.connection.endpoint}"
+        )
+
+    def open(self) -> None:
+        """Connect, authenticate (the first request does) and find or create the folder.
+
+        Raises ConnectionFailed (401, unreachable, TLS) or TargetError (missing folder
+        with create_folder: false, unusable server).
+        """
+        self.account = make_account(self.connection)
+        self.folder = self._resolve_folder(create=self.options.create_folder)
+        log.info("exchange target open: %s", self.describe())
+
+    def close(self) -> None:
+        if self.account is not None:
+            try:
+                self.account.protocol.close()
+            except Exception:  # closing is best effort
+                log.debug("closing the exchangelib protocol failed", exc_info=True)
+        self.account = None
+        self.folder = None
+
+    def check(self) -> list[CheckResult]:
+        """For `syncd doctor`: the server answers, accepts the credentials, the folder
+        exists (it is not created here)."""
+        try:
+            self.account = make_account(self.connection)
+            self.folder = self._resolve_folder(create=False)
+        except (ConnectionFailed, TargetError) as err:
+            return [CheckResult("exchange folder", False, str(err), hint=_hint(err))]
+        finally:
+            self.close()
+        return [CheckResult("exchange folder", True, self.describe())]
+
+    def _call(self, what: str, fn: Callable[[], Any]) -> Any:
+        kwargs = {"sleep": self.sleep} if self.sleep is not None else {}
+        return with_backoff(self.connection, what, fn, **kwargs)
+
+    # ------------------------------------------------------------------ folders
+    def _resolve_folder(self, *, create: bool) -> Any:
+        path = self.options.folder
+        acc = self.account
+        if path.startswith("public:"):
+            parts = [p.strip() for p in path[len("public:") :].split("/") if p.strip()]
+            cur = self._call("GetFolder publicfoldersroot", lambda: acc.public_folders_root)
+            shown = "public:"
+        else:
+            parts = [p.strip() for p in path.split("/") if p.strip()]
+            if parts and parts[0].lower() == "contacts":
+                cur = self._call("GetFolder contacts", lambda: acc.contacts)
+                parts = parts[1:]
+                shown = "Contacts"
+            else:
+                cur = self._call("GetFolder msgfolderroot", lambda: acc.msg_folder_root)
+                shown = ""
+        for part in parts:
+            shown = f"{shown}/{part}" if shown else part
+            found = self._call(
+                f"FindFolder {shown}",
+                lambda cur=cur, part=part: list(
+                    FolderCollection(account=acc, folders=[cur]).find_folders(
+                        q=Q(name=part), depth="Shallow"
+                    )
+                ),
+            )
+            found = [f for f in found if not isinstance(f, Exception)]
+            if found:
+                cur = found[0]
+                continue
+            if not create:
+                raise TargetError(
+                    f"Exchange folder {shown!r} does not exist in {self.connection.mailbox}"
+                )
+            new = Folder(parent=cur, name=part, folder_class="IPF.Contact")
+            made = self._call(
+                f"CreateFolder {shown}",
+                lambda cur=cur, new=new: list(
+                    CreateFolder(account=acc).call(parent_folder=cur, folders=[new])
+                ),
+            )
+            if isinstance(made[0], Exception):
+                raise TargetError(f"cannot create Exchange folder {shown!r}: {made[0]}")
+            log.info("created Exchange folder %r", shown)
+            cur = made[0]
+        return cur
+
+    # ------------------------------------------------------------------ lookup
+    def _find_owned(self, keys: Sequence[str]) -> dict[str, list[_Found]]:
+        """Owned items of these keys in the folder: key -> items (oldest first)."""
+        out: dict[str, list[_Found]] = {}
+        if not keys:
+            return out
+        acc = self.account
+        field = self.item_cls.get_field_by_fieldname(self.tag)
+        q = Q(**{f"{self.tag}__in": list(dict.fromkeys(keys))})
+        restriction = Restriction(q, folders=[self.folder], applies_to=Restriction.ITEMS)
+
+        def run() -> list[Any]:
+            # FindItem returns short string extended properties directly; exchangelib's
+            # QuerySet would add a GetItem round trip for them.
+            svc = FindItem(account=acc, page_size=_EWS_CHUNK)
+            return list(
+                svc.call(
+                    folders=[self.folder],
+                    additional_fields={FieldPath(field=field)},
+                    restriction=restriction,
+                    order_fields=None,
+                    shape="IdOnly",
+                    query_string=None,
+                    depth="Shallow",
+                    calendar_view=None,
+                    max_items=None,
+                    offset=0,
+                )
+            )
+
+        for item in self._call("FindItem by tag", run):
+            if isinstance(item, Exception):
+                raise TargetError(f"Exchange lookup by tag failed: {item}")
+            key = getattr(item, self.tag, None)
+            if key is None:
+                continue
+            kind = "contact" if isinstance(item, Contact) else "distribution_list"
+            out.setdefault(key, []).append(_Found(item.id, item.changekey, key, kind))
+        return out
+
+    # ------------------------------------------------------------------ apply
+    def apply(self, actions: Sequence[Action]) -> list[ActionResult]:
+        """Apply a batch (see module doc). One result per action, in order."""
+        if self.account is None:
+            raise TargetError("ExchangeTarget.apply() before open()")
+        results: list[ActionResult | None] = [None] * len(actions)
+        for start in range(0, len(actions), _EWS_CHUNK):
+            chunk = list(range(start, min(start + _EWS_CHUNK, len(actions))))
+            self._apply_chunk(actions, chunk, results)
+        return [r for r in results if r is not None]
+
+    def _apply_chunk(
+        self, actions: Sequence[Action], idx: list[int], results: list[ActionResult | None]
+    ) -> None:
+        found = self._find_owned([actions[i].key for i in idx])
+        creates: list[tuple[int, Any, bytes | None]] = []
+        updates: list[tuple[int, _Found, list[str], bytes | None, bool]] = []
+        deletes: list[tuple[int | None, _Found]] = []
+        seen: set[str] = set()
+        for i in idx:
+            a = actions[i]
+            mine = [f for f in found.get(a.key, []) if f.kind == self.kind]
+            if a.key in seen:
+                results[i] = ActionResult(a, False, error="key appears twice in one batch")
+                continue
+            seen.add(a.key)
+            # Extra items of one key are leftovers of a lost answer: keep the first only.
+            for dup in mine[1:]:
+                deletes.append((None, dup))
+            if a.kind is ActionKind.DELETE:
+                if mine:
+                    deletes.append((i, mine[0]))
+                else:
+                    results[i] = ActionResult(a, True, detail="already gone")
+                continue
+            try:
+                attrs = F.item_attributes(a.fields, self.kind)
+                photo = F.photo_of(a.fields) if self.kind == "contact" else None
+            except F.FieldProblem as err:
+                results[i] = ActionResult(a, False, error=str(err))
+                continue
+            if not mine:
+                creates.append((i, F.new_item(self.kind, attrs, photo, folder=self.folder), photo))
+                continue
+            if a.kind is ActionKind.UPDATE:
+                try:
+                    names = F.changed_attributes(a.changed, self.kind)
+                except F.FieldProblem as err:
+                    results[i] = ActionResult(a, False, error=str(err))
+                    continue
+                photo_changed = "photo" in a.changed
+            else:
+                # A create that found its item (crash before the state commit): write all.
+                names = list(attrs)
+                photo_changed = self.kind == "contact"
+            updates.append((i, mine[0], names, photo, photo_changed))
+            self._pending_attrs[i] = attrs
+        self._do_creates(actions, creates, results)
+        self._do_updates(actions, updates, results)
+        self._do_deletes(actions, deletes, results)
+        for i in idx:
+            if results[i] is None:  # pragma: no cover - a bug, not a server problem
+                results[i] = ActionResult(actions[i], False, error="not applied (internal)")
+        self._pending_attrs.clear()
+
+    def _do_creates(
+        self,
+        actions: Sequence[Action],
+        creates: list[tuple[int, Any, bytes | None]],
+        results: list[ActionResult | None],
+    ) -> None:
+        if not creates:
+            return
+        acc = self.account
+        for item_idx, item, _photo in creates:
+            setattr(item, self.tag, actions[item_idx].key)
+        items = [c[1] for c in creates]
+        res = self._call(
+            f"CreateItem x{len(items)}",
+            lambda: list(
+                _CreateItem(account=acc, chunk_size=_EWS_CHUNK).call(
+                    items=items,
+                    folder=self.folder,
+                    message_disposition="SaveOnly",
+                    send_meeting_invitations="SendToNone",
+                )
+            ),
+        )
+        for (i, _item, _photo), r in zip(creates, res, strict=True):
+            if isinstance(r, Exception):
+                results[i] = ActionResult(actions[i], False, error=_err(r))
+            else:
+                results[i] = ActionResult(actions[i], True, target_id=r.id)
+
+    def _do_updates(
+        self,
+        actions: Sequence[Action],
+        updates: list[tuple[int, _Found, list[str], bytes | None, bool]],
+        results: list[ActionResult | None],
+    ) -> None:
+        if not updates:
+            return
+        acc = self.account
+        pending = [u for u in updates if u[2]]
+        conflicts: list[tuple[int, _Found, list[str], bytes | None, bool]] = []
+        for attempt in range(2):
+            if not pending:
+                break
+            batch = []
+            for i, found, names, _photo, _pc in pending:
+                attrs = self._pending_attrs[i]
+                item = self.item_cls(
+                    account=acc, folder=self.folder, id=found.id, changekey=found.changekey
+                )
+                for n in names:
+                    setattr(item, n, attrs.get(n))
+                # Re-assert ownership and key on every write (cheap, and heals a tag that
+                # an Outlook add-in might have stripped).
+                setattr(item, self.tag, found.key)
+                batch.append((item, [*names, self.tag]))
+            res = self._call(
+                f"UpdateItem x{len(batch)}",
+                lambda batch=batch: list(
+                    _UpdateItem(account=acc, chunk_size=_EWS_CHUNK).call(
+                        items=batch,
+                        conflict_resolution="AutoResolve",
+                        message_disposition="SaveOnly",
+                        send_meeting_invitations_or_cancellations="SendToNone",
+                        suppress_read_receipts=True,
+                    )
+                ),
+            )
+            conflicts = []
+            for u, r in zip(pending, res, strict=True):
+                i = u[0]
+                if isinstance(r, ewserr.ErrorIrresolvableConflict | ewserr.ErrorInvalidChangeKey):
+                    conflicts.append(u)
+                elif isinstance(r, ewserr.ErrorItemNotFound):
+                    # Deleted between the lookup and now: the next run re-creates it.
+                    results[i] = ActionResult(actions[i], False, error="item vanished; retried")
+                elif isinstance(r, Exception):
+                    results[i] = ActionResult(actions[i], False, error=_err(r))
+                else:
+                    u[1].changekey = r[1]
+                    results[i] = ActionResult(actions[i], True, target_id=r[0])
+            if not conflicts or attempt == 1:
+                break
+            # Someone else changed the item since our lookup: fetch fresh change keys, retry
+            # once. Our fields win (the directory is the source of truth).
+            fresh = self._find_owned([actions[u[0]].key for u in conflicts])
+            pending = []
+            for u in conflicts:
+                now = [f for f in fresh.get(actions[u[0]].key, []) if f.id == u[1].id]
+                if now:
+                    pending.append((u[0], now[0], u[2], u[3], u[4]))
+                else:
+                    results[u[0]] = ActionResult(actions[u[0]], False, error="item vanished")
+            log.info("retrying %d update(s) after a change key conflict", len(pending))
+        for u in conflicts:
+            if results[u[0]] is None:
+                results[u[0]] = ActionResult(
+                    actions[u[0]], False, error="write conflict (ErrorIrresolvableConflict)"
+                )
+        for i, found, names, _photo, _pc in updates:
+            if not names:
+                results[i] = ActionResult(actions[i], True, target_id=found.id)
+        photo_jobs = [
+            (i, found, photo)
+            for i, found, _n, photo, changed in updates
+            if changed and results[i] is not None and results[i].ok  # type: ignore[union-attr]
+        ]
+        if photo_jobs:
+            self._sync_photos(actions, photo_jobs, results)
+
+    def _sync_photos(
+        self,
+        actions: Sequence[Action],
+        jobs: list[tuple[int, _Found, bytes | None]],
+        results: list[ActionResult | None],
+    ) -> None:
+        """Replace the contact photo of these items: delete the old photo attachment(s),
+        attach the new one (if any)."""
+        acc = self.account
+        ids = [(found.id, found.changekey) for _i, found, _p in jobs]
+        got = self._call(
+            f"GetItem attachments x{len(ids)}",
+            lambda: list(
+                _GetItem(account=acc, chunk_size=_EWS_CHUNK).call(
+                    items=ids,
+                    additional_fields={
+                        FieldPath(field=Contact.get_field_by_fieldname("attachments"))
+                    },
+                    shape="IdOnly",
+                )
+            ),
+        )
+        old = []
+        for (i, _found, _photo), item in zip(jobs, got, strict=True):
+            if isinstance(item, Exception):
+                results[i] = ActionResult(actions[i], False, error=f"photo: {_err(item)}")
+                continue
+            old.extend(a.attachment_id for a in (item.attachments or []) if a.is_contact_photo)
+        if old:
+            res = self._call(
+                f"DeleteAttachment x{len(old)}",
+                lambda: list(DeleteAttachment(account=acc).call(items=old)),
+            )
+            for r in res:
+                if isinstance(r, Exception):
+                    log.warning("could not delete an old contact photo: %s", r)
+        for i, found, photo in jobs:
+            if photo is None or not results[i] or not results[i].ok:  # type: ignore[union-attr]
+                continue
+            parent = Contact(account=acc, id=found.id, changekey=found.changekey)
+            att = F.photo_attachment(photo)
+            res = self._call(
+                "CreateAttachment photo",
+                lambda parent=parent, att=att: list(
+                    CreateAttachment(account=acc).call(parent_item=parent, items=[att])
+                ),
+            )
+            if res and isinstance(res[0], Exception):
+                results[i] = ActionResult(actions[i], False, error=f"photo: {_err(res[0])}")
+
+    def _do_deletes(
+        self,
+        actions: Sequence[Action],
+        deletes: list[tuple[int | None, _Found]],
+        results: list[ActionResult | None],
+    ) -> None:
+        if not deletes:
+            return
+        acc = self.account
+        for part in batched(deletes, _EWS_CHUNK):
+            ids = [(f.id, f.changekey) for _i, f in part]
+            res = self._call(
+                f"DeleteItem x{len(ids)}",
+                lambda ids=ids: list(
+                    _DeleteItem(account=acc, chunk_size=_EWS_CHUNK).call(
+                        items=ids,
+                        delete_type="HardDelete",
+                        send_meeting_cancellations="SendToNone",
+                        affected_task_occurrences="AllOccurrences",
+                        suppress_read_receipts=True,
+                    )
+                ),
+            )
+            for (i, found), r in zip(part, res, strict=True):
+                if i is None:
+                    if isinstance(r, Exception):
+                        log.warning("could not remove duplicate item of key %s: %s", found.key, r)
+                    else:
+                        log.info("removed a duplicate item of key %s", found.key)
+                    continue
+                if r is True or isinstance(r, ewserr.ErrorItemNotFound):
+                    results[i] = ActionResult(actions[i], True)
+                else:
+                    results[i] = ActionResult(actions[i], False, error=_err(r))
+
+
+def _err(exc: Any) -> str:
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
+
+
+def _hint(err: Exception) -> str:
+    text = str(err)
+    if "401" in text:
+        return "check username/password and auth (ntlm needs DOMAIN\\user)"
+    if "TLS" in text:
+        return "set ca_file to the PEM of the CA that signed the server certificate"
+    if "does not exist" in text:
+        return "create the folder, or let syncd create it (create_folder: true)"
+    return ""
+
+
+__all__ = ["PROPERTY_SET", "ExchangeTarget", "translate"]
