@@ -1,0 +1,423 @@
+"""CardDAV target: records -> vCards in one address book.
+
+How it stays safe and cheap:
+
+* Each record is one card named ``syncd-<key>.vcf`` (or ``syncd-h-<sha256>.vcf`` for keys
+  that are not plain lower-case UUID-like text), with ``UID`` and ``X-SYNCD-KEY`` = the
+  key. Only such cards are ever written or deleted, and before touching a card whose
+  state is not exactly what syncd last wrote, its ``X-SYNCD-KEY`` is checked: cards
+  people add by hand are never touched.
+* ``open()`` discovers the address book (creating it if configured) and lists it once
+  with ``sync-collection`` (RFC 6578): name -> ETag.
+* create = ``PUT If-None-Match: *``; update = ``PUT If-Match: <etag syncd wrote>``;
+  delete = ``DELETE If-Match``. The ETag travels in the target id (``"<href> <etag>"``),
+  so in the normal case every action is exactly one request.
+* When the server's ETag is not the one syncd wrote (listing or 412), the card is
+  fetched (``addressbook-multiget``, batched) and its content compared with the digest
+  syncd embedded (``X-SYNCD-DIGEST``): an edit made outside syncd is reported (log
+  warning and ``ActionResult.detail``) and overwritten or kept per ``on_external_edit``;
+  a card that is merely newer than the state (a replayed batch) is simply rewritten.
+* Requests run ``concurrency`` at a time on one keep-alive connection pool.
+
+An external edit is noticed when syncd next writes that card (its source changed); a
+card whose source does not change keeps the edit until then.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urljoin, urlsplit
+
+from connectors.carddav import vcard
+from connectors.carddav.config import CardDavConnection, CardDavTargetOptions
+from connectors.carddav.dav import DavClient, short_status
+from syncd.contracts import Action, ActionKind, ActionResult, CheckResult, Target
+from syncd.errors import ConnectionFailed, SecretError, TargetError
+
+log = logging.getLogger(__name__)
+
+_MISSING = object()
+_TARGET_ID = re.compile(r"(/\S*/)(syncd-[A-Za-z0-9._-]+\.vcf) (\S+)")
+_ATTEMPTS = 3
+
+
+@dataclass
+class _Work:
+    action: Action
+    name: str
+    url: str
+    path: str
+    body: str | None = None
+    stored: str | None = None
+    """The ETag syncd wrote last (from the target id), None if unknown."""
+    fetched: Any = None
+    """(text, etag) once the current card has been read; None: not read."""
+
+
+def _etag(resp: Any) -> str | None:
+    tag = resp.headers.get("etag")
+    return tag.strip() if tag else None
+
+
+class CardDavTarget(Target):
+    """Writes vCards into one CardDAV address book (see the module doc)."""
+
+    supports_delete = True
+    batch_size = 200
+
+    connection: CardDavConnection
+    options: CardDavTargetOptions
+
+    def __init__(
+        self,
+        connection: CardDavConnection,
+        options: CardDavTargetOptions,
+        *,
+        job: str,
+        event_hooks: dict[str, list[Any]] | None = None,
+    ):
+        super().__init__(connection, options, job=job)
+        self._event_hooks = event_hooks
+        self.client: DavClient | None = None
+        self.book: str | None = None
+        self.book_path = ""
+        self.etags: dict[str, str | None] = {}
+        self.sync_token: str | None = None
+        self.listing_method: str | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._uid_cache: dict[str, str | None] = {}
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _client(self) -> DavClient:
+        return DavClient(
+            self.connection,
+            max_connections=self.options.concurrency + 2,
+            event_hooks=self._event_hooks,
+        )
+
+    def open(self) -> None:
+        """Discover (and create) the address book and list it. Raises ConnectionFailed
+        (unreachable, TLS, credentials) or TargetError (no address book, no rights)."""
+        if self.client is not None:
+            return
+        client = self._client()
+        try:
+            book = client.discover(
+                self.options.addressbook,
+                create=self.options.create,
+                display_name=self.options.display_name,
+            )
+            assert book is not None  # create=True never answers None
+            etags, token, method = client.list_etags(book)
+        except BaseException:
+            client.close()
+            raise
+        self.client, self.book = client, book
+        self.book_path = urlsplit(book).path
+        self.etags, self.sync_token, self.listing_method = etags, token, method
+        owned = sum(1 for n in etags if vcard.is_syncd_name(n))
+        log.info(
+            "CardDAV address book %s: %d cards (%d written by syncd), listed by %s",
+            unquote(self.book_path),
+            len(etags),
+            owned,
+            method,
+        )
+        self._pool = ThreadPoolExecutor(
+            max_workers=self.options.concurrency, thread_name_prefix="carddav"
+        )
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+
+    def describe(self) -> str:
+        book = self.options.addressbook or "(the URL)"
+        return f"CardDAV {self.connection.describe()}, address book {book}"
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Requests sent so far, by HTTP method."""
+        return dict(self.client.stats) if self.client else {}
+
+    # ------------------------------------------------------------------ apply
+
+    def apply(self, actions: Sequence[Action]) -> list[ActionResult]:
+        """One result per action, in order. Raises TargetError when the server became
+        unusable (unreachable, credentials refused) in the middle of the batch."""
+        if self.client is None:
+            self.open()
+        assert self._pool is not None
+        try:
+            prepared: list[_Work | ActionResult] = [self._prepare(a) for a in actions]
+            work = [w for w in prepared if isinstance(w, _Work)]
+            self._prefetch(work)
+            futures = {id(w): self._pool.submit(self._run, w) for w in work}
+            return [
+                item if isinstance(item, ActionResult) else futures[id(item)].result()
+                for item in prepared
+            ]
+        except ConnectionFailed as err:
+            raise TargetError(str(err)) from None
+
+    def _prepare(self, action: Action) -> _Work | ActionResult:
+        stored_path, stored = self._parse_target_id(action.target_id)
+        name = vcard.resource_name(action.key)
+        if action.kind is ActionKind.DELETE and stored_path is not None:
+            name = stored_path.rpartition("/")[2]  # where syncd actually wrote it
+        path = self.book_path + name
+        if stored_path is not None and stored_path != path:
+            stored = None  # written under another name/book: its ETag says nothing here
+        w = _Work(action, name, urljoin(self.book or "", name), path, stored=stored)
+        if action.kind is not ActionKind.DELETE:
+            try:
+                w.body = vcard.build_vcard(
+                    action.key,
+                    action.fields,
+                    version=self.options.vcard_version,
+                    member_uid=self._member_uid,
+                )
+            except vcard.VCardError as err:
+                return ActionResult(action, ok=False, error=str(err))
+        return w
+
+    def _parse_target_id(self, target_id: str | None) -> tuple[str | None, str | None]:
+        if not target_id:
+            return None, None
+        m = _TARGET_ID.fullmatch(target_id)
+        if not m or not m.group(1).startswith(self.book_path):
+            return None, None
+        etag = m.group(3)
+        return m.group(1) + m.group(2), None if etag == "-" else etag
+
+    def _needs_content(self, w: _Work) -> bool:
+        current = self.etags.get(w.name, _MISSING)
+        return current is not _MISSING and (w.stored is None or w.stored != current)
+
+    def _prefetch(self, work: list[_Work]) -> None:
+        """Read, in one multiget per 100, every card whose state is not what syncd wrote."""
+        names = sorted({w.name for w in work if self._needs_content(w)})
+        if not names:
+            return
+        assert self.client is not None and self.book is not None
+        found = self.client.multiget(self.book, names)
+        for w in work:
+            if w.name in names:
+                got = found.get(w.name)
+                if got is None:
+                    self.etags.pop(w.name, None)
+                else:
+                    w.fetched = got
+                    self.etags[w.name] = got[1]
+
+    def _refresh(self, w: _Work) -> None:
+        assert self.client is not None
+        got = self.client.get(w.url)
+        if got is None:
+            self.etags.pop(w.name, None)
+            w.fetched = None
+        else:
+            w.fetched = got
+            self.etags[w.name] = got[1]
+
+    def _run(self, w: _Work) -> ActionResult:
+        if w.action.kind is ActionKind.DELETE:
+            return self._delete(w)
+        return self._upsert(w)
+
+    def _ok(self, w: _Work, etag: str | None, detail: str | None = None) -> ActionResult:
+        self.etags[w.name] = etag
+        return ActionResult(w.action, ok=True, target_id=f"{w.path} {etag or '-'}", detail=detail)
+
+    def _fail(self, w: _Work, resp: Any, what: str) -> ActionResult:
+        return ActionResult(w.action, ok=False, error=f"{what} {w.name}: {short_status(resp)}")
+
+    def _edited(self, w: _Work) -> None:
+        log.warning(
+            "card %s (key %s) in %s was changed outside syncd; on_external_edit: %s",
+            w.name,
+            w.action.key,
+            unquote(self.book_path),
+            self.options.on_external_edit,
+        )
+
+    def _upsert(self, w: _Work) -> ActionResult:
+        assert self.client is not None and w.body is not None
+        detail: str | None = None
+        for _ in range(_ATTEMPTS):
+            current = self.etags.get(w.name, _MISSING)
+            if current is _MISSING:
+                resp = self.client.put(w.url, w.body, create_only=True)
+                if resp.is_success:
+                    if w.action.kind is ActionKind.UPDATE and w.action.target_id:
+                        detail = "re-created: the card had been deleted outside syncd"
+                    return self._ok(w, _etag(resp), detail)
+                if resp.status_code != 412:
+                    return self._fail(w, resp, "PUT")
+                self._refresh(w)
+                continue
+            if w.fetched is None and w.stored is not None and w.stored == current:
+                resp = self.client.put(w.url, w.body, if_match=current)
+                if resp.is_success:
+                    return self._ok(w, _etag(resp), detail)
+                if resp.status_code != 412:
+                    return self._fail(w, resp, "PUT")
+                self._refresh(w)
+                continue
+            if w.fetched is None:
+                self._refresh(w)
+                continue
+            text, etag = w.fetched
+            owner = vcard.owner_key(text)
+            if owner != w.action.key:
+                return ActionResult(
+                    w.action,
+                    ok=False,
+                    error=f"{w.name} holds a card syncd did not write for this key "
+                    "(another UID/X-SYNCD-KEY); it is left alone",
+                )
+            edited = vcard.edited_elsewhere(text)
+            if not edited and vcard.same_content(text, w.body):
+                return self._ok(w, etag, "already up to date")
+            if edited:
+                self._edited(w)
+                if self.options.on_external_edit == "keep":
+                    # Keep reporting the old ETag: the next update notices the edit again.
+                    self.etags[w.name] = etag
+                    return ActionResult(
+                        w.action,
+                        ok=True,
+                        target_id=f"{w.path} {w.stored or '-'}",
+                        detail="kept a change made outside syncd (on_external_edit: keep)",
+                    )
+                detail = "overwrote a change made outside syncd"
+            resp = self.client.put(w.url, w.body, if_match=etag) if etag else None
+            if resp is None:  # the server gave no ETag: rewrite unconditionally
+                resp = self.client.put(w.url, w.body)
+            if resp.is_success:
+                return self._ok(w, _etag(resp), detail)
+            if resp.status_code != 412:
+                return self._fail(w, resp, "PUT")
+            w.fetched = None
+            self._refresh(w)
+        return ActionResult(
+            w.action, ok=False, error=f"{w.name} kept changing while being written; retried later"
+        )
+
+    def _delete(self, w: _Work) -> ActionResult:
+        assert self.client is not None
+        detail: str | None = None
+        for _ in range(_ATTEMPTS):
+            current = self.etags.get(w.name, _MISSING)
+            if current is _MISSING:
+                return ActionResult(w.action, ok=True, detail=detail or "already gone")
+            if w.fetched is None and w.stored is not None and w.stored == current:
+                etag = current
+            elif w.fetched is None:
+                self._refresh(w)
+                continue
+            else:
+                text, etag = w.fetched
+                if vcard.owner_key(text) != w.action.key:
+                    return ActionResult(
+                        w.action,
+                        ok=True,
+                        detail=f"not deleted: {w.name} is not a card syncd wrote for this key",
+                    )
+                if vcard.edited_elsewhere(text):
+                    self._edited(w)
+                    if self.options.on_external_edit == "keep":
+                        return ActionResult(
+                            w.action,
+                            ok=True,
+                            detail="not deleted: changed outside syncd (on_external_edit: keep)",
+                        )
+                    detail = "deleted although it was changed outside syncd"
+            resp = self.client.delete(w.url, if_match=etag)
+            if resp.is_success or resp.status_code == 404:
+                self.etags.pop(w.name, None)
+                return ActionResult(w.action, ok=True, detail=detail)
+            if resp.status_code != 412:
+                return self._fail(w, resp, "DELETE")
+            w.fetched = None
+            self._refresh(w)
+        return ActionResult(
+            w.action, ok=False, error=f"{w.name} kept changing while being deleted; retried later"
+        )
+
+    # ------------------------------------------------------------------ groups
+
+    def _member_uid(self, value: Any) -> str | None:
+        """A ``members`` value -> the member's UID. Accepts record keys and syncd target
+        ids (``"<href> <etag>"``, what ``lookup(job)`` in a mapping answers)."""
+        if not isinstance(value, str):
+            raise vcard.VCardError(f"field 'members': expected text, got {type(value).__name__}")
+        m = _TARGET_ID.fullmatch(value)
+        if not m:
+            return value
+        name = m.group(2)
+        key = vcard.key_from_name(name)
+        if key is not None:
+            return key
+        href = m.group(1) + name
+        if href not in self._uid_cache:
+            assert self.client is not None and self.book is not None
+            got = self.client.get(urljoin(self.book, href))
+            uid = vcard.read_props(got[0], ["UID"]).get("UID") if got else None
+            if uid is None:
+                log.warning("group member %s not found on the server: left out", href)
+            self._uid_cache[href] = uid
+        return self._uid_cache[href]
+
+    # ------------------------------------------------------------------ doctor
+
+    def check(self) -> list[CheckResult]:
+        """Reach, credentials, discovery and the address book, without creating it."""
+        try:
+            client = self._client()
+        except SecretError as err:
+            return [CheckResult("carddav credentials", False, str(err))]
+        try:
+            book = client.discover(
+                self.options.addressbook, create=False, display_name=self.options.display_name
+            )
+            out = [CheckResult("carddav server", True, f"{self.connection.url} answers")]
+            if book is None:
+                ok = self.options.create
+                out.append(
+                    CheckResult(
+                        "carddav address book",
+                        ok,
+                        f"{self.options.addressbook!r} does not exist"
+                        + ("; it is created on the first run" if ok else ""),
+                        "" if ok else "create it, or set create: true",
+                    )
+                )
+                return out
+            etags, _token, method = client.list_etags(book)
+            owned = sum(1 for n in etags if vcard.is_syncd_name(n))
+            out.append(
+                CheckResult(
+                    "carddav address book",
+                    True,
+                    f"{unquote(urlsplit(book).path)}: {len(etags)} cards, {owned} written by "
+                    f"syncd; listing by {method}",
+                )
+            )
+            return out
+        except ConnectionFailed as err:
+            return [CheckResult("carddav server", False, str(err), "check url and credentials")]
+        except TargetError as err:
+            return [CheckResult("carddav address book", False, str(err))]
+        finally:
+            client.close()
