@@ -38,6 +38,10 @@ _node_name: str | None = None
 # Locks for in-memory SQLite databases (no file to lock): one per process is all there is.
 _memory_locks: dict[str, threading.Lock] = {}
 _memory_guard = threading.Lock()
+# Locks this thread holds, so a nested job_lock() of the same job (the daemon holds the
+# lock to check the tick, then the engine takes it for the run) re-enters instead of
+# refusing itself.
+_held = threading.local()
 
 # libpq keepalive settings for the lock connection: a dead peer is noticed in about
 # 10 + 3*3 s of silence, and unacknowledged writes fail after 20 s.
@@ -176,12 +180,20 @@ def job_lock(
 ) -> Iterator[JobLock]:
     """Hold the lock of ``job`` for the ``with`` block; yields a :class:`JobLock`.
 
+    Re-entrant per thread and store: a nested call in the thread that holds the lock
+    yields the same lock and leaves releasing it to the outer block.
+
     ``wait=True`` blocks until the lock is free instead of failing. Raises
     :class:`~syncd.errors.Busy` (naming the holder's node when known) when another run
     holds it, and :class:`~syncd.errors.ConnectionFailed` when PostgreSQL cannot be
     reached for the lock.
     """
     node = node or node_name()
+    held: dict[tuple[int, str], JobLock] = _held.__dict__.setdefault("locks", {})
+    ident = (id(_engine(store)), job)
+    if ident in held:
+        yield held[ident]  # re-entered by the thread that holds it: the outer one releases
+        return
     backend = backend_of(store)
     if backend == "postgresql":
         lock: JobLock = _pg_acquire(store, job, wait=wait, node=node)
@@ -191,9 +203,11 @@ def job_lock(
         raise ConnectionFailed(
             f"state store backend {backend!r} has no job lock; use SQLite or PostgreSQL"
         )
+    held[ident] = lock
     try:
         yield lock
     finally:
+        del held[ident]
         lock.release()
 
 

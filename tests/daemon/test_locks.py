@@ -20,6 +20,23 @@ def _store(url: str) -> SimpleNamespace:
     return SimpleNamespace(engine=sa.create_engine(url))
 
 
+def _in_thread(make_cm) -> str:
+    """Enter the context manager in another thread; return the Busy message or ''."""
+    out: list[str] = []
+
+    def run():
+        try:
+            with make_cm():
+                out.append("")
+        except Busy as err:
+            out.append(str(err))
+
+    t = threading.Thread(target=run)
+    t.start()
+    t.join(10)
+    return out[0]
+
+
 def test_lock_key_is_stable_and_distinct():
     assert lock_key("inventory") == lock_key("inventory")
     assert lock_key("inventory") != lock_key("addressbook")
@@ -30,17 +47,17 @@ def test_lock_key_is_stable_and_distinct():
 
 @pytest.mark.postgres
 def test_pg_lock_excludes_other_holders_and_names_the_node(pg_url):
-    store = _store(pg_url)
+    store, other_node = _store(pg_url), _store(pg_url)
     with job_lock(store, "inv", node="node-a") as lock:
         assert lock.alive()
         with (
             pytest.raises(Busy, match="job inv is running on node node-a"),
-            job_lock(store, "inv", node="node-b"),
+            job_lock(other_node, "inv", node="node-b"),
         ):
             pass
-        with job_lock(store, "other", node="node-b") as other:
+        with job_lock(other_node, "other", node="node-b") as other:
             assert other.alive()
-    with job_lock(store, "inv", node="node-b") as lock:
+    with job_lock(other_node, "inv", node="node-b") as lock:
         assert lock.alive()
 
 
@@ -79,7 +96,7 @@ def test_pg_lock_lost_when_session_is_killed(pg_url):
         assert killed
         assert not lock.alive()
         assert not lock.alive()  # stays lost
-        with job_lock(store, "inv", node="other") as taken:
+        with job_lock(_store(pg_url), "inv", node="other") as taken:
             assert taken.alive()
 
 
@@ -113,10 +130,15 @@ def test_sqlite_job_lock_is_per_job_and_per_open_file(tmp_path):
     with job_lock(store, "inv", node="n1") as lock:
         assert lock.alive()
         assert (tmp_path / "state.db.job-inv.lock").exists()
-        # Same process, second attempt: flock locks belong to the open file, so this
+        # Same process, another thread: flock locks belong to the open file, so this
         # is refused too (fcntl byte-range locks would have let it through).
-        with pytest.raises(Busy, match="job inv is running on node n1 pid"), job_lock(store, "inv"):
-            pass
+        errors = _in_thread(lambda: job_lock(store, "inv"))
+        assert "job inv is running on node n1 pid" in errors
+        # The holding thread re-enters (the daemon holds it, then the engine takes it).
+        with job_lock(store, "inv") as inner:
+            assert inner is lock
+        assert lock.alive()
+        assert "is running" in _in_thread(lambda: job_lock(store, "inv"))
         with job_lock(store, "ab/c d", node="n1"):
             pass
     with job_lock(store, "inv"):
@@ -170,7 +192,7 @@ def test_daemon_lock_is_a_no_op_on_postgres(pg_url):
 
 def test_in_memory_sqlite_uses_a_process_lock():
     store = _store("sqlite://")
-    with job_lock(store, "inv"), pytest.raises(Busy), job_lock(store, "inv"):
-        pass
+    with job_lock(store, "inv"):
+        assert "running in this process" in _in_thread(lambda: job_lock(store, "inv"))
     with job_lock(store, "inv"):
         pass
