@@ -39,6 +39,7 @@ import ldap3
 
 from connectors.ldap import wire
 from connectors.ldap.ad_common import (
+    DOMAIN_SCOPE,
     GUID_BATCH,
     SHOW_DELETED,
     ServerIdentity,
@@ -145,6 +146,7 @@ def _usn_since(
         "sub",
         ["objectGUID"],
         page_size=page_size(options),
+        extra_controls=[DOMAIN_SCOPE],
         what="usn: changed objects",
     ):
         guid = entry_guid(entry)
@@ -172,7 +174,7 @@ def _usn_since(
         "sub",
         ["objectGUID"],
         page_size=page_size(options),
-        extra_controls=[SHOW_DELETED],
+        extra_controls=[SHOW_DELETED, DOMAIN_SCOPE],
         what="usn: deleted objects",
     ):
         guid = entry_guid(entry)

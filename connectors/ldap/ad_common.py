@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 OID_AD_CAPABILITY = "1.2.840.113556.1.4.800"
 OID_SHOW_DELETED = "1.2.840.113556.1.4.417"
 SHOW_DELETED: wire.Control = (OID_SHOW_DELETED, True, None)
+OID_DOMAIN_SCOPE = "1.2.840.113556.1.4.1339"
+DOMAIN_SCOPE: wire.Control = (OID_DOMAIN_SCOPE, False, None)
+"""No continuation references to other naming contexts / domains (AD and Samba)."""
 
 CURSOR_VERSION = 1
 DEFAULT_PAGE_SIZE = 500
@@ -434,7 +437,14 @@ def upserts(
     binary = binary_attributes(options)
     deferred: list[wire.Entry] = []
     entries = wire.paged_search(
-        conn, options.base, filter, options.scope, attrs, page_size=page_size(options), what=what
+        conn,
+        options.base,
+        filter,
+        options.scope,
+        attrs,
+        page_size=page_size(options),
+        extra_controls=[DOMAIN_SCOPE],
+        what=what,
     )
     for entry in entries:
         if _ranged(entry):
