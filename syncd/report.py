@@ -64,12 +64,10 @@ def categorize(result: ActionResult) -> str:
         return "joiners"
     if any(p == "disabled" or p.startswith("disabled ") for p in parts):
         return "leavers"  # e.g. an end date that passed
+    if any(p.startswith("linked") for p in parts):
+        return "linked"  # first link of an existing entry (it may also have moved)
     if any(p.startswith("moved from") for p in parts):
         return "movers"
-    if any(p.startswith("linked") for p in parts) or (
-        kind is ActionKind.CREATE and result.action.target_id
-    ):
-        return "linked"
     return "updated"
 
 

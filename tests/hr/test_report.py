@@ -25,6 +25,7 @@ def test_categories():
     assert categorize(result(U, "1", "disabled")) == "leavers"  # end date passed
     assert categorize(result(C, "1", "linked uid=a; re-enabled")) == "re_enabled"
     assert categorize(result(U, "1", "linked uid=a,ou=x")) == "linked"
+    assert categorize(result(U, "1", "linked uid=a,ou=x; moved from a to b")) == "linked"
     assert categorize(result(U, "1", None)) == "updated"
     # an OU called "disabled" in a move is not a disable
     assert categorize(result(U, "1", "moved from uid=a,ou=disabled,dc=x to uid=a,ou=s")) == "movers"
