@@ -293,12 +293,27 @@ def load_config(path: str | Path, *, load_mappings: bool = True) -> Config:
     problems = list(doc.problems)
     if not isinstance(doc.data, dict):
         raise ConfigError([*problems, f"{path}:1: the config must be a mapping with version: 1"])
-    try:
-        raw = ConfigFile.model_validate(doc.data)
-    except ValidationError as err:
-        problems.extend(_format_errors(err, doc, ()))
-        raise ConfigError(problems) from None
-
+    data = doc.data
+    for key in data:
+        if key not in ConfigFile.model_fields:
+            problems.append(f"{doc.where((key,))}: {key}: unknown option")
+    if data.get("version") != 1:
+        problems.append(f"{doc.where(('version',))}: version: must be 1")
+    state = _validate_part(StateSection, data.get("state") or {}, doc, ("state",), problems)
+    daemon = _validate_part(DaemonSection, data.get("daemon") or {}, doc, ("daemon",), problems)
+    connections = _section(data, "connections", doc, problems)
+    jobs: dict[str, JobSection] = {}
+    for name, block in _section(data, "jobs", doc, problems).items():
+        job = _validate_part(JobSection, block, doc, ("jobs", name), problems)
+        if job is not None:
+            jobs[name] = job
+    raw = ConfigFile.model_construct(
+        version=1,
+        state=state or StateSection(),
+        daemon=daemon or DaemonSection(),
+        connections=connections,
+        jobs=jobs,
+    )
     cfg = Config(
         path=path,
         state_url=raw.state.url or _default_state_url(path.parent),
@@ -306,7 +321,7 @@ def load_config(path: str | Path, *, load_mappings: bool = True) -> Config:
     )
     for name, block in raw.connections.items():
         loc = ("connections", name)
-        if not isinstance(block, dict) or "type" not in block:
+        if "type" not in block:
             problems.append(
                 f"{doc.where(loc)}: connections.{name}: needs a type (one of "
                 f"{', '.join(registry.available())})"
@@ -366,6 +381,19 @@ def load_config(path: str | Path, *, load_mappings: bool = True) -> Config:
     if problems:
         raise ConfigError(problems)
     return cfg
+
+
+def _section(data: dict[str, Any], key: str, doc: YamlDoc, problems: list[str]) -> dict:
+    value = data.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        problems.append(f"{doc.where((key,))}: {key}: must be a mapping of names to settings")
+        return {}
+    bad = [name for name, block in value.items() if not isinstance(block, dict)]
+    for name in bad:
+        problems.append(f"{doc.where((key, name))}: {key}.{name}: must be a mapping of settings")
+    return {name: block for name, block in value.items() if name not in bad}
 
 
 def _load_mapping(path: Path, where: str, problems: list[str]) -> Any:
