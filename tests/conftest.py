@@ -14,4 +14,5 @@ pytest_plugins = [
     "tests.servers.fixtures_samba",
     "tests.servers.fixtures_radicale",
     "tests.servers.fixtures_ews",
+    "tests.servers.fixtures_ldaptarget",
 ]
