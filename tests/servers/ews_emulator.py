@@ -179,6 +179,7 @@ class EwsEmulator:
         self._unauth_left = 0
         self._conflict_left = 0
         self._ntlm_file: str | None = None
+        self._in_cache: dict[Any, set[str]] = {}
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._make_tree()
@@ -423,6 +424,7 @@ class EwsEmulator:
                     "The server cannot service this request right now. Try again later.",
                     back_off_ms=self._busy_ms,
                 )
+            self._in_cache = {}
             if op not in IMPLEMENTED:
                 return 500, _fault_xml(
                     "ErrorInvalidOperation",
@@ -575,6 +577,15 @@ class EwsEmulator:
     # -- restrictions
     def _matches(self, expr: Any, getter: Any) -> bool:
         tag = etree.QName(expr).localname
+        if tag == "Or" and len(expr) > 1:
+            # Fast path for "key IN (...)" (an Or of IsEqualTo on one path): one look-up.
+            wanted = self._in_cache.get(expr)
+            if wanted is None:
+                wanted = self._in_set(expr)
+                self._in_cache[expr] = wanted
+            if wanted:
+                left = getter(expr[0][0])
+                return left is not None and left.lower() in wanted
         if tag == "And":
             return all(self._matches(c, getter) for c in expr)
         if tag == "Or":
@@ -595,6 +606,16 @@ class EwsEmulator:
             const = expr.find(_t("Constant"))
             return left is not None and (const.get("Value") or "").lower() in left.lower()
         raise _Fault("ErrorUnsupportedQueryFilter", f"restriction {tag} is not implemented")
+
+    @staticmethod
+    def _in_set(expr: Any) -> set[str]:
+        """Lower-cased constants if ``expr`` is an Or of IsEqualTo on one path, else {}."""
+        if not all(etree.QName(c).localname == "IsEqualTo" for c in expr):
+            return set()
+        if len({etree.tostring(c[0]) for c in expr}) != 1:
+            return set()
+        consts = expr.xpath(".//t:Constant/@Value", namespaces={"t": T})
+        return {c.lower() for c in consts} if len(consts) == len(expr) else set()
 
     def _item_value(self, item: Item, path: Any) -> str | None:
         tag = etree.QName(path).localname
@@ -1067,6 +1088,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     emu: EwsEmulator
     protocol_version = "HTTP/1.1"
+    # Headers and body in one buffered write, no Nagle: else every keep-alive request
+    # waits for the client's delayed ACK (about 40 ms).
+    wbufsize = 1 << 16
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("ews-emulator: " + format, *args)

@@ -119,7 +119,11 @@ class ExchangeHarness(TargetHarness):
             if key is None:
                 continue
             emails = d.get("EmailAddresses", {})
-            multi = [emails[k] for k in ("EmailAddress1", "EmailAddress2", "EmailAddress3") if k in emails]
+            multi = [
+                emails[k]
+                for k in ("EmailAddress1", "EmailAddress2", "EmailAddress3")
+                if k in emails
+            ]
             out.append(Stored(key, d.get("DisplayName") or "", multi))
         return out
 
