@@ -19,6 +19,7 @@ import base64
 import binascii
 import functools
 import re
+import struct
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -27,7 +28,7 @@ from typing import Any
 from jinja2 import Undefined, pass_context
 from jinja2.runtime import Context
 
-from syncd.mapping.dn import parse_dn
+from syncd.mapping.dn import parse_dn, split_first
 
 __all__ = ["FILTERS", "LOOKUP_KEY", "TESTS", "UAC_FLAGS"]
 
@@ -46,6 +47,8 @@ def _each(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(fn)
     def wrapper(value: Any, *args: Any, **kwargs: Any) -> Any:
+        if type(value) is str:  # the common case first: this runs for every entry
+            return fn(value, *args, **kwargs)
         if _empty(value):
             return None
         if isinstance(value, list | tuple):
@@ -65,6 +68,8 @@ def _single(value: Any) -> Any:
 
 
 def _text(value: Any, what: str) -> str:
+    if type(value) is str:
+        return value
     if isinstance(value, bytes):
         try:
             return value.decode("utf-8")
@@ -101,6 +106,11 @@ def join(value: Any, sep: str = "", attribute: Any = None) -> str:
     """Join all values with ``sep`` (default ""); None -> "". Binary values that are not
     UTF-8 are an error rather than a silent ``b'...'``."""
     del attribute  # accepted for compatibility with Jinja's join; not supported
+    if type(value) is list:
+        try:
+            return sep.join(value)  # all text: the common case
+        except TypeError:
+            pass  # bytes or None among the values: the careful way below
     return sep.join(_text(v, "join") for v in values(value) if not _empty(v))
 
 
@@ -126,6 +136,53 @@ def upper(value: Any) -> Any:
 @_each
 def strip(value: Any, chars: str | None = None) -> Any:
     return _text(value, "strip").strip(chars)
+
+
+_NO_DEFAULT = object()
+
+
+def to_int(value: Any, default: Any = _NO_DEFAULT, base: int = 10) -> Any:
+    """A whole number from a (first) value. Unlike Jinja's ``int``, text that is not a
+    number is an error unless a ``default`` is given: a silent 0 would hide bad data.
+    No value gives None (or ``default``)."""
+    value = _single(value)
+    try:
+        if value is None:
+            return None if default is _NO_DEFAULT else default
+        if isinstance(value, bool | int):
+            return int(value)
+        if isinstance(value, float):
+            if not value.is_integer():
+                raise ValueError(f"int: {value!r} is not a whole number")
+            return int(value)
+        text = _text(value, "int").strip()
+        try:
+            return int(text, base)
+        except ValueError:
+            raise ValueError(f"int: {text[:40]!r} is not a whole number") from None
+    except ValueError:
+        if default is _NO_DEFAULT:
+            raise
+        return default
+
+
+def to_float(value: Any, default: Any = _NO_DEFAULT) -> Any:
+    """A number from a (first) value; error on bad text unless ``default`` is given."""
+    value = _single(value)
+    try:
+        if value is None:
+            return None if default is _NO_DEFAULT else default
+        if isinstance(value, int | float):
+            return float(value)
+        text = _text(value, "float").strip()
+        try:
+            return float(text)
+        except ValueError:
+            raise ValueError(f"float: {text[:40]!r} is not a number") from None
+    except ValueError:
+        if default is _NO_DEFAULT:
+            raise
+        return default
 
 
 # ---------------------------------------------------------------- DNs
@@ -155,8 +212,8 @@ def dn_values(dn: Any, attr: str) -> list[str]:
 @_each
 def rdn(dn: Any) -> str | None:
     """The leftmost RDN as written, escapes intact: ``cn=Smith\\, John+uid=js``."""
-    parsed = parse_dn(_text(dn, "rdn"))
-    return parsed.raw[0] if parsed.raw else None
+    text = _text(dn, "rdn")
+    return split_first(text)[0] if text.strip() else None
 
 
 @_each
@@ -178,10 +235,10 @@ def rdn_value(dn: Any, attr: str | None = None) -> str | None:
 @_each
 def parent_dn(dn: Any) -> str | None:
     """The DN without its leftmost RDN, as written; None for a one-RDN or root DN."""
-    parsed = parse_dn(_text(dn, "parent_dn"))
-    if len(parsed.raw) < 2:
+    text = _text(dn, "parent_dn")
+    if not text.strip():
         return None
-    return ",".join(parsed.raw[1:])
+    return split_first(text)[1] or None
 
 
 def dn_parts(dn: Any) -> list[list[list[str]]]:
@@ -202,7 +259,10 @@ def guid(value: Any) -> str:
     if isinstance(value, bytes):
         if len(value) != 16:
             raise ValueError(f"guid: expected 16 bytes, got {len(value)}")
-        return str(uuid.UUID(bytes_le=value))
+        # uuid.UUID(bytes_le=...) does the same, 3x slower: the first three fields are
+        # little-endian, the last two big-endian.
+        h = (value[3::-1] + value[5:3:-1] + value[7:5:-1] + value[8:]).hex()
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
     if isinstance(value, str):
         try:
             return str(uuid.UUID(value.strip()))
@@ -223,11 +283,11 @@ def sid(value: Any) -> str:
     if len(value) < 8 or len(value) != 8 + 4 * value[1]:
         raise ValueError(f"sid: {len(value)} bytes is not a valid SID")
     authority = int.from_bytes(value[2:8], "big")
-    subs = [int.from_bytes(value[8 + 4 * k : 12 + 4 * k], "little") for k in range(value[1])]
+    subs = struct.unpack_from(f"<{value[1]}I", value, 8)
     return "-".join(["S", str(value[0]), str(authority), *map(str, subs)])
 
 
-_FILETIME_EPOCH = datetime(1601, 1, 1, tzinfo=UTC)
+_FILETIME_UNIX_OFFSET = 11_644_473_600  # seconds from 1601-01-01 to 1970-01-01
 _FILETIME_NEVER = 0x7FFFFFFFFFFFFFFF
 
 
@@ -256,12 +316,15 @@ def filetime(value: Any) -> str | None:
         raise ValueError(f"filetime: negative value {ticks}")
     seconds, rest = divmod(ticks, 10_000_000)
     try:
-        when = _FILETIME_EPOCH + timedelta(seconds=seconds, microseconds=rest // 10)
-    except OverflowError:
+        when = datetime.fromtimestamp(seconds - _FILETIME_UNIX_OFFSET, UTC)
+    except (OverflowError, ValueError, OSError):
         raise ValueError(f"filetime: {ticks} is out of range") from None
+    if rest:
+        when = when.replace(microsecond=rest // 10)
     return when.isoformat()
 
 
+_GENTIME_FULL_Z = re.compile(r"(\d{4})(\d\d)(\d\d)(\d\d)(\d\d)([0-5]\d)(?:[.,]0+)?Z\Z")
 _GENTIME = re.compile(
     r"(?P<y>\d{4})(?P<mo>\d\d)(?P<d>\d\d)(?P<h>\d\d)(?P<mi>\d\d)?(?P<s>\d\d)?"
     r"(?:[.,](?P<frac>\d+))?(?P<tz>Z|[+-]\d\d(?:\d\d)?)\Z"
@@ -275,6 +338,16 @@ def generalized_time(value: Any) -> str | None:
     if value is None:
         return None
     text = _text(value, "generalized_time").strip()
+    m = _GENTIME_FULL_Z.match(text)
+    if m:
+        # The usual shape (whenChanged, modifyTimestamp): full seconds, UTC, no or a
+        # zero fraction. datetime() validates; the text is built directly.
+        y, mo, d, h, mi, sec = (int(g) for g in m.groups())
+        try:
+            datetime(y, mo, d, h, mi, sec)
+        except ValueError as err:
+            raise ValueError(f"generalized_time: {text[:40]!r}: {err}") from None
+        return f"{text[:4]}-{text[4:6]}-{text[6:8]}T{text[8:10]}:{text[10:12]}:{text[12:14]}+00:00"
     m = _GENTIME.match(text)
     if not m:
         raise ValueError(f"generalized_time: {text[:40]!r} is not a GeneralizedTime")
@@ -445,6 +518,8 @@ FILTERS: dict[str, Callable[..., Any]] = {
     "join": join,
     "default": default,
     "d": default,
+    "int": to_int,
+    "float": to_float,
     "lower": lower,
     "upper": upper,
     "strip": strip,

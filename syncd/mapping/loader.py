@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +20,14 @@ from jinja2.exceptions import TemplateError
 from syncd.mapping import types
 from syncd.mapping.sandbox import MappingEnvironment
 
-__all__ = ["SUPPORTED_VERSION", "FieldSpec", "MappingSpec", "ValueSpec", "parse_mapping"]
+__all__ = [
+    "SUPPORTED_VERSION",
+    "FieldSpec",
+    "MappingSpec",
+    "ValueSpec",
+    "find_all",
+    "parse_mapping",
+]
 
 SUPPORTED_VERSION = 1
 _TOP_KEYS = ("version", "description", "key", "fields", "required", "skip")
@@ -65,6 +73,14 @@ class MappingSpec:
     key: ValueSpec | None = None
     skip: list[ValueSpec] = field(default_factory=list)
     description: str | None = None
+
+
+def find_all(ast: nodes.Node, kinds: Any) -> Iterator[Any]:
+    """``ast`` itself (when it is one of ``kinds``) and every descendant that is.
+    (Jinja's ``Node.find_all`` skips the node it starts from.)"""
+    if isinstance(ast, kinds):
+        yield ast
+    yield from ast.find_all(kinds)
 
 
 class _Problems:
@@ -171,7 +187,10 @@ class _Parser:
     def _check_ast(self, ast: nodes.Node, node: yaml.Node, what: str) -> bool:
         """Report what the sandbox would only stop at run time, and unknown filters."""
         ok = True
-        for n in ast.find_all((nodes.Filter, nodes.Test, nodes.Getattr, nodes.Getitem)):
+        stored = {n.name for n in find_all(ast, nodes.Name) if n.ctx != "load"}
+        for n in find_all(
+            ast, (nodes.Filter, nodes.Test, nodes.Getattr, nodes.Getitem, nodes.Call)
+        ):
             line = self._jinja_line(node, n.lineno)
             if isinstance(n, nodes.Filter) and n.name not in self.env.filters:
                 self.problems.add(line, f"{what}: no filter named '{n.name}'")
@@ -190,7 +209,19 @@ class _Parser:
             ):
                 self.problems.add(line, f"{what}: item '{n.arg.value}' is not accessible")
                 ok = False
-        for n in ast.find_all(_FORBIDDEN_NODES):
+            elif (
+                isinstance(n, nodes.Call)
+                and isinstance(n.node, nodes.Name)
+                and n.node.name not in self.env.globals
+                and n.node.name not in stored
+            ):
+                # Free names are attributes (lists), never functions: int('1') is a
+                # mistake for '1' | int.
+                self.problems.add(
+                    line, f"{what}: '{n.node.name}' is not a function here (filters: x | name)"
+                )
+                ok = False
+        for n in find_all(ast, _FORBIDDEN_NODES):
             self.problems.add(
                 self._jinja_line(node, n.lineno),
                 f"{what}: {type(n).__name__.lower()} is not allowed in a mapping",
