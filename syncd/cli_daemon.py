@@ -25,10 +25,17 @@ def _config_path(ctx: click.Context) -> Any:
     return find_config(obj.get("config_path"))
 
 
-def _fail(ctx: click.Context, err: UserError) -> None:
+def _fail(err: UserError) -> None:
     for line in str(err).splitlines() or [type(err).__name__]:
         click.echo(f"syncd: error: {line}", err=True)
-    ctx.exit(err.exit_code)
+    _exit(err.exit_code)
+
+
+def _exit(code: int) -> None:
+    # SystemExit, not ctx.exit(): click's standalone_mode=False would turn ctx.exit()
+    # into a return value that a caller can drop, losing the exit code.
+    if code:
+        sys.exit(code)
 
 
 @click.command("daemon")
@@ -45,9 +52,9 @@ def daemon_command(ctx: click.Context, node: str | None) -> None:
     try:
         code = Daemon(_config_path(ctx), node=node).run()
     except UserError as err:
-        _fail(ctx, err)
+        _fail(err)
         return
-    ctx.exit(code)
+    _exit(code)
 
 
 @click.command("doctor")
@@ -71,7 +78,7 @@ def doctor_command(
         cfg = load_config(_config_path(ctx))
         findings = run_doctor(cfg, connection, timeout=timeout)
     except UserError as err:
-        _fail(ctx, err)
+        _fail(err)
         return
     if as_json:
         click.echo(json.dumps([asdict(f) for f in findings], indent=2, ensure_ascii=False))
@@ -83,4 +90,4 @@ def doctor_command(
     if failed:
         if not as_json:
             click.echo(f"{failed} check(s) failed", err=True)
-        ctx.exit(1)
+        _exit(1)
