@@ -957,6 +957,16 @@ class LdapTarget(Target):
                 log.info("created organizational unit %s", pdn)
         return True
 
+    def _ensure_parent(self, dn: str) -> None:
+        parent = build_dn(parse_dn(dn)[1:])
+        key = norm_dn(parent)
+        if key in self._ou_known:
+            return
+        if self._search(parent, "(objectClass=*)", ["1.1"], scope=ldap3.BASE):
+            self._ou_known.add(key)
+        else:
+            self._make_parents(dn)
+
     def _move(self, entry: _Entry, want_dn: str, details: list[str]) -> bool:
         if same_dn(entry.dn, want_dn):
             return False
@@ -969,11 +979,13 @@ class LdapTarget(Target):
         kwargs: dict[str, Any] = {"delete_old_dn": True}
         if not same_parent:
             kwargs["new_superior"] = new_parent
+        if not same_parent:
+            # Servers disagree on the error for a missing new parent (AD: "other"), so
+            # look first; moves are rare and known parents are remembered.
+            self._ensure_parent(want_dn)
         code = self._write(
             "modify_dn", old, rdn, ok_codes=(_NO_SUCH_OBJECT, _ALREADY_EXISTS), **kwargs
         )
-        if code == _NO_SUCH_OBJECT and not same_parent and self._make_parents(want_dn):
-            code = self._write("modify_dn", old, rdn, ok_codes=(_ALREADY_EXISTS,), **kwargs)
         if code == _ALREADY_EXISTS:
             raise _ActionFailed(f"cannot move {old} to {want_dn}: that DN is taken")
         if code == _NO_SUCH_OBJECT:
