@@ -21,6 +21,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, unquote, urljoin, urlsplit
+from xml.sax.saxutils import escape as xml_escape
 
 import httpx
 from lxml import etree
@@ -380,7 +381,7 @@ class DavClient:
     def _create(self, url: str, display_name: str, create: bool) -> str | None:
         if not create:
             return None
-        name = display_name.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        name = xml_escape(display_name)
         body = (
             f"{_XML_HEAD}<d:mkcol {_NSDECL}><d:set><d:prop>"
             "<d:resourcetype><d:collection/><c:addressbook/></d:resourcetype>"

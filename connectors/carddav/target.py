@@ -113,7 +113,11 @@ class CardDavTarget(Target):
                 create=self.options.create,
                 display_name=self.options.display_name,
             )
-            assert book is not None  # create=True never answers None
+            if book is None:
+                raise TargetError(
+                    f"address book {self.options.addressbook!r} does not exist and "
+                    "create: false; create it or set create: true"
+                )
             etags, token, method = client.list_etags(book)
         except BaseException:
             client.close()

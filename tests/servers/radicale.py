@@ -99,6 +99,7 @@ class Radicale:
             f"htpasswd_filename = {self.users_file}\n"
             "htpasswd_encryption = plain\n"
             "delay = 0\n"
+            "htpasswd_cache = True\n"
             if self.auth
             else "type = none\n"
         )
