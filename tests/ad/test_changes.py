@@ -13,6 +13,7 @@ import base64
 import json
 import time
 
+import ldap3
 import pytest
 
 from connectors.ldap import ad
@@ -262,3 +263,38 @@ def test_cursor_is_json_tied_to_the_server(samba_dc, tree, conn):
     assert int(cursor["usn"]) <= samba_dc.highest_usn()
     assert len(cursor["invocation_id"]) == 36
     json.dumps(cursor)  # plain JSON types only
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_reads_are_paged_and_streamed(tree, conn, method, monkeypatch):
+    from connectors.ldap import wire
+
+    searches: list[tuple[str, list[str]]] = []
+    real = wire.search
+
+    def counting(conn, base, filter, scope="sub", attributes=None, controls=(), **kw):
+        searches.append((filter, [c[0] for c in controls]))
+        return real(conn, base, filter, scope, attributes, controls, **kw)
+
+    monkeypatch.setattr(wire, "search", counting)
+    opts = options(tree.staff, page_size=2)
+    read = READERS[method](conn, opts, None, full=False)
+    first = next(read.changes)
+    listing = [s for s in searches if s[0] == opts.filter]
+    assert len(listing) == 1  # the first change arrives before page 2 is asked for
+    assert wire.OID_PAGED in listing[0][1]
+    rest = list(read.changes)
+    assert len(upserts([first, *rest])) == 5
+    assert len([s for s in searches if s[0] == opts.filter]) == 3  # 2 + 2 + 1
+    cursor = cursor_of(read)
+
+    # Incremental reads page too (5 changed objects, pages of 2).
+    for name in ("alice", "bob", "carol", "pc1", "team"):
+        conn.modify(tree.dns[name], {"description": [(ldap3.MODIFY_REPLACE, [f"{name} v3"])]})
+    searches.clear()
+    read = READERS[method](conn, opts, cursor, full=False)
+    changes = collect(read)
+    assert len(upserts(changes)) == 5
+    assert all(c.attributes["description"][0].endswith("v3") for c in upserts(changes).values())
+    paged = [s for s in searches if wire.OID_PAGED in s[1]]
+    assert len(paged) >= 3, searches
