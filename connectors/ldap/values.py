@@ -92,6 +92,10 @@ def decode_values(name: str, values: list[bytes], binary: frozenset[str]) -> lis
     return out
 
 
+_NAMES: dict[bytes, str] = {}
+"""Raw attribute description -> its name: a directory has few distinct ones."""
+
+
 def decode_attributes(
     raw: Iterable[tuple[bytes, list[bytes]]],
     binary: frozenset[str] = BINARY_ATTRIBUTES,
@@ -99,12 +103,24 @@ def decode_attributes(
 ) -> dict[str, list[str | bytes]]:
     """Raw (type, values) pairs -> ``{lower-name: [values]}``; names in ``drop`` skipped.
     Two descriptions that fold to the same name are merged in server order."""
+    # The hot path of every read: a name cache and one comprehension per attribute.
     attrs: dict[str, list[str | bytes]] = {}
+    names = _NAMES
     for raw_name, values in raw:
-        name = attribute_name(raw_name)
+        name = names.get(raw_name)
+        if name is None:
+            name = attribute_name(raw_name)
+            if len(names) < 10000:
+                names[raw_name] = name
         if name in drop:
             continue
-        decoded = decode_values(name, values, binary)
+        if name in binary:
+            decoded: list[str | bytes] = list(values)
+        else:
+            try:
+                decoded = [v.decode("utf-8") for v in values]
+            except UnicodeDecodeError:
+                decoded = decode_values(name, values, binary)
         if name in attrs:
             attrs[name].extend(decoded)
         else:
