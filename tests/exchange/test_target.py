@@ -334,3 +334,74 @@ def test_batching_requests(ews_server, make_exchange_target):
     t.apply([delete(f"k{n}") for n in range(250)])
     assert stored(ews_server) == {}
     assert dict(ews_server.operations) == {"FindItem": 3, "DeleteItem": 3}
+
+
+def test_distribution_list_members(ews_server, make_exchange_target):
+    people = make_exchange_target()
+    people.open()
+    res = people.apply([create("p1", **person(1)), create("p2", **person(2))])
+    ids = [r.target_id for r in res]
+    dls = make_exchange_target(kind="distribution_list")
+    dls.open()
+    rec = {"display_name": "Sales Team", "members": [ids[0], "ext@partner.example", ids[1]]}
+    res = dls.apply([create("g1", **rec)])
+    assert res[0].ok
+    items = {
+        ews_server.item_dict(i)["extended"].get("syncd-key"): i.id
+        for i in ews_server.items_in(FOLDER)
+    }
+    dl = ews_server.item_dict(items["g1"])
+    assert dl["_kind"] == "DistributionList" and dl["DisplayName"] == "Sales Team"
+    assert [
+        (m.get("MailboxType"), m.get("ItemId") or m.get("EmailAddress")) for m in dl["Members"]
+    ] == [
+        ("Contact", ids[0]),
+        ("OneOff", "ext@partner.example"),
+        ("Contact", ids[1]),
+    ]
+    # membership change: p1 leaves
+    res = dls.apply(
+        [update("g1", ("members",), res[0].target_id, display_name="Sales Team", members=[ids[1]])]
+    )
+    assert res[0].ok
+    dl = ews_server.item_dict(items["g1"])
+    assert [m.get("ItemId") for m in dl["Members"]] == [ids[1]]
+    # the contacts job's lookups never see the DL and vice versa: same key space, same
+    # folder, different kinds
+    assert people.apply([delete("g1")])[0].ok
+    assert items["g1"] in ews_server.items
+    # everyone leaves: the list stays, empty
+    dls.apply([update("g1", ("members",), display_name="Sales Team", members=[])])
+    assert "Members" not in ews_server.item_dict(items["g1"])
+
+
+def test_unimplemented_operation_gets_a_soap_fault(ews_server, make_exchange_target):
+    from exchangelib.errors import ErrorInvalidOperation
+
+    t = make_exchange_target()
+    t.open()
+    before = dict(ews_server.operations)
+    with pytest.raises(ErrorInvalidOperation, match="does not implement the operation EmptyFolder"):
+        t.folder.empty()
+    assert ews_server.operations["EmptyFolder"] == 1
+    # and a raw request of an unknown operation gets an HTTP 500 SOAP Fault
+    status, body = ews_server.handle_soap(
+        b'<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body>'
+        b'<m:ResolveNames xmlns:m="http://schemas.microsoft.com/exchange/services/2006/messages"/>'
+        b"</s:Body></s:Envelope>"
+    )
+    assert status == 500 and b"<s:Fault>" in body and b"ErrorInvalidOperation" in body
+    assert {k: v for k, v in ews_server.operations.items() if k in before} == before
+
+
+def test_ntlm_authentication(ews_server, make_exchange_target):
+    t = make_exchange_target(auth="ntlm", username=f"EXAMPLE\\{ews_server.username}")
+    t.open()
+    assert t.apply([create("k1", **person(1))])[0].ok
+    assert list(stored(ews_server)) == ["k1"]
+    assert ews_server.auth_schemes["ntlm"] >= 1 and ews_server.auth_schemes["basic"] == 0
+    bad = make_exchange_target(
+        auth="ntlm", username=f"EXAMPLE\\{ews_server.username}", password="nope-Nope-1"
+    )
+    with pytest.raises(ConnectionFailed, match="401"):
+        bad.open()

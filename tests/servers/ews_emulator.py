@@ -174,6 +174,8 @@ class EwsEmulator:
         self.operations: Counter[str] = Counter()
         """Authenticated SOAP requests by operation name."""
         self.last_headers: dict[str, str] = {}
+        self.auth_schemes: Counter[str] = Counter()
+        """Successful authentications by scheme: basic (per request), ntlm (per handshake)."""
         self._busy_left = 0
         self._busy_ms = 0
         self._unauth_left = 0
@@ -1136,6 +1138,8 @@ class _Handler(BaseHTTPRequestHandler):
             if not emu.check_basic(auth):
                 self._unauthorized()
                 return
+            with emu.lock:
+                emu.auth_schemes["basic"] += 1
         elif scheme in ("ntlm", "negotiate"):
             if not self._ntlm_step(auth):
                 return
@@ -1170,4 +1174,6 @@ class _Handler(BaseHTTPRequestHandler):
             return False
         self._ntlm_done = True
         self._ntlm_ctx = None
+        with self.emu.lock:
+            self.emu.auth_schemes["ntlm"] += 1
         return True
