@@ -1,39 +1,35 @@
 #!/bin/sh
-# Samba AD DC for the Active Directory tests (tests/ad, tests/servers/samba.py).
-# The tests provision and run their own private DC on a loopback address; the system
-# services this package set would start (samba-ad-dc, smbd, nmbd, winbind) are stopped
-# and disabled so nothing holds ports 389/636/88/445 or the Samba lock files.
+# Samba AD DC for the Active Directory tests (tests/ad, tests/servers/samba.py). The
+# tests provision and run their own private DC on a loopback address; the system
+# services this package set would start (samba-ad-dc, smbd, nmbd, winbind) are kept
+# from starting and disabled, so nothing holds ports 389/636/88/445 or Samba's locks.
 set -e
+here=$(dirname "$0")
 if command -v samba >/dev/null 2>&1 && command -v samba-tool >/dev/null 2>&1 \
    && [ -d /usr/share/samba/setup ]; then
     exit 0
 fi
-export DEBIAN_FRONTEND=noninteractive
-PKGS="samba samba-ad-dc samba-ad-provision krb5-user winbind"
+if [ "$(id -u)" != 0 ]; then SUDO=sudo; else SUDO=; fi
 
-# Keep invoke-rc.d from starting the daemons during the install (only if no policy
-# is in place already; ours is removed again afterwards).
+# Keep invoke-rc.d from starting the daemons during the install, unless a policy is in
+# place already; ours is removed again afterwards.
 POLICY=/usr/sbin/policy-rc.d
 OWN_POLICY=
 if [ ! -e "$POLICY" ]; then
-    printf '#!/bin/sh\nexit 101\n' > "$POLICY"
-    chmod 755 "$POLICY"
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$POLICY" >/dev/null
+    $SUDO chmod 755 "$POLICY"
     OWN_POLICY=1
 fi
-cleanup() { [ -n "$OWN_POLICY" ] && rm -f "$POLICY"; return 0; }
+cleanup() { if [ -n "$OWN_POLICY" ]; then $SUDO rm -f "$POLICY"; fi; }
 trap cleanup EXIT
 
-if ! apt-get install -y -q --no-install-recommends $PKGS >/dev/null; then
-    apt-get update -q >/dev/null
-    apt-get install -y -q --no-install-recommends $PKGS >/dev/null
-fi
+"$here/../apt-install" samba samba-ad-dc samba-ad-provision krb5-user winbind
 
-# Debian may still have started or enabled them (e.g. under systemd).
+# Debian may still have enabled or started them (e.g. when a policy allowed it).
 for svc in samba-ad-dc smbd nmbd winbind; do
     if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-        systemctl disable --now "$svc" >/dev/null 2>&1 || true
+        $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || true
     elif [ -x "/etc/init.d/$svc" ]; then
-        "/etc/init.d/$svc" stop >/dev/null 2>&1 || true
+        $SUDO "/etc/init.d/$svc" stop >/dev/null 2>&1 || true
     fi
 done
-exit 0
