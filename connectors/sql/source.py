@@ -30,8 +30,19 @@ from hashlib import blake2b
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from sqlalchemy import Connection, Engine, MetaData, Table, event, select, text
+from sqlalchemy import (
+    Connection,
+    Engine,
+    MetaData,
+    Table,
+    bindparam,
+    event,
+    select,
+    text,
+    type_coerce,
+)
 from sqlalchemy.exc import DBAPIError, NoSuchTableError, SQLAlchemyError
+from sqlalchemy.types import NullType
 
 from connectors.sql.connection import SqlConnection, doctor_connect, error_line, make_engine
 from syncd.contracts import Change, CheckResult, Op, Read, ReadOutcome, Source
@@ -43,6 +54,9 @@ log = logging.getLogger(__name__)
 MAX_SEEN = 5000
 """Most row hashes kept in the cursor for rows at the watermark; beyond that those rows
 are simply delivered again next time (harmless: unchanged records plan nothing)."""
+
+WATERMARK = "_syncd_watermark"
+"""Label of the raw updated-column value selected next to the row (table/view reads)."""
 
 _QUERY_START = re.compile(r"^\s*(--[^\n]*\n\s*|/\*.*?\*/\s*)*(select|with|values)\b", re.I | re.S)
 
@@ -228,9 +242,15 @@ class SqlSource(Source):
                 wanted += [col(c) for c in o.columns]
             else:
                 wanted = list(table.columns)
+            if o.updated_column:
+                # The watermark is compared as the driver stores it, not as SQLAlchemy
+                # converts it: SQLite keeps timestamps as text whose format may differ from
+                # the one SQLAlchemy would bind ("08:02:00" < "08:02:00.000000").
+                raw = type_coerce(col(o.updated_column), NullType())
+                wanted.append(raw.label(WATERMARK))
             stmt = select(*dict.fromkeys(wanted))
             if watermark is not None:
-                stmt = stmt.where(col(o.updated_column) >= watermark)
+                stmt = stmt.where(raw >= bindparam("watermark", watermark, type_=NullType()))
             return stmt, {}
         q = conn.dialect.identifier_preparer.quote
         cols = "*"
@@ -294,8 +314,9 @@ class SqlSource(Source):
         try:
             for row in result:
                 attributes: dict[str, list[Any]] = {}
-                for name, value in row._mapping.items():
-                    if value is not None:
+                mapping = row._mapping
+                for name, value in mapping.items():
+                    if value is not None and name != WATERMARK:
                         attributes[str(name).lower()] = _value(value)
                 sid_values = attributes.get(id_key)
                 if not sid_values:
@@ -303,11 +324,11 @@ class SqlSource(Source):
                     continue
                 sid = _source_id(sid_values[0])
                 if upd_key is not None:
-                    updated = row._mapping.get(upd_key, None)
-                    if updated is None:
+                    if WATERMARK in mapping:
+                        updated = mapping[WATERMARK]
+                    else:
                         updated = next(
-                            (v for k, v in row._mapping.items() if str(k).lower() == upd_key),
-                            None,
+                            (v for k, v in mapping.items() if str(k).lower() == upd_key), None
                         )
                     if updated is not None:
                         digest = _row_hash(attributes)
