@@ -420,8 +420,9 @@ def result_error(done: Done, base: str, read: int, *, what: str = "search") -> S
     if done.code == SIZE_LIMIT:
         text = (
             f"{what} hit the server's size limit after {read} entries: the read is "
-            "incomplete (give the bind DN a higher limit for paged searches, e.g. slapd "
-            "'limits ... size.pr=unlimited size.prtotal=unlimited')"
+            "incomplete (raise the bind DN's limit on the server, e.g. slapd 'limits "
+            "dn.exact=<bind DN> size=unlimited', or 'size.pr=unlimited "
+            "size.prtotal=unlimited' for paged searches)"
         )
     elif done.code == TIME_LIMIT:
         text = f"{what} hit the server's time limit after {read} entries: the read is incomplete"

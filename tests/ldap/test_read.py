@@ -330,3 +330,29 @@ def test_auto_without_syncrepl_uses_timestamps(tmp_path, root_pw_file):
             make_source(server, root_pw_file, changes="syncrepl").read(None)
         with pytest.raises(SourceError, match="does not offer DirSync"):
             make_source(server, root_pw_file, changes="dirsync").read(None)
+
+
+@pytest.mark.parametrize("use_ldaps", [True, False], ids=["ldaps", "starttls"])
+def test_paged_read_over_tls(slapd_tls, root_pw_file, use_ldaps):
+    slapd_tls.add(people_ldif(300))
+    kw = {"url": slapd_tls.ldaps_url} if use_ldaps else {"start_tls": True}
+    source = make_source(
+        slapd_tls,
+        root_pw_file,
+        changes="full",
+        page_size=50,
+        filter="(objectClass=inetOrgPerson)",
+        conn_kw={"ca_file": slapd_tls.ca_file, **kw},
+    )
+    changes, read = read_all(source)
+    assert len({c.source_id for c in changes}) == 300 and read.outcome.complete
+    sync_changes, _ = read_all(
+        make_source(
+            slapd_tls,
+            root_pw_file,
+            changes="syncrepl",
+            filter="(objectClass=inetOrgPerson)",
+            conn_kw={"ca_file": slapd_tls.ca_file, **kw},
+        )
+    )
+    assert {c.source_id for c in sync_changes} == {c.source_id for c in changes}

@@ -10,6 +10,7 @@ import tracemalloc
 import pytest
 
 from syncd.contracts import Op
+from syncd.errors import SourceError
 from tests.ldap.conftest import PEOPLE, make_source, people_ldif, person_ldif, read_all
 from tests.servers.slapd import Slapd
 
@@ -186,3 +187,13 @@ def test_refresh_streams_without_holding_the_result(tmp_path, root_pw_file):
     assert count == n and read.outcome.complete is True
     # Holding 8000 decoded entries costs well over 10 MB; streaming stays far below.
     assert peak < 4 * 1024 * 1024, peak
+
+
+def test_syncrepl_size_limit_is_a_failed_read(tmp_path):
+    # Anonymous is held to "sizelimit 500"; syncrepl is one unpaged search (slapd ends
+    # a sync search combined with paging after one page, silently: never combine them).
+    with Slapd(tmp_path / "slapd", ldif=people_ldif(1200)) as server:
+        read = syncrepl_source(server, None).read(None)
+        with pytest.raises(SourceError, match="size limit after 500 entries"):
+            list(read.changes)
+        assert read.outcome is None
