@@ -86,10 +86,16 @@ def find_all(ast: nodes.Node, kinds: Any) -> Iterator[Any]:
 class _Problems:
     def __init__(self, source: str):
         self.source = source
-        self.items: list[str] = []
+        self._found: list[tuple[int, str]] = []
 
     def add(self, line: int, message: str) -> None:
-        self.items.append(f"{self.source}:{line}: {message}")
+        self._found.append((line, message))
+
+    @property
+    def items(self) -> list[str]:
+        """Every problem as ``FILE:LINE: message``, in file order."""
+        ordered = sorted(self._found, key=lambda item: item[0])
+        return [f"{self.source}:{line}: {message}" for line, message in ordered]
 
 
 def _line(node: yaml.Node) -> int:
@@ -126,9 +132,9 @@ def _describe(node: yaml.Node) -> str:
     if isinstance(node, yaml.SequenceNode):
         return "a list"
     tag = node.tag.rsplit(":", 1)[-1]
-    return {"null": "empty", "bool": f"a boolean ({node.value})", "str": "text"}.get(
-        tag, f"a {tag} ({node.value})"
-    )
+    kinds = {"null": "empty", "str": "text", "bool": "a boolean", "int": "a number"}
+    kind = kinds.get(tag, "a number" if tag == "float" else f"a {tag}")
+    return kind if tag in ("null", "str") else f"{kind} ({node.value})"
 
 
 def _scalar(node: yaml.Node) -> Any:
@@ -307,7 +313,7 @@ class _Parser:
                 else:
                     spec.required = flag
             else:
-                self.problems.add(sub_line, f"{what}: " + _unknown_key(key, _FIELD_KEYS, what))
+                self.problems.add(sub_line, _unknown_key(key, _FIELD_KEYS, what))
                 ok = False
         if value is None:
             if ok:

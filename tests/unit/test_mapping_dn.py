@@ -1,0 +1,95 @@
+"""RFC 4514 DN parsing used by the mapping's DN filters."""
+
+from __future__ import annotations
+
+import pytest
+
+from syncd.mapping.dn import DNError, escape_value, parse_dn, split_first
+
+
+def pairs(dn: str) -> list[list[tuple[str, str]]]:
+    return [list(rdn) for rdn in parse_dn(dn).rdns]
+
+
+def test_plain_dn():
+    assert pairs("uid=jd,ou=people,dc=example,dc=com") == [
+        [("uid", "jd")],
+        [("ou", "people")],
+        [("dc", "example")],
+        [("dc", "com")],
+    ]
+
+
+def test_escaped_comma_and_multivalued_rdn():
+    parsed = parse_dn(r"cn=Smith\, John+uid=js,ou=x")
+    assert [list(r) for r in parsed.rdns] == [[("cn", "Smith, John"), ("uid", "js")], [("ou", "x")]]
+    assert parsed.raw == (r"cn=Smith\, John+uid=js", "ou=x")
+
+
+@pytest.mark.parametrize(
+    ("dn", "value"),
+    [
+        (r"cn=a\+b\=c\\d,o=x", "a+b=c\\d"),
+        (r"cn=J\C3\BCrgen,o=x", "Jürgen"),  # hex-escaped UTF-8, two bytes
+        (r"cn=\E6\9D\B1\E4\BA\AC,o=x", "東京"),
+        (r"cn=\ lead\ ,o=x", " lead "),  # escaped leading/trailing spaces are kept
+        (r"cn=trail\20,o=x", "trail "),
+        ("cn=trail   ,o=x", "trail"),  # unescaped trailing spaces are not
+        (r"cn=\#hash,o=x", "#hash"),
+        ('cn="quoted, old style",o=x', "quoted, old style"),
+        ("cn=#04024869,o=x", "#04024869"),  # BER value kept as written
+        ("cn=a=b,o=x", "a=b"),
+        ("cn=Ελληνικά,o=x", "Ελληνικά"),
+        ("cn=Иванов,o=x", "Иванов"),
+        ("cn=محمد,o=x", "محمد"),
+        ("cn=😀 phone,o=x", "😀 phone"),
+        ("cn=,o=x", ""),
+    ],
+)
+def test_values(dn, value):
+    assert parse_dn(dn).rdns[0][0][1] == value
+
+
+def test_spaces_around_separators_and_semicolons():
+    assert pairs("CN=WS1 , OU=Work ; DC=e ") == [[("CN", "WS1")], [("OU", "Work")], [("DC", "e")]]
+    assert pairs("cn = a + uid = b,o=x") == [[("cn", "a"), ("uid", "b")], [("o", "x")]]
+
+
+def test_numeric_oid_type_and_root_dn():
+    assert pairs("2.5.4.3=x,o=y")[0] == [("2.5.4.3", "x")]
+    assert parse_dn("").rdns == ()
+    assert parse_dn("   ").rdns == ()
+
+
+@pytest.mark.parametrize(
+    "dn",
+    ["cn", "=x", "cn=a,b", "cn=x,", r"cn=a\zz", r"cn=\FF,o=x", "c n=x", "cn=#0", 'cn="open'],
+)
+def test_invalid(dn):
+    with pytest.raises(DNError):
+        parse_dn(dn)
+
+
+def test_not_text():
+    with pytest.raises(DNError, match="must be text"):
+        parse_dn(b"cn=x")  # type: ignore[arg-type]
+
+
+def test_split_first_fast_and_full_paths_agree():
+    for dn in [
+        "cn=pc-1,ou=devices,dc=example,dc=com",
+        "cn=pc-1, ou=devices , dc=example",
+        r"cn=Smith\, John+uid=js,ou=x,dc=y",
+        "cn=x",
+    ]:
+        parsed = parse_dn(dn)
+        assert split_first(dn) == (parsed.raw[0], ",".join(parsed.raw[1:]))
+    with pytest.raises(DNError):
+        split_first("nonsense")
+    with pytest.raises(DNError):
+        split_first("")
+
+
+def test_escape_value_round_trips():
+    for value in ["Smith, John", " lead", "trail ", "#x", 'a"b+c;d<e>f\\g', "東京", "plain"]:
+        assert parse_dn(f"cn={escape_value(value)},o=x").rdns[0][0][1] == value
