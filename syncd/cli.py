@@ -270,7 +270,6 @@ def sync(ctx: click.Context, job: str, allow_deletes: bool, full: bool, progress
 @click.pass_context
 def status(ctx: click.Context, job: str | None, as_json: bool, runs: int) -> None:
     """Last runs of each job and the quarantined entries with their reasons."""
-    from syncd.state import StateStore
 
     cfg = get_config(ctx)
     jobs = [cfg.job(job).name] if job else sorted(cfg.jobs)
@@ -281,7 +280,7 @@ def status(ctx: click.Context, job: str | None, as_json: bool, runs: int) -> Non
         next_runs = _next_runs(cfg)
     except ImportError:
         pass
-    store = StateStore(cfg.state_url)
+    store = cfg.open_state()
     try:
         data = []
         for name in jobs:
@@ -398,7 +397,9 @@ _register_optional(cli)
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors become one clear message and an exit code."""
     try:
-        cli.main(args=argv, prog_name="syncd", standalone_mode=False)
+        # Without standalone mode click returns ctx.exit()'s code instead of exiting.
+        code = cli.main(args=argv, prog_name="syncd", standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
     except click.exceptions.Exit as err:
         sys.exit(err.exit_code)
     except click.ClickException as err:

@@ -43,6 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from syncd import registry
 from syncd.contracts import ConnectorSpec
 from syncd.errors import ConfigError
+from syncd.secrets import SecretRef
 from syncd.yamlsrc import YamlDoc, load_yaml
 
 DEFAULT_CONFIG_PATHS = ("syncd.yaml", "/etc/syncd/syncd.yaml")
@@ -73,9 +74,28 @@ class _Strict(BaseModel):
 class StateSection(_Strict):
     url: str | None = Field(
         None,
-        description="SQLAlchemy URL of the state store. Default: SQLite file state.db in "
-        "$STATE_DIRECTORY (systemd) or beside the config file.",
+        description="SQLAlchemy URL of the state store, without a password. Default: SQLite "
+        "file state.db in $STATE_DIRECTORY (systemd) or beside the config file.",
     )
+    password: SecretRef | None = Field(None, description="database password (secret reference)")
+
+    @field_validator("url")
+    @classmethod
+    def _no_inline_password(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            raise ValueError(f"not a database URL: {value!r}") from None
+        if url.password:
+            raise ValueError(
+                "the URL must not contain the password; use state.password: {env: NAME}"
+            )
+        return value
 
 
 class DaemonSection(_Strict):
@@ -216,13 +236,28 @@ class JobConfig:
 class Config:
     path: Path
     state_url: str
+    """The state store's URL without its password (safe to show)."""
     daemon: DaemonSection
     connections: dict[str, ConnectionConfig] = field(default_factory=dict)
     jobs: dict[str, JobConfig] = field(default_factory=dict)
+    state_password: SecretRef | None = None
 
     @property
     def state(self) -> StateSection:
-        return StateSection(url=self.state_url)
+        return StateSection(url=self.state_url, password=self.state_password)
+
+    def open_state(self) -> Any:
+        """Open the state store (with its password resolved). Raises SecretError,
+        ConnectionFailed or UserError for an unusable store."""
+        from syncd.state import StateStore
+
+        url = self.state_url
+        if self.state_password is not None:
+            from sqlalchemy.engine import make_url
+
+            url = make_url(url).set(password=self.state_password.reveal())
+            url = url.render_as_string(hide_password=False)
+        return StateStore(url)
 
     def job(self, name: str) -> JobConfig:
         """The job called ``name``. Raises ConfigError naming the known jobs."""
@@ -318,6 +353,7 @@ def load_config(path: str | Path, *, load_mappings: bool = True) -> Config:
         path=path,
         state_url=raw.state.url or _default_state_url(path.parent),
         daemon=raw.daemon,
+        state_password=raw.state.password,
     )
     for name, block in raw.connections.items():
         loc = ("connections", name)

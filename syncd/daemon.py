@@ -104,13 +104,12 @@ class Daemon:
         Busy (another daemon on the same SQLite state) before READY=1.
         """
         from syncd.config import load_config
-        from syncd.state import StateStore
 
         self.cfg = self._with_overrides(load_config(self.config_path))
         self._setup_logging(self.cfg)
         node = self.cfg.daemon.node
         locks.set_node_name(node)
-        self.store = StateStore(self.cfg.state_url)
+        self.store = self.cfg.open_state()
         try:
             self.store.runs(limit=1)  # the store answers a query, not just a connect
             with locks.daemon_lock(self.store, node=node):
@@ -256,12 +255,12 @@ class Daemon:
     def _check_restart_only(self, new: Any) -> None:
         """Settings a reload cannot change in a running process: keep them, say so."""
         old = self.cfg
-        if new.state_url != old.state_url:
+        if new.state_url != old.state_url or new.state_password != old.state_password:
             log.warning(
                 "reload: state.url changed; restart syncd to use the new state store (keeping %s)",
                 self.store.url,
             )
-            new.state_url = old.state_url
+            new.state_url, new.state_password = old.state_url, old.state_password
         if new.daemon.listen != old.daemon.listen or new.daemon.node != old.daemon.node:
             log.warning("reload: daemon.listen/daemon.node changed; they take effect on restart")
             new.daemon = new.daemon.model_copy(

@@ -587,11 +587,10 @@ def _first_line(err: BaseException) -> str:
 def check_state(cfg: Any) -> list[Finding]:
     """The state store: reachable, schema version."""
     from syncd.errors import UserError
-    from syncd.state import StateStore
 
     section = "state store"
     try:
-        store = StateStore(cfg.state_url)
+        store = cfg.open_state()
     except UserError as err:
         return [
             Finding(

@@ -20,6 +20,7 @@ idempotent upsert by key.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import pickle
 import sys
@@ -136,12 +137,11 @@ def run_job(
     stops an applying run; ConnectionFailed, SourceError, TargetError...). The run
     record in the state store says what happened either way.
     """
-    from syncd.state import StateStore
 
     job = config.job(job_name)
     own_store = store is None
     if own_store:
-        store = StateStore(config.state_url)
+        store = config.open_state()
     try:
         run = _Run(
             config,
@@ -197,7 +197,10 @@ class _Run:
         self.quarantine: list[tuple[str, str | None, str]] = []
         self.previously_quarantined: set[str] = set()
         self.mapped_ok_quarantined: list[str] = []
+        # Source ids whose fate this read decided (upserted, present, deleted, skipped,
+        # quarantined): after a complete read, synced objects not in here are gone.
         self.seen: set[str] = set()
+        self.dn_moves: list[tuple[Any, str | None]] = []
         self._dn_cache: dict[tuple[str, str], str | None] = {}
         self.reporter: Any = None
 
@@ -371,7 +374,8 @@ class _Run:
                 counts["unchanged"] += 1
                 continue
             if change.op is Op.DELETE:
-                self.seen.discard(change.source_id)
+                # accounted for: a complete read must not plan its delete a second time
+                self.seen.add(change.source_id)
                 if state is not None:
                     plan.add(planner.plan_delete(state))
                 continue
@@ -386,6 +390,7 @@ class _Run:
                 continue
             if record is None:  # skipped by the mapping: out of scope, so gone if synced
                 counts["skipped"] += 1
+                self.seen.add(change.source_id)
                 if state is not None:
                     plan.add(planner.plan_delete(state))
                 continue
@@ -397,6 +402,10 @@ class _Run:
             )
             if not planned:
                 counts["unchanged"] += 1
+                if state.dn != change.dn:
+                    # Renamed but the record is the same: only the state learns the new
+                    # DN (group member look-ups go by DN).
+                    self.dn_moves.append((state, change.dn))
             for item in planned:
                 if correlator is not None and item.action.kind is ActionKind.CREATE:
                     item = self._correlate(correlator, item)
@@ -541,9 +550,13 @@ class _Run:
             if self.reporter is not None:
                 with contextlib.suppress(Exception):
                     self.reporter.problem(sid, dn, reason)
-        if entries or self.mapped_ok_quarantined:
+        moved = [dataclasses.replace(state, dn=dn) for state, dn in self.dn_moves]
+        if entries or self.mapped_ok_quarantined or moved:
             self.store.commit(
-                self.job.name, quarantined=entries, unquarantined=self.mapped_ok_quarantined
+                self.job.name,
+                upserts=moved,
+                quarantined=entries,
+                unquarantined=self.mapped_ok_quarantined,
             )
 
     # ---------------------------------------------------------------- progress

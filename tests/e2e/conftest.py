@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -46,16 +48,38 @@ class Setup:
     db_url: str
 
     def syncd(
-        self, *args: str, check: bool = True, env: dict | None = None
+        self, *args: str, check: bool = True, subprocess_: bool = False
     ) -> subprocess.CompletedProcess:
-        """Run the real `syncd` console script."""
-        cmd = [sys.executable, "-m", "syncd", "-c", str(self.config), *args]
-        result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+        """Run syncd with ``args`` on this setup's config and capture its output.
+
+        In-process through the real entry point (``syncd.cli.main``) by default, which
+        is fast; ``subprocess_=True`` runs the installed console script instead.
+        """
+        argv = ["-c", str(self.config), *args]
+        if subprocess_:
+            cmd = [sys.executable, "-m", "syncd", *argv]
+            result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        else:
+            result = run_in_process(argv)
         if check and result.returncode != 0:
             raise AssertionError(
                 f"syncd {' '.join(args)} -> {result.returncode}\n{result.stdout}\n{result.stderr}"
             )
         return result
+
+
+def run_in_process(argv: list[str]) -> subprocess.CompletedProcess:
+    """syncd.cli.main(argv) with stdout/stderr captured and its exit code."""
+    from syncd.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main(argv)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
 
 
 def write_config(
@@ -68,6 +92,8 @@ def write_config(
     job: dict | None = None,
     source: dict | None = None,
     mapping: str = MAPPING,
+    db_password: str | None = None,
+    state_password: str | None = None,
 ) -> Path:
     """Write syncd.yaml for an `inventory` job (slapd ou=devices -> table devices)."""
     (work / "pw").write_text(slapd.root_pw + "\n")
@@ -101,6 +127,12 @@ def write_config(
             }
         },
     }
+    if state_password is not None:
+        (work / "statepw").write_text(state_password)
+        cfg["state"]["password"] = {"file": str(work / "statepw")}
+    if db_password is not None:
+        (work / "dbpw").write_text(db_password)
+        cfg["connections"]["db"]["password"] = {"file": str(work / "dbpw")}
     path = work / "syncd.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
     return path

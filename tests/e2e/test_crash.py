@@ -31,15 +31,26 @@ def count(dsn: str, sql: str) -> int:
 
 def test_kill_9_mid_apply_then_next_run_converges(tmp_path, slapd, postgres_server):
     slapd.add(devices_ldif(N))
-    target_url = postgres_server.create_database("crash_target")
-    state_url = postgres_server.create_database("crash_state")
+    pg = postgres_server
+    pg.create_database("crash_target")
+    pg.create_database("crash_state")
+    target_url = f"postgresql+psycopg://{pg.user}@127.0.0.1:{pg.port}/crash_target"
+    state_url = f"postgresql+psycopg://{pg.user}@127.0.0.1:{pg.port}/crash_state"
     work = tmp_path / "w"
     work.mkdir()
     mapping = (
         "version: 1\nkey: entryUUID\nfields:\n  hostname: cn\n  serial: serialNumber\n"
         "  location: l\n"
     )
-    config = write_config(work, slapd, target_url, state_url=state_url, mapping=mapping)
+    config = write_config(
+        work,
+        slapd,
+        target_url,
+        state_url=state_url,
+        mapping=mapping,
+        db_password=pg.password,
+        state_password=pg.password,
+    )
     target_dsn = postgres_server.dsn("crash_target")
     # Create the table as the target would (first run with an empty read is not possible),
     # then slow its inserts down.

@@ -55,7 +55,7 @@ def test_changes_between_runs_reach_the_target(incremental):
     )
     s.slapd.add(device("pc-new", "SN-new"))
     # a rename keeps the object: same entryUUID, new DN and hostname
-    s.slapd.ldap("ldapmodrdn", "cn=pc-2,ou=devices,dc=example,dc=com", "cn=pc-2b")
+    s.slapd.ldap("ldapmodrdn", "-r", "cn=pc-2,ou=devices,dc=example,dc=com", "cn=pc-2b")
     plan = json.loads(s.syncd("plan", "inventory", "--json").stdout)
     kinds = sorted(a["kind"] for a in plan["actions"])
     assert kinds == ["create", "update", "update"], plan
@@ -114,3 +114,22 @@ def test_syncrepl_survives_slapd_restart_and_invalid_cookie(tmp_path, slapd):
     assert "pc-1" not in rows(s) and len(rows(s)) == 4
     # the fallback is said in the run record
     assert any("cookie" in n.lower() for n in last_run(s)["notes"]), last_run(s)
+
+
+def test_rename_without_field_change_updates_the_dn_the_state_knows(tmp_path, slapd):
+    work = tmp_path / "w"
+    work.mkdir()
+    url = f"sqlite:///{work}/inventory.db"
+    s = Setup(work, write_config(work, slapd, url, source={"changes": "syncrepl"}), slapd, url)
+    slapd.add(device("pc-1", "SN-1"))
+    s.syncd("sync", "inventory", "--no-progress")
+    # without -r the old cn value stays (and stays first): the record does not change
+    slapd.ldap("ldapmodrdn", "cn=pc-1,ou=devices,dc=example,dc=com", "cn=pc-1-alias")
+    out = s.syncd("sync", "inventory", "--no-progress").stdout
+    assert "nothing to change" in out
+    con = sqlite3.connect(work / "state.db")
+    try:
+        [(dn,)] = con.execute("SELECT dn FROM objects").fetchall()
+    finally:
+        con.close()
+    assert dn.lower() == "cn=pc-1-alias,ou=devices,dc=example,dc=com"

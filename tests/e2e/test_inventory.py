@@ -161,10 +161,10 @@ def test_soft_delete_flags_the_row_and_return_clears_it(tmp_path, slapd):
 
 def test_user_errors_are_one_line_without_traceback(inventory, tmp_path):
     # wrong password
-    (inventory.dir / "pw").write_text("wrong")
-    res = inventory.syncd("sync", "inventory", check=False)
+    (inventory.dir / "pw").write_text("Not-The-Pa55word")
+    res = inventory.syncd("sync", "inventory", check=False, subprocess_=True)
     assert res.returncode == 3 and "invalid credentials" in res.stderr.lower()
-    assert "Traceback" not in res.stderr and "wrong" not in res.stderr
+    assert "Traceback" not in res.stderr and "Not-The-Pa55word" not in res.stderr
     # missing secret file
     (inventory.dir / "pw").unlink()
     res = inventory.syncd("validate", check=False)
