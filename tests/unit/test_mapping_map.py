@@ -238,7 +238,7 @@ def test_bad_keys():
         multi.map(change({"mail": ["a", "b"]}))
     assert multi.map(change({"mail": ["a"]})).key == "a"
     boom = mapping("  h: cn\n", extra="key: '{{ 1 // 0 }}'\n")
-    with pytest.raises(MappingError, match="^key: ZeroDivisionError"):
+    with pytest.raises(MappingError, match=r"^key: ZeroDivisionError"):
         boom.map(change())
     blank = mapping("  h: cn\n", extra="key: uid\n")
     with pytest.raises(MappingError, match="empty"):
@@ -282,7 +282,7 @@ def test_skip_text_template_and_errors():
     m = mapping("  h: cn\n", extra="skip: '{{ flag | first }}-ish'\n")
     assert m.map(change({"cn": ["a"]})) is None  # "-ish" is a non-empty, non-false text
     broken = mapping("  h: cn\n", extra="skip:\n  - '{{ false }}'\n  - '{{ 1 / 0 }}'\n")
-    with pytest.raises(MappingError, match="^skip condition 2: ZeroDivisionError"):
+    with pytest.raises(MappingError, match=r"^skip condition 2: ZeroDivisionError"):
         broken.map(change())
     first_true = mapping("  h: cn\n", extra="skip:\n  - '{{ true }}'\n  - '{{ 1 / 0 }}'\n")
     assert first_true.map(change()) is None
