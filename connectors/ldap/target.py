@@ -440,6 +440,7 @@ class LdapTarget(Target):
         """LDAP operations issued, by kind (search, add, modify, modify_dn, delete)."""
         self._dns: dict[str, str] = {}  # target_id -> last DN seen (for messages)
         self._ou_known: set[tuple] = set()
+        self._ref_cache: dict[tuple[str, str], str | None] = {}
 
     # -- life cycle ------------------------------------------------------------------
 
@@ -569,10 +570,14 @@ class LdapTarget(Target):
             names.add("userAccountControl")
         return sorted(names)
 
-    def _find_one(self, filt: str, attrs: Sequence[str], what: str) -> _Entry | None:
+    def _find_one(
+        self, filt: str, attrs: Sequence[str], what: str, *, unique_id: bool = False
+    ) -> _Entry | None:
         found: list[_Entry] = []
         for scope in self.options.scopes:
             found.extend(self._search(scope, filt, attrs))
+            if unique_id and found:
+                break  # an entryUUID/objectGUID exists once: no need to look further
         # The same entry can be seen twice when disabled_ou overlaps base.
         unique = {e.target_id or e.dn.lower(): e for e in found}
         if len(unique) > 1:
@@ -593,7 +598,7 @@ class LdapTarget(Target):
         return f"(entryUUID={escape_filter_chars(target_id)})"
 
     def _find_by_id(self, target_id: str, attrs: Sequence[str]) -> _Entry | None:
-        return self._find_one(self._id_filter(target_id), attrs, f"id {target_id}")
+        return self._find_one(self._id_filter(target_id), attrs, f"id {target_id}", unique_id=True)
 
     def _find_by_key(self, key: str, attrs: Sequence[str]) -> _Entry | None:
         attr = self.options.key_attr
@@ -702,6 +707,14 @@ class LdapTarget(Target):
         return missing
 
     def _resolve_ref(self, attr: str, value: str) -> str | None:
+        """DN of the entry whose ``attr`` is ``value`` (cached for one apply() call:
+        many people share a manager)."""
+        cached = self._ref_cache.get((attr, value))
+        if cached is None:
+            cached = self._ref_cache[(attr, value)] = self._lookup_ref(attr, value)
+        return cached
+
+    def _lookup_ref(self, attr: str, value: str) -> str | None:
         if "=" in value:
             try:
                 if any(dn_within(value, s) for s in self.options.scopes):
@@ -763,6 +776,7 @@ class LdapTarget(Target):
 
         Raises TargetError only when the connection is lost."""
         self._c()
+        self._ref_cache.clear()  # entries may have moved since the last batch
         results: list[ActionResult] = []
         pending: list[_Pending] = []
         for index, action in enumerate(actions):
@@ -785,6 +799,7 @@ class LdapTarget(Target):
 
     def _retry_refs(self, result: ActionResult, p: _Pending) -> ActionResult:
         changes = {}
+        self._ref_cache = {k: v for k, v in self._ref_cache.items() if v is not None}
         try:
             for name, value in p.refs.items():
                 attr = self.options.references[
