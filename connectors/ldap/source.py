@@ -179,6 +179,10 @@ class LdapSource(Source):
         wanted = self.options.changes
         if wanted == "auto":
             method, why = pick_method(root)
+            if method == "syncrepl" and self.id_attribute(root) != "entryuuid":
+                # syncrepl names deleted entries by entryUUID only.
+                method = "timestamp"
+                why = "syncrepl needs id_attribute entryUUID: modifyTimestamp watermark"
             if method == "timestamp" and not self._timestamps_usable(conn):
                 return "full", "no change tracking and no readable modifyTimestamp"
             return method, why
@@ -186,6 +190,8 @@ class LdapSource(Source):
             raise SourceError("changes: syncrepl, but the server does not offer the sync control")
         if wanted == "dirsync" and not root.supports_dirsync:
             raise SourceError("changes: dirsync, but the server does not offer DirSync")
+        if wanted == "usn" and not root.is_ad:
+            raise SourceError("changes: usn works with Active Directory only")
         return wanted, "configured"
 
     def _timestamps_usable(self, conn: ldap3.Connection) -> bool:

@@ -220,3 +220,14 @@ class SyncreplRefresh:
         self.complete = (
             not self.sent_cookie or self.cookie_ignored or present_seen or not refresh_deletes
         )
+        if (
+            self.complete
+            and self.sent_cookie
+            and not (self.cookie_ignored or present_seen or self.counts["upsert"])
+        ):
+            # An incremental refresh that lists nothing at all yet claims to be complete
+            # would mean "everything is gone". Trust that only from a full refresh.
+            log.warning(
+                "syncrepl refresh listed no entry but claimed completeness: not taken as complete"
+            )
+            self.complete = False

@@ -356,3 +356,15 @@ def test_paged_read_over_tls(slapd_tls, root_pw_file, use_ldaps):
         )
     )
     assert {c.source_id for c in sync_changes} == {c.source_id for c in changes}
+
+
+def test_auto_with_a_custom_id_does_not_use_syncrepl(slapd, root_pw_file):
+    slapd.add(people_ldif(2))
+    source = make_source(
+        slapd, root_pw_file, id_attribute="uid", filter="(objectClass=inetOrgPerson)"
+    )
+    changes, read = read_all(source)
+    assert read.outcome.method == "timestamp"
+    assert sorted(c.source_id for c in changes) == ["p000000", "p000001"]
+    with pytest.raises(SourceError, match="Active Directory only"):
+        make_source(slapd, root_pw_file, changes="usn").read(None)
