@@ -22,17 +22,17 @@ log = logging.getLogger("syncd")
 
 
 def _setup_logging(verbose: int, quiet: bool) -> None:
-    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+    """Interactive commands: warnings by default, plus one line per applied change;
+    -v adds the progress notes, -vv debug, -q only warnings and errors. The daemon sets
+    its own logging from the config."""
+    level = logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING
+    changes = logging.WARNING if quiet else logging.INFO
     try:
         from syncd.logsetup import setup_logging
-    except ImportError:
-        logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    except ImportError:  # pragma: no cover - logsetup is part of syncd
+        logging.basicConfig(level=min(level, changes), format="%(levelname)s %(name)s: %(message)s")
         return
-    setup_logging(
-        format="auto",
-        level=level,
-        change_log_level=level if verbose else logging.WARNING if quiet else logging.INFO,
-    )
+    setup_logging(format="auto", level=level, change_log_level=changes)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
