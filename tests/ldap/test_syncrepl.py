@@ -197,3 +197,47 @@ def test_syncrepl_size_limit_is_a_failed_read(tmp_path):
         with pytest.raises(SourceError, match="size limit after 500 entries"):
             list(read.changes)
         assert read.outcome is None
+
+
+def test_moves_and_group_membership(dir20, root_pw_file):
+    dir20.add(
+        "dn: cn=staff,ou=groups,dc=example,dc=com\nobjectClass: groupOfNames\ncn: staff\n"
+        f"member: uid=p000001,{PEOPLE}\n"
+    )
+    source = make_source(
+        dir20,
+        root_pw_file,
+        changes="syncrepl",
+        base="dc=example,dc=com",
+        filter="(|(objectClass=inetOrgPerson)(objectClass=groupOfNames))",
+    )
+    first, read = read_all(source)
+    ids = {c.dn: c.source_id for c in first}
+    # A move to another OU inside the base: same id, new DN.
+    dir20.ldap(
+        "ldapmodrdn", "-s", "ou=devices,dc=example,dc=com", f"uid=p000002,{PEOPLE}", "uid=p000002"
+    )
+    dir20.modify(
+        "dn: cn=staff,ou=groups,dc=example,dc=com\nchangetype: modify\n"
+        f"add: member\nmember: uid=p000003,{PEOPLE}\n"
+    )
+    changes, read2 = read_all(source, read.outcome.cursor)
+    ups = {c.source_id: c for c in changes if c.op is Op.UPSERT}
+    assert set(ups) == {ids[f"uid=p000002,{PEOPLE}"], ids["cn=staff,ou=groups,dc=example,dc=com"]}
+    assert ups[ids[f"uid=p000002,{PEOPLE}"]].dn == "uid=p000002,ou=devices,dc=example,dc=com"
+    assert ups[ids["cn=staff,ou=groups,dc=example,dc=com"]].attributes["member"] == [
+        f"uid=p000001,{PEOPLE}",
+        f"uid=p000003,{PEOPLE}",
+    ]
+    assert read2.outcome.complete is False
+
+
+def test_move_out_of_the_base_is_a_delete(dir20, root_pw_file):
+    source = syncrepl_source(dir20, root_pw_file)
+    first, read = read_all(source)
+    ids = {c.dn: c.source_id for c in first}
+    dir20.ldap(
+        "ldapmodrdn", "-s", "ou=devices,dc=example,dc=com", f"uid=p000007,{PEOPLE}", "uid=p000007"
+    )
+    changes, _ = read_all(source, read.outcome.cursor)
+    assert [(c.op, c.source_id) for c in changes] == [(Op.DELETE, ids[f"uid=p000007,{PEOPLE}"])]
