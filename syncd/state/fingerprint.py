@@ -87,13 +87,10 @@ def fingerprint(fields: Mapping[str, Any]) -> tuple[str, dict[str, str]]:
         except TypeError as err:
             raise TypeError(f"field {name!r}: {err}") from None
         digests[name] = blake2b(enc, digest_size=FIELD_DIGEST_SIZE).hexdigest()
-    overall = blake2b(digest_size=FINGERPRINT_SIZE)
-    for name in sorted(digests):
-        overall.update(name.encode("utf-8", "surrogatepass"))
-        overall.update(b"\x00")
-        overall.update(digests[name].encode())
-        overall.update(b"\x00")
-    return overall.hexdigest(), digests
+    overall = "\x00".join(f"{name}\x00{digests[name]}" for name in sorted(digests))
+    return blake2b(
+        overall.encode("utf-8", "surrogatepass"), digest_size=FINGERPRINT_SIZE
+    ).hexdigest(), digests
 
 
 def changed_fields(old: Mapping[str, str], new: Mapping[str, str]) -> tuple[str, ...]:
