@@ -10,12 +10,10 @@ import tempfile
 import time
 from pathlib import Path
 
-RUN_CLI = Path(__file__).with_name("run_cli.py")
-
 
 def syncd_cmd(config: Path | str, *args: str) -> list[str]:
-    """argv running ``syncd -c CONFIG ARGS...`` in a fresh Python."""
-    return [sys.executable, str(RUN_CLI), "-c", str(config), *args]
+    """argv running ``syncd -c CONFIG ARGS...`` (``python -m syncd``) in a fresh Python."""
+    return [sys.executable, "-m", "syncd", "-c", str(config), *args]
 
 
 class NotifySocket:
@@ -88,3 +86,80 @@ def stop(proc: subprocess.Popen, timeout: float = 10.0) -> int:
             proc.wait()
             raise AssertionError("the daemon did not stop within 10 s of SIGTERM") from None
     return proc.returncode
+
+
+MAPPING = """\
+version: 1
+description: test people -> people_copy
+key: id
+fields:
+  name: name
+"""
+
+
+def job_config(
+    directory: Path,
+    state_url: str,
+    data_url: str,
+    *,
+    node: str,
+    listen: str | None = None,
+    interval: int = 1,
+    rows: int = 3,
+) -> Path:
+    """A config with one job "people": SQL table people -> SQL table people_copy, every
+    ``interval`` seconds. ``data_url`` is a SQLAlchemy URL (its password, if any, goes
+    to $SYNCD_TEST_DB_PW, as the SQL connection refuses passwords in URLs).
+
+    Creates the source table with ``rows`` rows if it is missing.
+    """
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(data_url)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("CREATE TABLE IF NOT EXISTS people (id TEXT PRIMARY KEY, name TEXT NOT NULL)")
+        )
+        if not conn.execute(sa.text("SELECT count(*) FROM people")).scalar():
+            for i in range(rows):
+                conn.execute(
+                    sa.text("INSERT INTO people VALUES (:i, :n)"),
+                    {"i": f"p{i}", "n": f"Person {i}"},
+                )
+    engine.dispose()
+    bare = _bare(data_url)
+    (directory / "people.yaml").write_text(MAPPING)
+    daemon = f"node: {node}, log_format: json"
+    if listen:
+        daemon += f', listen: "{listen}"'
+    state_pw = ", password: {env: SYNCD_TEST_DB_PW}" if db_password(state_url) else ""
+    path = directory / f"syncd-{node}.yaml"
+    path.write_text(
+        "version: 1\n"
+        f'state: {{url: "{_bare(state_url)}"{state_pw}}}\n'
+        f"daemon: {{{daemon}}}\n"
+        "connections:\n"
+        "  data:\n"
+        "    type: sql\n"
+        f'    url: "{bare}"\n'
+        "    password: {env: SYNCD_TEST_DB_PW}\n"
+        "jobs:\n"
+        "  people:\n"
+        "    source: {connection: data, table: people, id_column: id}\n"
+        "    mapping: people.yaml\n"
+        "    target: {connection: data, table: people_copy, key_column: key}\n"
+        f"    schedule: {{interval: {interval}}}\n"
+    )
+    return path
+
+
+def _bare(url: str) -> str:
+    import sqlalchemy as sa
+
+    return sa.make_url(url)._replace(password=None).render_as_string(hide_password=False)
+
+
+def db_password(url: str) -> str:
+    import sqlalchemy as sa
+
+    return sa.make_url(url).password or ""

@@ -46,8 +46,8 @@ def test_lock_key_is_stable_and_distinct():
 
 
 @pytest.mark.postgres
-def test_pg_lock_excludes_other_holders_and_names_the_node(pg_url):
-    store, other_node = _store(pg_url), _store(pg_url)
+def test_pg_lock_excludes_other_holders_and_names_the_node(postgres_url):
+    store, other_node = _store(postgres_url), _store(postgres_url)
     with job_lock(store, "inv", node="node-a") as lock:
         assert lock.alive()
         with (
@@ -62,8 +62,8 @@ def test_pg_lock_excludes_other_holders_and_names_the_node(pg_url):
 
 
 @pytest.mark.postgres
-def test_pg_lock_wait_blocks_until_released(pg_url):
-    store = _store(pg_url)
+def test_pg_lock_wait_blocks_until_released(postgres_url):
+    store = _store(postgres_url)
     got = threading.Event()
 
     def second():
@@ -79,10 +79,10 @@ def test_pg_lock_wait_blocks_until_released(pg_url):
 
 
 @pytest.mark.postgres
-def test_pg_lock_lost_when_session_is_killed(pg_url):
+def test_pg_lock_lost_when_session_is_killed(postgres_url):
     """The DB side ending the session (as a failover or network loss does) is noticed by
     alive(), and the lock is free for another node at once."""
-    store = _store(pg_url)
+    store = _store(postgres_url)
     with job_lock(store, "inv", node="victim") as lock:
         assert lock.alive()
         with store.engine.connect() as conn:
@@ -96,17 +96,17 @@ def test_pg_lock_lost_when_session_is_killed(pg_url):
         assert killed
         assert not lock.alive()
         assert not lock.alive()  # stays lost
-        with job_lock(_store(pg_url), "inv", node="other") as taken:
+        with job_lock(_store(postgres_url), "inv", node="other") as taken:
             assert taken.alive()
 
 
 @pytest.mark.postgres
-def test_pg_lock_released_when_holder_process_dies(pg_url):
-    store = _store(pg_url)
+def test_pg_lock_released_when_holder_process_dies(postgres_url):
+    store = _store(postgres_url)
     code = (
         "import sys, sqlalchemy as sa, types, os\n"
         "from syncd.locks import job_lock\n"
-        f"s = types.SimpleNamespace(engine=sa.create_engine({pg_url!r}))\n"
+        f"s = types.SimpleNamespace(engine=sa.create_engine({postgres_url!r}))\n"
         "with job_lock(s, 'inv', node='doomed'):\n"
         "    print('held', flush=True); sys.stdin.read()\n"
     )
@@ -184,8 +184,8 @@ def test_sqlite_daemon_lock_refuses_second_daemon(tmp_path):
 
 
 @pytest.mark.postgres
-def test_daemon_lock_is_a_no_op_on_postgres(pg_url):
-    store = _store(pg_url)
+def test_daemon_lock_is_a_no_op_on_postgres(postgres_url):
+    store = _store(postgres_url)
     with daemon_lock(store) as a, daemon_lock(store) as b:
         assert a is None and b is None
 
