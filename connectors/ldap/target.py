@@ -836,6 +836,7 @@ class LdapTarget(Target):
         owned[o.key_attr] = [action.key]
         want_dn = self._dn_for(fields, disabled=not enable)
         details: list[str] = []
+        old_dn: str | None = None
         if entry is None:
             if action.kind is ActionKind.UPDATE and action.target_id:
                 details.append("recreated (the linked entry was gone)")
@@ -854,10 +855,8 @@ class LdapTarget(Target):
                 details.append("re-enabled")
             elif not was_disabled and not enable:
                 details.append("disabled")
-            if moved_or_new and o.directory != "ad":
-                self._rewrite_memberships(old_dn, entry.dn)
         groups_field = next((k for k in fields if k.lower() == "groups"), None)
-        if (
+        sync_groups = (
             groups_field is not None
             and self._groups_managed()
             and (
@@ -866,8 +865,14 @@ class LdapTarget(Target):
                 or "groups" in {c.lower() for c in action.changed}
                 or was_disabled != (not enable)
             )
-        ):
-            self._sync_groups(entry.dn, _as_values(fields[groups_field]), details)
+        )
+        # OpenLDAP keeps a renamed member's old DN in groups (AD follows the rename).
+        stale_dn = old_dn if moved_or_new and old_dn and o.directory != "ad" else None
+        if sync_groups:
+            wanted = _as_values(fields[groups_field])  # type: ignore[index]
+            self._sync_groups(entry.dn, wanted, details, old_dn=stale_dn)
+        elif stale_dn:
+            self._rewrite_memberships(stale_dn, entry.dn)
         self._dns[entry.target_id] = entry.dn
         if missing:
             details.append("reference(s) pending: " + ", ".join(sorted(missing)))
@@ -1118,7 +1123,18 @@ class LdapTarget(Target):
                 found[norm_dn(e.dn)] = e.dn
         return found
 
-    def _sync_groups(self, dn: str, wanted: list[str | bytes], details: list[str]) -> None:
+    def _sync_groups(
+        self,
+        dn: str,
+        wanted: list[str | bytes],
+        details: list[str],
+        *,
+        old_dn: str | None = None,
+    ) -> None:
+        """Make ``dn`` a member of exactly the managed groups in ``wanted``; with
+        ``old_dn`` (OpenLDAP rename), memberships of the old DN are carried over in
+        the same modify (or dropped when no longer wanted). Groups not managed are
+        never touched."""
         desired: dict[tuple, str] = {}
         ignored = []
         for value in wanted:
@@ -1132,6 +1148,15 @@ class LdapTarget(Target):
         current = self._groups_with(dn)
         attr = self.options.member_attribute
         added, removed, problems = [], [], []
+        if old_dn is not None and not same_dn(old_dn, dn):
+            for key, gdn in self._groups_with(old_dn).items():
+                mods = [(ldap3.MODIFY_DELETE, [old_dn])]
+                if key in desired and key not in current:
+                    mods.append((ldap3.MODIFY_ADD, [dn]))
+                    current[key] = gdn
+                elif key not in desired:
+                    removed.append(gdn)
+                self._write("modify", gdn, {attr: mods}, ok_codes=(_NO_SUCH_ATTRIBUTE,))
         for key, gdn in desired.items():
             if key in current:
                 continue
@@ -1159,9 +1184,9 @@ class LdapTarget(Target):
             except _ActionFailed as err:
                 problems.append(str(err))
         if added:
-            details.append("added to " + "; ".join(added))
+            details.append("added to " + " and ".join(added))
         if removed:
-            details.append("removed from " + "; ".join(removed))
+            details.append("removed from " + " and ".join(removed))
         if problems:
             raise _ActionFailed("; ".join([*details, *problems]))
 
