@@ -21,6 +21,7 @@ contact.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from collections.abc import Callable, Sequence
@@ -79,6 +80,14 @@ class _GetItem(GetItem):
 
 _registered: dict[str, str] = {}
 
+PHOTO_PROPERTY = "syncd-photo-sha256"
+"""Extended property (same property set) holding the SHA-256 of the photo syncd attached,
+so a repeated create or update does not upload an unchanged photo again."""
+
+
+def _photo_hash(photo: bytes | None) -> str | None:
+    return hashlib.sha256(photo).hexdigest() if photo is not None else None
+
 
 def _tag_attribute(name: str) -> str:
     """Register the tag property on Contact and DistributionList (once per name) and
@@ -107,6 +116,7 @@ class _Found:
     changekey: str
     key: str
     kind: str  # "contact" | "distribution_list"
+    photo_hash: str | None = None
 
 
 class ExchangeTarget(Target):
@@ -123,6 +133,7 @@ class ExchangeTarget(Target):
         self.kind = options.kind
         self.item_cls = Contact if self.kind == "contact" else DistributionList
         self.tag = _tag_attribute(options.tag_property)
+        self.photo_tag = _tag_attribute(PHOTO_PROPERTY)
         self.account: Any = None
         self.folder: Any = None
         self.sleep: Callable[[float], None] | None = None  # tests may shorten back-offs
@@ -225,7 +236,9 @@ class ExchangeTarget(Target):
         if not keys:
             return out
         acc = self.account
-        field = self.item_cls.get_field_by_fieldname(self.tag)
+        wanted = {FieldPath(field=self.item_cls.get_field_by_fieldname(self.tag))}
+        if self.kind == "contact":
+            wanted.add(FieldPath(field=Contact.get_field_by_fieldname(self.photo_tag)))
         q = Q(**{f"{self.tag}__in": list(dict.fromkeys(keys))})
         restriction = Restriction(q, folders=[self.folder], applies_to=Restriction.ITEMS)
 
@@ -236,7 +249,7 @@ class ExchangeTarget(Target):
             return list(
                 svc.call(
                     folders=[self.folder],
-                    additional_fields={FieldPath(field=field)},
+                    additional_fields=wanted,
                     restriction=restriction,
                     order_fields=None,
                     shape="IdOnly",
@@ -255,7 +268,8 @@ class ExchangeTarget(Target):
             if key is None:
                 continue
             kind = "contact" if isinstance(item, Contact) else "distribution_list"
-            out.setdefault(key, []).append(_Found(item.id, item.changekey, key, kind))
+            ph = getattr(item, self.photo_tag, None) if kind == "contact" else None
+            out.setdefault(key, []).append(_Found(item.id, item.changekey, key, kind, ph))
         return out
 
     # ------------------------------------------------------------------ apply
@@ -313,6 +327,9 @@ class ExchangeTarget(Target):
                 # A create that found its item (crash before the state commit): write all.
                 names = list(attrs)
                 photo_changed = self.kind == "contact"
+            # The photo hash on the item says whether the photo there is already this one.
+            if photo_changed and mine[0].photo_hash == _photo_hash(photo):
+                photo_changed = False
             updates.append((i, mine[0], names, photo, photo_changed))
             self._pending_attrs[i] = attrs
         self._do_creates(actions, creates, results)
@@ -332,8 +349,10 @@ class ExchangeTarget(Target):
         if not creates:
             return
         acc = self.account
-        for item_idx, item, _photo in creates:
+        for item_idx, item, photo in creates:
             setattr(item, self.tag, actions[item_idx].key)
+            if photo is not None:
+                setattr(item, self.photo_tag, _photo_hash(photo))
         items = [c[1] for c in creates]
         res = self._call(
             f"CreateItem x{len(items)}",
@@ -481,6 +500,33 @@ class ExchangeTarget(Target):
             )
             if res and isinstance(res[0], Exception):
                 results[i] = ActionResult(actions[i], False, error=f"photo: {_err(res[0])}")
+            elif res and res[0].attachment_id is not None and res[0].attachment_id.root_changekey:
+                found.changekey = res[0].attachment_id.root_changekey
+        # Record which photo is there now, only after it got there (else a retry would
+        # believe the new photo is in place).
+        done = [(i, f, p) for i, f, p in jobs if results[i] is not None and results[i].ok]  # type: ignore[union-attr]
+        if not done:
+            return
+        batch = []
+        for _i, found, photo in done:
+            item = Contact(account=acc, id=found.id, changekey=found.changekey)
+            setattr(item, self.photo_tag, _photo_hash(photo))
+            batch.append((item, [self.photo_tag]))
+        res = self._call(
+            f"UpdateItem photo hash x{len(batch)}",
+            lambda: list(
+                _UpdateItem(account=acc, chunk_size=_EWS_CHUNK).call(
+                    items=batch,
+                    conflict_resolution="AutoResolve",
+                    message_disposition="SaveOnly",
+                    send_meeting_invitations_or_cancellations="SendToNone",
+                    suppress_read_receipts=True,
+                )
+            ),
+        )
+        for (i, _f, _p), r in zip(done, res, strict=True):
+            if isinstance(r, Exception):
+                results[i] = ActionResult(actions[i], False, error=f"photo hash: {_err(r)}")
 
     def _do_deletes(
         self,

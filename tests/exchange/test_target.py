@@ -235,6 +235,26 @@ def test_photo_replaced_and_removed(ews_server, make_exchange_target):
     assert [a["content"] for a in atts] == [b"two"]
     t.apply([update("k1", ("photo",), **person(1, photo=None))])
     assert stored(ews_server)["k1"]["attachments"] == []
+    assert "syncd-photo-sha256" not in stored(ews_server)["k1"]["extended"]
+
+
+def test_unchanged_photo_is_not_uploaded_again(ews_server, make_exchange_target):
+    import hashlib
+
+    t = make_exchange_target()
+    t.open()
+    photo = b"\xff\xd8 photo bytes"
+    t.apply([create("k1", **person(1, photo=photo))])
+    d = stored(ews_server)["k1"]
+    assert d["extended"]["syncd-photo-sha256"] == hashlib.sha256(photo).hexdigest()
+    ews_server.reset_counters()
+    # a repeated create (crash recovery) and a repeated photo update: nothing to upload
+    t.apply([create("k1", **person(1, photo=photo, job_title="Boss"))])
+    t.apply([update("k1", ("photo",), **person(1, photo=photo, job_title="Boss"))])
+    assert "CreateAttachment" not in ews_server.operations
+    assert "DeleteAttachment" not in ews_server.operations
+    d = stored(ews_server)["k1"]
+    assert d["JobTitle"] == "Boss" and [a["content"] for a in d["attachments"]] == [photo]
 
 
 def test_throttling_backs_off_as_told(ews_server, make_exchange_target):
