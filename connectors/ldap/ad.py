@@ -45,6 +45,7 @@ from connectors.ldap.ad_common import (
     ServerIdentity,
     check_id_attribute,
     delete,
+    deleted_objects_visible,
     detect_ad,
     entry_guid,
     guid_filter,
@@ -54,15 +55,16 @@ from connectors.ldap.ad_common import (
     page_size,
     requested_attributes,
     server_identity,
+    tombstone_days,
     trusted_cursor,
     upserts,
 )
-from syncd.contracts import Change, Read, ReadOutcome, batched
-from syncd.errors import SourceError
+from syncd.contracts import Change, CheckResult, Read, ReadOutcome, batched
+from syncd.errors import ConfigError, SourceError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["detect_ad", "read_dirsync", "read_usn"]
+__all__ = ["check", "detect_ad", "read_dirsync", "read_usn"]
 
 OID_DIRSYNC = "1.2.840.113556.1.4.841"
 DIRSYNC_MAX_BYTES = 1 << 20
@@ -165,8 +167,15 @@ def _usn_since(
     for guid, dn in changed.items():
         yield delete(guid, dn)
     changed.clear()
-    # 4. Tombstones.
+    # 4. Tombstones (if the bind DN may see them at all: say so loudly if not).
     deleted = 0
+    if not deleted_objects_visible(conn, nc):
+        notes.append(
+            f"deleted objects in {nc} are not visible to the bind DN: deletes are found "
+            "only by full reads (set full_every, or let the account list the Deleted "
+            "Objects container, or use changes: dirsync with the replication right)"
+        )
+        log.warning("%s", notes[-1])
     for entry in wire.paged_search(
         conn,
         nc,
@@ -385,6 +394,70 @@ def _dirsync_changes(
         f"dirsync: {upserted} changed, {len(deleted)} deleted, {left} changed outside the "
         "scope (sent as deletes in case they left it)"
     )
+
+
+# --- doctor --------------------------------------------------------------------------
+
+
+def check(conn: ldap3.Connection, options: Any, method: str) -> list[CheckResult]:
+    """`syncd doctor` checks for ``changes: dirsync | usn`` on a bound connection:
+    the DC's identity, the base's naming context, the DirSync right (dirsync), whether
+    deleted objects are visible (usn), and the tombstone lifetime. Never raises for a
+    failed check; a lost connection still raises SourceError."""
+    results: list[CheckResult] = []
+    try:
+        ident = server_identity(conn)
+    except SourceError as err:
+        return [CheckResult("Active Directory DC", False, str(err), "use changes: auto")]
+    results.append(
+        CheckResult(
+            "Active Directory DC",
+            True,
+            f"{ident.describe()}, highest USN {ident.highest_usn}",
+        )
+    )
+    try:
+        nc = naming_context(options.base, ident)
+    except ConfigError as err:
+        results.append(CheckResult("naming context", False, str(err), "check base"))
+        return results
+    results.append(CheckResult("naming context", True, nc))
+    if method == "dirsync":
+        try:
+            _dirsync(conn, nc, NO_MATCH, ["objectGUID"], b"")
+            results.append(CheckResult("DirSync", True, f"allowed on {nc}"))
+        except SourceError as err:
+            results.append(
+                CheckResult(
+                    "DirSync",
+                    False,
+                    str(err),
+                    "grant the bind DN 'Replicating Directory Changes' on the naming "
+                    "context, or use changes: usn",
+                )
+            )
+    else:
+        if deleted_objects_visible(conn, nc):
+            results.append(CheckResult("deleted objects visible", True, "tombstones can be read"))
+        else:
+            results.append(
+                CheckResult(
+                    "deleted objects visible",
+                    False,
+                    "the Deleted Objects container is hidden from the bind DN: "
+                    "incremental reads cannot see deletes",
+                    "let the account list Deleted Objects (dsacls /takeownership), "
+                    "use changes: dirsync, or set full_every",
+                )
+            )
+    results.append(
+        CheckResult(
+            "tombstone lifetime",
+            True,
+            f"{tombstone_days(conn, ident)} days (a cursor older than that means a full resync)",
+        )
+    )
+    return results
 
 
 def _b64(raw: bytes) -> str:

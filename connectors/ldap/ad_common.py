@@ -180,6 +180,18 @@ def tombstone_days(conn: ldap3.Connection, ident: ServerIdentity) -> int:
         return DEFAULT_TOMBSTONE_DAYS
 
 
+DELETED_OBJECTS_WKGUID = "18e2ea80684f11d2b9aa00c04f79f805"
+
+
+def deleted_objects_visible(conn: ldap3.Connection, nc: str) -> bool:
+    """Whether the bind DN can see the naming context's Deleted Objects container (with
+    the Show Deleted control). Windows AD shows it only to administrators by default;
+    without it, tombstone searches silently return nothing."""
+    dn = f"<WKGUID={DELETED_OBJECTS_WKGUID},{nc}>"
+    entries, done = search_all(conn, dn, "(objectClass=*)", "base", ["objectGUID"], [SHOW_DELETED])
+    return done.code == wire.SUCCESS and bool(entries)
+
+
 # --- DNs and scope -------------------------------------------------------------------
 
 

@@ -133,4 +133,32 @@ def test_dirsync_without_replication_rights(samba_dc, samba_ou):
     )
     read = ad.read_usn(conn, options(samba_ou), None, full=True)
     assert samba_dc.guid(dn) in upserts(collect(read))
+    results = {r.name: r for r in ad.check(conn, options(samba_ou), "dirsync")}
+    assert results["DirSync"].ok is False
+    assert "Replicating Directory Changes" in results["DirSync"].hint
+    conn.unbind()
+
+
+@pytest.mark.parametrize("method", ["dirsync", "usn"])
+def test_doctor_checks(samba_dc, samba_ou, method):
+    conn = samba_dc.connection(fresh=True)
+    results = {r.name: r for r in ad.check(conn, options(samba_ou), method)}
+    assert all(r.ok for r in results.values()), results
+    assert "DC1" in results["Active Directory DC"].detail
+    assert results["naming context"].detail == samba_dc.base
+    assert "180 days" in results["tombstone lifetime"].detail
+    assert ("DirSync" if method == "dirsync" else "deleted objects visible") in results
+    bad = {r.name: r for r in ad.check(conn, options("OU=x,DC=other,DC=org"), method)}
+    assert bad["naming context"].ok is False
+    conn.unbind()
+
+
+def test_deleted_objects_visibility(samba_dc):
+    from connectors.ldap.ad_common import deleted_objects_visible
+
+    conn = samba_dc.connection(fresh=True)
+    assert deleted_objects_visible(conn, samba_dc.base) is True
+    # The schema naming context has no Deleted Objects container.
+    schema = f"CN=Schema,CN=Configuration,{samba_dc.base}"
+    assert deleted_objects_visible(conn, schema) is False
     conn.unbind()
