@@ -96,6 +96,18 @@ class LdapConnection(BaseModel):
             value = Path(base) / value
         return value
 
+    @field_validator("bind_dn")
+    @classmethod
+    def _check_dn(cls, value: str | None) -> str | None:
+        if value:
+            from ldap3.utils.dn import parse_dn
+
+            try:
+                parse_dn(value)
+            except Exception:
+                raise ValueError(f"bind_dn {value!r} is not a DN") from None
+        return value
+
     @model_validator(mode="after")
     def _check_credentials(self) -> LdapConnection:
         if self.password is not None and not self.bind_dn:
@@ -217,6 +229,9 @@ def connect(cfg: LdapConnection, *, bind: bool = True) -> ldap3.Connection:
     connection, and :class:`syncd.errors.SecretError` when the password is missing.
     """
     password = cfg.password.reveal() if cfg.password is not None else None
+    if password == "":
+        # An empty password would make a simple bind anonymous (RFC 4513 5.1.2).
+        raise ConnectionFailed(f"the bind password ({cfg.password.describe()}) is empty")
     problems: list[str] = []
     for url in cfg.urls:
         try:

@@ -197,6 +197,13 @@ def test_wrong_password_is_one_clear_line_without_the_password(slapd, tmp_path):
     assert bad not in text and "\n" not in text
 
 
+def test_empty_password_is_refused_before_binding(slapd, tmp_path):
+    pw = tmp_path / "empty.pw"
+    pw.write_text("\n")
+    with pytest.raises(ConnectionFailed, match="is empty"):
+        connect(conn_cfg(slapd, pw))
+
+
 def test_unreachable_port(root_pw_file, slapd):
     port = free_port()
     with pytest.raises(ConnectionFailed, match="connection refused") as err:
@@ -259,6 +266,7 @@ def test_ca_file_is_relative_to_the_config_dir(tmp_path):
         ({"url": "ldap://h", "bind_dn": "cn=a", "password": "inline"}, "may not be written"),
         ({"url": "ldap://h", "sasl": "x"}, "Extra inputs"),
         ({"url": "ldap://h", "timeout": 0}, "greater than"),
+        ({"url": "ldap://h", "bind_dn": "not a dn", "password": {"env": "X"}}, "not a DN"),
     ],
 )
 def test_bad_connection_config(data, fragment):
