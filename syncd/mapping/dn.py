@@ -16,9 +16,6 @@ from dataclasses import dataclass
 __all__ = ["DNError", "ParsedDN", "escape_value", "parse_dn", "split_first"]
 
 _ATTR_TYPE = re.compile(r"(?:[A-Za-z][A-Za-z0-9-]*|[0-9]+(?:\.[0-9]+)*)\Z")
-# Characters that may follow a backslash as themselves (RFC 4514 section 3 "special",
-# plus space, '#' and '=' which RFC 4514 allows escaped).
-_ESCAPABLE = ' "#+,;<>\\='
 
 
 class DNError(ValueError):
@@ -39,9 +36,9 @@ class ParsedDN:
 # One attribute-value assertion and the separator after it. The value alternatives:
 # BER hex (#...), a quoted string (RFC 2253 legacy), or a string with escapes.
 _AVA = re.compile(
-    r"""\s*(?P<type>[^=,;+]*?)\s*=\s*
+    r"""[ ]*(?P<type>[^=,;+]*?)[ ]*=[ ]*
     (?P<value>\#[0-9A-Fa-f]*|"(?:[^"\\]|\\.)*"|(?:[^,;+\\"]|\\.)*)
-    (?P<sep>\s*[,;+]|\s*\Z)""",
+    (?P<sep>[ ]*[,;+]|[ ]*\Z)""",
     re.VERBOSE | re.DOTALL,
 )
 _ESCAPE = re.compile(r"\\(?:([0-9A-Fa-f]{2})|(.))", re.DOTALL)
@@ -57,7 +54,7 @@ def parse_dn(dn: str) -> ParsedDN:
     if not isinstance(dn, str):
         raise DNError(f"a DN must be text, not {type(dn).__name__}")
     n = len(dn)
-    if not dn.strip():
+    if not dn.strip(" "):
         return ParsedDN((), ())
     if not _NOT_SIMPLE.search(dn):
         simple = _parse_simple(dn)
@@ -77,17 +74,17 @@ def parse_dn(dn: str) -> ParsedDN:
         if not _ATTR_TYPE.match(attr):
             raise DNError(f"invalid DN {_short(dn)}: bad attribute type {attr[:40]!r}")
         rdn.append((attr, _value(m.group("value"), dn)))
-        sep = m.group("sep").strip()
+        sep = m.group("sep").strip(" ")
         pos = m.end()
         if sep == "+":
             continue
         rdns.append(tuple(rdn))
-        raws.append(_rstrip_unescaped(dn[rdn_start : m.end("value")]).lstrip())
+        raws.append(_rstrip_unescaped(dn[rdn_start : m.end("value")]).lstrip(" "))
         rdn = []
         if not sep:
             break
         rdn_start = pos
-        if pos >= n or not dn[pos:].strip():
+        if pos >= n or not dn[pos:].strip(" "):
             raise DNError(f"invalid DN {_short(dn)}: ends with a separator")
     return ParsedDN(tuple(rdns), tuple(raws))
 
@@ -102,10 +99,10 @@ def split_first(dn: str) -> tuple[str, str]:
         head, comma, rest = dn.partition(",")
         typ, eq, _ = head.partition("=")
         simple_parent = not comma or "=" in rest
-        if eq and simple_parent and _ATTR_TYPE.match(typ.strip()):
+        if eq and simple_parent and _ATTR_TYPE.match(typ.strip(" ")):
             if " ," in rest or ", " in rest:  # same spacing as the full parser's result
-                rest = ",".join(part.strip() for part in rest.split(","))
-            return head.strip(), rest.strip()
+                rest = ",".join(part.strip(" ") for part in rest.split(","))
+            return head.strip(" "), rest.strip(" ")
     parsed = parse_dn(dn)
     if not parsed.raw:
         raise DNError("the root DN has no RDN")
@@ -122,11 +119,11 @@ def _parse_simple(dn: str) -> ParsedDN | None:
     rdns = []
     raws = []
     for raw in dn.split(","):
-        raw = raw.strip()
+        raw = raw.strip(" ")
         avas = []
         for ava in raw.split("+"):
             typ, eq, value = ava.partition("=")
-            typ = typ.strip()
+            typ = typ.strip(" ")
             if not eq or not _ATTR_TYPE.match(typ):
                 return None
             avas.append((typ, value.strip(" ")))
@@ -177,8 +174,8 @@ def _unescape(raw: str, dn: str) -> str:
         if hexpair is not None:
             pending.append(int(hexpair, 16))
         else:
-            if char not in _ESCAPABLE:
-                raise DNError(f"invalid DN {_short(dn)}: bad escape '\\{char}'")
+            # RFC 4514 lists which characters need a backslash; a server or an
+            # admin escaping one more is harmless, so any escaped character counts.
             _flush(pending, out, dn)
             out.append(char)
             last_kept = len("".join(out))

@@ -26,7 +26,7 @@ from jinja2.runtime import Context
 from jinja2.sandbox import SecurityError
 
 from syncd.contracts import Change, FieldValue
-from syncd.errors import ConfigError, MappingError
+from syncd.errors import ConfigError, MappingError, UserError
 from syncd.mapping import types
 from syncd.mapping.filters import LOOKUP_KEY
 from syncd.mapping.loader import MappingSpec, ValueSpec, find_all, parse_mapping
@@ -76,6 +76,34 @@ class _Attrs(AbstractMapping):
 
     def __len__(self) -> int:
         return len(self._data)
+
+
+_MAPPING_METHODS = frozenset(["get", "keys", "items", "values"])
+
+
+def _constant_attrs_read(n: nodes.Node) -> str | None:
+    """The attribute name when ``n`` is ``attrs['x']``, ``attrs.x`` or
+    ``attrs.get('x')`` with a constant name; None for anything else."""
+    if isinstance(n, nodes.Call):
+        fn = n.node
+        if (
+            isinstance(fn, nodes.Getattr)
+            and fn.attr == "get"
+            and isinstance(fn.node, nodes.Name)
+            and fn.node.name == "attrs"
+            and n.args
+            and isinstance(n.args[0], nodes.Const)
+            and isinstance(n.args[0].value, str)
+        ):
+            return n.args[0].value
+        return None
+    if not (isinstance(n.node, nodes.Name) and n.node.name == "attrs"):
+        return None
+    if isinstance(n, nodes.Getattr):
+        return None if n.attr in _MAPPING_METHODS else n.attr
+    if isinstance(n.arg, nodes.Const) and isinstance(n.arg.value, str):
+        return n.arg.value
+    return None
 
 
 def _reason(what: str, err: BaseException) -> str:
@@ -138,7 +166,6 @@ class Mapping:
     # ------------------------------------------------------------ compiling
 
     def _compile(self) -> None:
-        plain: list[tuple[str, str, str]] = []  # (field, kind, lower-cased attribute)
         # Slots of the combined template, in evaluation order: (slot, description).
         self._slots: list[tuple[str, str]] = []
         self._templates: dict[str, Any] = {}
@@ -184,8 +211,6 @@ class Mapping:
         for n, f in enumerate(self._fields):
             slot = f"syncd_f{n}"
             how = use(f.value, slot, f"field '{f.name}'")
-            if how in ("attr", "list"):
-                plain.append((f.name, how, f.value.attr or ""))
             ref = f.value.attr if how in ("attr", "list") else slot
             check = f.required or f.default is not None
             self._post.append((f.name, how, ref, f.type, check))
@@ -217,14 +242,11 @@ class Mapping:
         loaded = {n.name for n in find_all(ast, nodes.Name) if n.ctx == "load"}
         if "attrs" in loaded:
             constant_uses = 0
-            for n in find_all(ast, (nodes.Getitem, nodes.Getattr)):
-                if isinstance(n.node, nodes.Name) and n.node.name == "attrs":
-                    if isinstance(n, nodes.Getattr):
-                        read_attrs.add(n.attr.lower())
-                        constant_uses += 1
-                    elif isinstance(n.arg, nodes.Const) and isinstance(n.arg.value, str):
-                        read_attrs.add(n.arg.value.lower())
-                        constant_uses += 1
+            for n in find_all(ast, (nodes.Getitem, nodes.Getattr, nodes.Call)):
+                name = _constant_attrs_read(n)
+                if name is not None:
+                    read_attrs.add(name.lower())
+                    constant_uses += 1
             total = sum(
                 1 for n in find_all(ast, nodes.Name) if n.name == "attrs" and n.ctx == "load"
             )
@@ -277,6 +299,11 @@ class Mapping:
         one-line reason naming the field (or key/skip condition) for an entry that
         cannot be mapped: an expression that raised or tried to leave the sandbox, a
         value of the wrong type, an empty key or required field.
+
+        ``lookup(job, dn)`` is what the ``lookup`` filter calls. A
+        :class:`~syncd.errors.UserError` it raises (the state store is gone...) is not
+        this entry's fault and propagates unchanged; any other exception quarantines
+        the entry like an expression error.
         """
         attrs = change.attributes
         results: dict[str, Any] = {}
@@ -343,6 +370,8 @@ class Mapping:
         try:
             for _ in self._program.root_render_func(ctx):
                 pass
+        except UserError:
+            raise  # from the engine's lookup: the run has a problem, not this entry
         except Exception as err:
             # Slots are assigned in order, so the first one missing is the one that
             # raised.
@@ -356,6 +385,8 @@ class Mapping:
         try:
             ctx = template.new_context(template_vars, shared=True)
             return template.environment.concat(template.root_render_func(ctx))
+        except UserError:
+            raise
         except Exception as err:
             raise MappingError(_reason(what, err)) from None
 

@@ -44,6 +44,7 @@ def test_escaped_comma_and_multivalued_rdn():
         ("cn=محمد,o=x", "محمد"),
         ("cn=😀 phone,o=x", "😀 phone"),
         ("cn=,o=x", ""),
+        (r"cn=a\zb,o=x", "azb"),  # escaping a character that needs none is harmless
     ],
 )
 def test_values(dn, value):
@@ -63,7 +64,7 @@ def test_numeric_oid_type_and_root_dn():
 
 @pytest.mark.parametrize(
     "dn",
-    ["cn", "=x", "cn=a,b", "cn=x,", r"cn=a\zz", r"cn=\FF,o=x", "c n=x", "cn=#0", 'cn="open'],
+    ["cn", "=x", "cn=a,b", "cn=x,", "cn=a\\", r"cn=\FF,o=x", "c n=x", "cn=#0", 'cn="open'],
 )
 def test_invalid(dn):
     with pytest.raises(DNError):
@@ -93,3 +94,35 @@ def test_split_first_fast_and_full_paths_agree():
 def test_escape_value_round_trips():
     for value in ["Smith, John", " lead", "trail ", "#x", 'a"b+c;d<e>f\\g', "東京", "plain"]:
         assert parse_dn(f"cn={escape_value(value)},o=x").rdns[0][0][1] == value
+
+
+def test_random_text_parses_or_raises_dnerror_only():
+    import random
+
+    rnd = random.Random(4514)
+    alphabet = 'cnouid=,+;\\"# 0123456789abcdefABCDEFé東\x00'
+    for _ in range(3000):
+        text = "".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 24)))
+        try:
+            parsed = parse_dn(text)
+        except DNError:
+            continue
+        assert len(parsed.rdns) == len(parsed.raw)
+        for rdn in parsed.rdns:
+            assert rdn and all(isinstance(t, str) and isinstance(v, str) for t, v in rdn)
+
+
+def test_random_values_round_trip_through_escape_and_both_parsers():
+    import random
+
+    rnd = random.Random(2253)
+    alphabet = ' ,+;"\\<>#=aZ9éß東😀\t'
+    for _ in range(2000):
+        values = [
+            "".join(rnd.choice(alphabet) for _ in range(rnd.randint(1, 10))) for _ in range(3)
+        ]
+        dn = ",".join(f"cn={escape_value(v)}" for v in values)
+        assert [r[0][1] for r in parse_dn(dn).rdns] == values, dn
+        first, parent = split_first(dn)
+        assert parse_dn(first).rdns[0][0][1] == values[0]
+        assert [r[0][1] for r in parse_dn(parent).rdns] == values[1:]

@@ -163,6 +163,16 @@ skip: "'x' in description"
     assert m.field_names == ("a", "b", "c", "d", "e", "f")
 
 
+def test_attributes_through_attrs_with_constant_names():
+    m = Mapping.from_text(
+        "version: 1\nfields:\n  a: \"{{ attrs.get('Mail') }}\"\n  b: '{{ attrs.sn }}'\n"
+        "  c: \"{{ attrs['x-Y'] }}\"\n"
+    )
+    assert m.attributes == {"mail", "sn", "x-y"}
+    m = Mapping.from_text("version: 1\nfields:\n  a: '{{ attrs.keys() | list }}'\n")
+    assert m.attributes is None
+
+
 def test_attributes_unknown_when_attrs_is_used_dynamically():
     m = Mapping.from_text('version: 1\nfields:\n  a: "{{ attrs[cn | first] }}"\n')
     assert m.attributes is None

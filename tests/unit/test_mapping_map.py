@@ -327,6 +327,31 @@ def test_lookup_through_the_engine_callable():
         m.map(change(attrs))
 
 
+def test_lookup_failures():
+    from syncd.errors import SourceError
+
+    m = mapping("  manager: \"{{ manager | first | lookup('people') }}\"\n")
+    attrs = {"manager": ["uid=a,dc=x"]}
+
+    def store_gone(job, dn):
+        raise SourceError("state store unreachable")
+
+    with pytest.raises(SourceError, match="state store unreachable"):
+        m.map(change(attrs), lookup=store_gone)
+
+    def buggy(job, dn):
+        raise KeyError(dn)
+
+    with pytest.raises(MappingError, match="field 'manager': KeyError"):
+        m.map(change(attrs), lookup=buggy)
+
+
+def test_attrs_get_is_case_insensitive():
+    assert one("{{ attrs.get('CN') }}") == ["pc-1"]
+    assert one("{{ attrs.get('nope', 'dflt') }}") == "dflt"
+    assert one("{{ attrs.cn | first }}") == "pc-1"
+
+
 # ------------------------------------------------------------------ hostile data
 
 
@@ -444,6 +469,22 @@ def test_visible_escape_attempts_fail_at_load(expr):
     problems = Mapping.validate_text(f"version: 1\nfields:\n  x: {expr!r}\n", "t.yaml")
     assert problems and all(p.startswith("t.yaml:3: field 'x': ") for p in problems)
     assert any("is not accessible" in p for p in problems), problems
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{% set x = cn %}{{ x.append('pwned') }}",
+        "{% for c in cn | map(attribute='__class__') %}{{ c }}{% endfor %}",
+        "{{ '{0.__class__}'.format(cn) }} and text",
+        "{% set ns = namespace(a=cn) %}{{ ns.a.append(1) }}",
+    ],
+)
+def test_sandbox_in_text_templates(template):
+    attrs = {"cn": ["pc-1"]}
+    with pytest.raises(MappingError, match=r"^field 'x': SecurityError"):
+        one(template, attrs)
+    assert attrs == {"cn": ["pc-1"]}
 
 
 def test_removed_globals_and_filters_are_gone():
