@@ -22,6 +22,13 @@ from tests.servers.tls import make_ca_and_cert
 pytestmark = pytest.mark.slapd
 
 
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory):
+    """One TLS slapd for the read-only tests of this module (key generation is slow)."""
+    with Slapd(tmp_path_factory.mktemp("tls") / "slapd", tls=True) as server:
+        yield server
+
+
 def whoami(conn) -> str:
     try:
         return conn.extend.standard.who_am_i()
@@ -29,39 +36,39 @@ def whoami(conn) -> str:
         conn.unbind()
 
 
-def test_ldaps_with_ca_file_verifies_and_binds(slapd_tls, root_pw_file):
-    cfg = conn_cfg(slapd_tls, root_pw_file, url=slapd_tls.ldaps_url, ca_file=slapd_tls.ca_file)
+def test_ldaps_with_ca_file_verifies_and_binds(tls_server, root_pw_file):
+    cfg = conn_cfg(tls_server, root_pw_file, url=tls_server.ldaps_url, ca_file=tls_server.ca_file)
     conn = connect(cfg)
     assert conn.server.ssl is True
-    assert whoami(conn) == f"dn:{slapd_tls.root_dn}"
+    assert whoami(conn) == f"dn:{tls_server.root_dn}"
 
 
-def test_starttls_with_ca_file(slapd_tls, root_pw_file):
-    cfg = conn_cfg(slapd_tls, root_pw_file, start_tls=True, ca_file=slapd_tls.ca_file)
+def test_starttls_with_ca_file(tls_server, root_pw_file):
+    cfg = conn_cfg(tls_server, root_pw_file, start_tls=True, ca_file=tls_server.ca_file)
     conn = connect(cfg)
     assert conn.tls_started is True
-    assert whoami(conn) == f"dn:{slapd_tls.root_dn}"
+    assert whoami(conn) == f"dn:{tls_server.root_dn}"
 
 
-def test_localhost_name_matches_certificate(slapd_tls, root_pw_file):
-    url = f"ldaps://localhost:{slapd_tls.ldaps_port}"
-    conn = connect(conn_cfg(slapd_tls, root_pw_file, url=url, ca_file=slapd_tls.ca_file))
-    assert whoami(conn) == f"dn:{slapd_tls.root_dn}"
+def test_localhost_name_matches_certificate(tls_server, root_pw_file):
+    url = f"ldaps://localhost:{tls_server.ldaps_port}"
+    conn = connect(conn_cfg(tls_server, root_pw_file, url=url, ca_file=tls_server.ca_file))
+    assert whoami(conn) == f"dn:{tls_server.root_dn}"
 
 
 @pytest.mark.parametrize("use_ldaps", [True, False], ids=["ldaps", "starttls"])
-def test_untrusted_ca_is_refused(slapd_tls, root_pw_file, use_ldaps):
+def test_untrusted_ca_is_refused(tls_server, root_pw_file, use_ldaps):
     # No ca_file: the system trust store does not know the private CA.
-    kw = {"url": slapd_tls.ldaps_url} if use_ldaps else {"start_tls": True}
+    kw = {"url": tls_server.ldaps_url} if use_ldaps else {"start_tls": True}
     with pytest.raises(ConnectionFailed) as err:
-        connect(conn_cfg(slapd_tls, root_pw_file, **kw))
+        connect(conn_cfg(tls_server, root_pw_file, **kw))
     assert "certificate" in str(err.value)
     assert "self-signed" in str(err.value) or "issuer" in str(err.value)
 
 
-def test_other_ca_is_refused(slapd_tls, root_pw_file, tmp_path):
+def test_other_ca_is_refused(tls_server, root_pw_file, tmp_path):
     other = make_ca_and_cert(tmp_path / "other", hosts=["127.0.0.1"])
-    cfg = conn_cfg(slapd_tls, root_pw_file, url=slapd_tls.ldaps_url, ca_file=other["ca"])
+    cfg = conn_cfg(tls_server, root_pw_file, url=tls_server.ldaps_url, ca_file=other["ca"])
     with pytest.raises(ConnectionFailed, match="certificate not accepted"):
         connect(cfg)
 
@@ -75,9 +82,9 @@ class WrongHostSlapd(Slapd):
         return files
 
 
-@pytest.fixture
-def wrong_host_slapd(tmp_path):
-    with WrongHostSlapd(tmp_path / "slapd", tls=True) as server:
+@pytest.fixture(scope="module")
+def wrong_host_slapd(tmp_path_factory):
+    with WrongHostSlapd(tmp_path_factory.mktemp("wrong") / "slapd", tls=True) as server:
         yield server
 
 
