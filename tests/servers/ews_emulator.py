@@ -34,6 +34,7 @@ import copy
 import itertools
 import logging
 import os
+import ssl
 import tempfile
 import threading
 from collections import Counter
@@ -159,11 +160,14 @@ class EwsEmulator:
         password: str = "s3cret-pw",
         mailbox: str = "sync@example.com",
         domain: str = "EXAMPLE",
+        tls: dict[str, str] | None = None,
     ):
+        """``tls``: ``{"cert": PEM, "key": PEM}`` to serve https instead of http."""
         self.username = username
         self.password = password
         self.mailbox = mailbox
         self.domain = domain
+        self.tls = tls
         self.lock = threading.RLock()
         self._ids = itertools.count(1)
         self._seq = itertools.count(1)
@@ -191,7 +195,13 @@ class EwsEmulator:
         handler = type("Handler", (_Handler,), {"emu": self})
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        if self.tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(self.tls["cert"], self.tls["key"])
+            self._httpd.socket = ctx.wrap_socket(self._httpd.socket, server_side=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
         return self
 
@@ -212,7 +222,8 @@ class EwsEmulator:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/EWS/Exchange.asmx"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self.port}/EWS/Exchange.asmx"
 
     # ------------------------------------------------------------------ fault injection
     def inject_busy(self, count: int, back_off_ms: int = 50) -> None:

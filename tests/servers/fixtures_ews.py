@@ -44,6 +44,7 @@ def exchange_target(
     auth: str = "basic",
     username: str | None = None,
     job: str = "test",
+    connection: dict[str, Any] | None = None,
     **options: Any,
 ) -> Any:
     """An ExchangeTarget (not opened) for the emulator; back-off sleeps are recorded in
@@ -59,6 +60,7 @@ def exchange_target(
             "auth": auth,
             "mailbox": emu.mailbox,
             "timeout": 5,
+            **(connection or {}),
         }
     )
     opts = ExchangeTargetOptions.model_validate({"folder": folder, "kind": kind, **options})
