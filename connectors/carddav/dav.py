@@ -306,10 +306,11 @@ class DavClient:
         ``addressbook`` is a name (last path segment or display name) under the home set,
         or a path; None means the connection URL must be the address book itself.
         """
-        start = self.base
+        start, info = self.base, None
         if urlsplit(start).path in ("", "/"):
-            start = self._well_known(start)
-        info = self._one(start, _DISCOVERY_PROPS)
+            start, info = self._well_known(start)
+        if info is None:
+            info = self._one(start, _DISCOVERY_PROPS)
         if info is None:
             raise TargetError(f"{unquote(urlsplit(start).path)}: not found on the server (404)")
         if info.is_addressbook():
@@ -347,16 +348,24 @@ class DavClient:
         url = urljoin(home, quote(addressbook, safe="") + "/")
         return self._create(url, display_name or addressbook, create)
 
-    def _well_known(self, root: str) -> str:
-        """Follow /.well-known/carddav (RFC 6764); the root itself if it leads nowhere."""
+    def _well_known(self, root: str) -> tuple[str, DavResponse | None]:
+        """Follow /.well-known/carddav (RFC 6764): where it leads and that resource's
+        discovery properties; the root itself (and None) if it leads nowhere."""
         wk = urljoin(root, "/.well-known/carddav")
         resp = self.request(
             "PROPFIND", wk, body=_DISCOVERY_PROPS, headers={"Depth": "0"}, follow=True
         )
         if resp.status_code == 207:
-            return str(resp.url)
+            final = str(resp.url)
+            try:
+                items, _ = parse_multistatus(resp.content)
+            except ValueError:
+                return final, None
+            want = unquote(urlsplit(final).path).rstrip("/")
+            same = [i for i in items if i.path.rstrip("/") == want]
+            return final, (same[0] if same else None)
         log.debug("no /.well-known/carddav (HTTP %s): using %s", resp.status_code, root)
-        return root
+        return root, None
 
     def _home(self, start: str, info: DavResponse) -> str:
         home = info.href_of(CARD, "addressbook-home-set")

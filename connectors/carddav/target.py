@@ -214,7 +214,11 @@ class CardDavTarget(Target):
         if not names:
             return
         assert self.client is not None and self.book is not None
-        found = self.client.multiget(self.book, names)
+        try:
+            found = self.client.multiget(self.book, names)
+        except TargetError as err:
+            log.warning("addressbook-multiget failed (%s): reading cards one by one", err)
+            return
         for w in work:
             if w.name in names:
                 got = found.get(w.name)
@@ -235,9 +239,14 @@ class CardDavTarget(Target):
             self.etags[w.name] = got[1]
 
     def _run(self, w: _Work) -> ActionResult:
-        if w.action.kind is ActionKind.DELETE:
-            return self._delete(w)
-        return self._upsert(w)
+        # A server error on one card (a GET answering 500...) fails that action only;
+        # ConnectionFailed (unreachable, 401) goes up: the target is unusable.
+        try:
+            if w.action.kind is ActionKind.DELETE:
+                return self._delete(w)
+            return self._upsert(w)
+        except TargetError as err:
+            return ActionResult(w.action, ok=False, error=str(err))
 
     def _ok(self, w: _Work, etag: str | None, detail: str | None = None) -> ActionResult:
         self.etags[w.name] = etag

@@ -178,3 +178,40 @@ def test_tls_verified_with_private_ca(tmp_path):
         trusted.open()
         ok(trusted.apply([create("tls-1", fn="Over TLS")]))
         trusted.close()
+
+
+def test_redirect_to_plaintext_remote_host_is_refused(make_target):
+    import http.server
+    import threading
+
+    class Redirect(http.server.BaseHTTPRequestHandler):
+        def do_PROPFIND(self):
+            self.send_response(301)
+            self.send_header("Location", "http://dav.example.com/dav/")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with pytest.raises(ConnectionFailed, match=r"refusing plain http:// to dav\.example\.com"):
+            make_target(url=f"http://127.0.0.1:{server.server_address[1]}/")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_no_rights_on_someone_elses_book(make_target, radicale_server, tmp_path):
+    alice_book = make_target().book
+    radicale_server.add_user("bob", "bob-Pa55")
+    (tmp_path / "bob").write_text("bob-Pa55")
+    with pytest.raises(TargetError, match="403"):
+        make_target(
+            url=alice_book,
+            addressbook=None,
+            connection={"username": "bob", "password": {"file": str(tmp_path / "bob")}},
+        )
