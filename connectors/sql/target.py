@@ -218,6 +218,8 @@ class SqlTarget(Target):
         self.engine: Engine | None = None
         self.table: Table | None = None
         self._kinds: dict[str, str] = {}
+        self._layouts: dict[tuple[str, ...], list[tuple[str, str, str]]] = {}
+        self._upserts: dict[tuple[str, ...], Any] = {}
         self._secret: str | None = None
 
     # ------------------------------------------------------------------ set-up
@@ -281,6 +283,8 @@ class SqlTarget(Target):
 
     def _learn(self, table: Table) -> None:
         self._kinds = {c.name: _kind(c.type) for c in table.columns}
+        self._layouts: dict[tuple[str, ...], list[tuple[str, str, str]]] = {}
+        self._upserts: dict[tuple[str, ...], Any] = {}
 
     def _known_columns_complete(self) -> bool:
         """Can the table be created before any record is seen? Only if every column's
@@ -431,29 +435,50 @@ class SqlTarget(Target):
             results[i] = ActionResult(actions[i], True, target_id=actions[i].key)
         return [r for r in results if r is not None]
 
+    def _layout(self, names: tuple[str, ...]) -> list[tuple[str, str, str]]:
+        """(field, column, kind) for records with these field names; cached, as every
+        record of a mapping has the same fields. TargetError names missing columns."""
+        layout = self._layouts.get(names)
+        if layout is None:
+            o = self.options
+            layout, missing = [], []
+            for fld in names:
+                col = o.column_for(fld)
+                if col == o.key_column:
+                    continue
+                if col not in self._kinds:
+                    missing.append(col)
+                    continue
+                layout.append((fld, col, self._kinds[col]))
+            if missing:
+                raise TargetError(
+                    f"{self.describe()}: column{'s' if len(missing) > 1 else ''} "
+                    f"{', '.join(repr(c) for c in sorted(missing))} missing from the table"
+                )
+            self._layouts[names] = layout
+        return layout
+
     def _row(self, action: Action) -> dict[str, Any]:
         o = self.options
-        assert self.table is not None
+        fields = action.fields
         row: dict[str, Any] = {o.key_column: action.key}
-        missing = []
-        for fld, value in action.fields.items():
-            col = o.column_for(fld)
-            if col == o.key_column:
-                continue
-            if col not in self._kinds:
-                missing.append(col)
-                continue
-            row[col] = _to_column(value, self._kinds[col])
-        if missing:
-            raise TargetError(
-                f"{self.describe()}: column{'s' if len(missing) > 1 else ''} "
-                f"{', '.join(repr(c) for c in sorted(missing))} missing from the table"
-            )
+        for fld, col, kind in self._layout(tuple(fields)):
+            value = fields[fld]
+            if value is None or kind == "other" or (kind == "text" and type(value) is str):
+                row[col] = value
+            else:
+                row[col] = _to_column(value, kind)
         if o.on_delete == "soft":
             row[o.deleted_column] = None
         return row
 
     def _upsert(self, cols: tuple[str, ...]):
+        cached = self._upserts.get(cols)
+        if cached is None:
+            cached = self._upserts[cols] = self._make_upsert(cols)
+        return cached
+
+    def _make_upsert(self, cols: tuple[str, ...]):
         assert self.table is not None and self.engine is not None
         name = self.engine.dialect.name
         if name == "postgresql":
