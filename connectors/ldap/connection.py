@@ -311,7 +311,7 @@ def _connect_one(
         if scheme == "ldap" and cfg.start_tls:
             _start_tls(conn, tls, where)
         if bind:
-            _bind(conn, cfg, where)
+            bind_connection(conn, cfg)
     except BaseException:
         _close_quietly(conn)
         raise
@@ -334,7 +334,10 @@ def _start_tls(conn: ldap3.Connection, tls: _VerifiedTls | None, where: str) -> 
         raise ConnectionFailed(f"{where}: StartTLS not possible on this connection")
 
 
-def _bind(conn: ldap3.Connection, cfg: LdapConnection, where: str) -> None:
+def bind_connection(conn: ldap3.Connection, cfg: LdapConnection) -> None:
+    """Bind an open (``connect(cfg, bind=False)``) connection with ``cfg``'s credentials.
+    Raises ConnectionFailed (one line, no secret)."""
+    where = f"{'ldaps' if conn.server.ssl else 'ldap'}://{conn.server.host}:{conn.server.port}"
     who = cfg.bind_dn or "anonymous"
     try:
         ok = conn.bind(read_server_info=False)

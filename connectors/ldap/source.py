@@ -33,7 +33,12 @@ import ldap3
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from connectors.ldap import wire
-from connectors.ldap.connection import LdapConnection, connect, server_identity
+from connectors.ldap.connection import (
+    LdapConnection,
+    bind_connection,
+    connect,
+    server_identity,
+)
 from connectors.ldap.rootdse import RootDse, pick_method, read_rootdse
 from connectors.ldap.syncrepl import SyncreplRefresh
 from connectors.ldap.timestamp import (
@@ -507,15 +512,34 @@ class LdapSource(Source):
     def check(self) -> list[CheckResult]:
         """`syncd doctor` checks: bind, rootDSE, vendor, base, paging, change tracking."""
         results: list[CheckResult] = []
+        self.close()
         try:
-            conn = self._open()
+            conn = connect(self.connection, bind=False)
         except UserError as err:
-            hint = "check url, ca_file, bind_dn and the password secret"
-            if isinstance(err, ConnectionFailed) and "certificate" in str(err):
+            hint = "check url, the port and the firewall"
+            if "certificate" in str(err):
                 hint = "set ca_file to the CA that signed the server certificate"
-            return [CheckResult("connect and bind", False, str(err), hint)]
+            elif "without TLS" in str(err):
+                hint = "use ldaps:// or start_tls: true"
+            return [CheckResult("reach and TLS", False, str(err), hint)]
+        self._conn = conn
         try:
-            results.append(CheckResult("connect and bind", True, self.connection.describe()))
+            if conn.server.ssl or conn.tls_started:
+                how = "LDAPS" if conn.server.ssl else "StartTLS"
+                how += ", certificate verified" if self.connection.verify else ", NOT verified"
+            else:
+                how = "no TLS"
+            results.append(CheckResult("reach and TLS", True, f"{server_identity(conn)} ({how})"))
+            try:
+                bind_connection(conn, self.connection)
+            except ConnectionFailed as err:
+                results.append(
+                    CheckResult("bind", False, str(err), "check bind_dn and the password secret")
+                )
+                return results
+            results.append(
+                CheckResult("bind", True, f"as {self.connection.bind_dn or 'anonymous'}")
+            )
             try:
                 root = read_rootdse(conn)
             except SourceError as err:

@@ -267,7 +267,7 @@ def test_auto_detects_syncrepl_and_says_so(slapd, root_pw_file):
     assert any(n.startswith("using syncrepl") for n in read.outcome.notes)
 
 
-def test_check_for_doctor(slapd, root_pw_file):
+def test_check_for_doctor(slapd, root_pw_file, tmp_path):
     results = {r.name: r for r in make_source(slapd, root_pw_file).check()}
     assert all(r.ok for r in results.values()), results
     assert "syncrepl" in results["change tracking"].detail
@@ -277,9 +277,27 @@ def test_check_for_doctor(slapd, root_pw_file):
         for r in make_source(slapd, root_pw_file, base="ou=nope,dc=example,dc=com").check()
     }
     assert not bad["base DN"].ok and "does not exist" in bad["base DN"].detail
+    assert results["reach and TLS"].detail.endswith("(no TLS)")
+    wrong = tmp_path / "wrong.pw"
+    wrong.write_text("nope")
+    denied = {r.name: r for r in make_source(slapd, wrong).check()}
+    assert denied["reach and TLS"].ok and not denied["bind"].ok
+    assert "invalid credentials" in denied["bind"].detail and "rootDSE" not in denied
     slapd.stop()
     down = make_source(slapd, root_pw_file).check()
     assert len(down) == 1 and not down[0].ok and "refused" in down[0].detail
+
+
+def test_check_over_verified_tls(slapd_tls, root_pw_file):
+    source = make_source(
+        slapd_tls, root_pw_file, conn_kw={"url": slapd_tls.ldaps_url, "ca_file": slapd_tls.ca_file}
+    )
+    results = {r.name: r for r in source.check()}
+    assert "LDAPS, certificate verified" in results["reach and TLS"].detail
+    assert all(r.ok for r in results.values())
+    untrusted = make_source(slapd_tls, root_pw_file, conn_kw={"url": slapd_tls.ldaps_url})
+    (line,) = untrusted.check()
+    assert not line.ok and "ca_file" in line.hint
 
 
 @pytest.mark.parametrize(
