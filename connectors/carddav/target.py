@@ -385,7 +385,10 @@ class CardDavTarget(Target):
         href = m.group(1) + name
         if href not in self._uid_cache:
             assert self.client is not None and self.book is not None
-            got = self.client.get(urljoin(self.book, href))
+            try:
+                got = self.client.get(urljoin(self.book, href))
+            except TargetError as err:
+                raise vcard.VCardError(f"field 'members': cannot read {href}: {err}") from None
             uid = vcard.read_props(got[0], ["UID"]).get("UID") if got else None
             if uid is None:
                 log.warning("group member %s not found on the server: left out", href)
