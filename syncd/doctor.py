@@ -338,14 +338,17 @@ def _tls_checks(
     except ssl.SSLError as err:
         reason = err.reason or str(err)
         hint = "the server's TLS settings and this host's do not match"
-        if reason and (
-            "WRONG_VERSION_NUMBER" in reason
-            or "wrong version" in reason.lower()
-            or "record layer" in reason.lower()
-        ):
+        plain = _speaks_plain_ldap(ep, timeout) if ep.scheme == "ldaps" else False
+        if plain or "WRONG_VERSION_NUMBER" in reason or "record layer" in reason.lower():
             hint = (
-                "this port does not speak TLS from the first byte: use ldap:// with StartTLS "
-                "(389), or the LDAPS port (636) with ldaps://"
+                "this port does not speak TLS from the first byte"
+                + (" (it answers plain LDAP)" if plain else "")
+                + ": use ldap:// with StartTLS on it, or the LDAPS port (636) with ldaps://"
+            )
+        elif "EOF" in reason:
+            hint = (
+                "the server hung up during the TLS handshake: it may have no certificate "
+                "configured, or this port does not speak TLS"
             )
         out.append(Finding(section, "TLS handshake", FAIL, f"TLS error: {reason}", hint))
     except OSError as err:
@@ -359,6 +362,16 @@ def _tls_checks(
             )
         )
     return out
+
+
+def _speaks_plain_ldap(ep: NetEndpoint, timeout: float) -> bool:
+    """True if host:port answers an LDAP request in plaintext (an ldaps:// URL on 389)."""
+    try:
+        with socket.create_connection((ep.host, ep.port), timeout=timeout) as sock:
+            problem = _starttls(sock, timeout)
+    except OSError:
+        return False
+    return problem is None or "result code" in problem
 
 
 def _verify_hint(
