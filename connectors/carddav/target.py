@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -367,6 +367,24 @@ class CardDavTarget(Target):
         return ActionResult(
             w.action, ok=False, error=f"{w.name} kept changing while being deleted; retried later"
         )
+
+    def changed_outside(self, target_ids: Iterable[str]) -> dict[str, str]:
+        """Which of these cards (target ids as the state holds them) changed on the
+        server since syncd wrote them, by the ETags of the listing made at open():
+        ``{target_id: "changed" | "deleted"}``. No requests. A hook for an engine that
+        wants to report (or re-push) edits made outside syncd without waiting for the
+        source to change; a card kept by ``on_external_edit: keep`` stays listed."""
+        out: dict[str, str] = {}
+        for tid in target_ids:
+            path, stored = self._parse_target_id(tid)
+            if path is None:
+                continue
+            current = self.etags.get(path.rpartition("/")[2], _MISSING)
+            if current is _MISSING:
+                out[tid] = "deleted"
+            elif stored is None or current != stored:
+                out[tid] = "changed"
+        return out
 
     # ------------------------------------------------------------------ groups
 

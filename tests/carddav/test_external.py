@@ -162,3 +162,15 @@ def test_create_of_existing_card_after_state_loss(make_target, cards):
     assert r.detail is None and cards()["sl-1"].fn.value == "After loss"
     # the listing told the target the card exists: no failed If-None-Match PUT
     assert fresh.stats["PUT"] == 1 and fresh.stats["REPORT"] == 2  # listing + multiget
+
+
+def test_changed_outside_from_the_listing(make_target, other):
+    target = make_target()
+    res = ok(target.apply([create(k, fn=k) for k in ("co-1", "co-2", "co-3")]))
+    ids = [r.target_id for r in res]
+    other.edit_fn("syncd-co-2.vcf", "Edited")
+    other.remove("syncd-co-3.vcf")
+    fresh = make_target()
+    requests = sum(fresh.stats.values())
+    assert fresh.changed_outside(ids) == {ids[1]: "changed", ids[2]: "deleted"}
+    assert sum(fresh.stats.values()) == requests  # from the listing: no request
