@@ -241,3 +241,30 @@ def test_move_out_of_the_base_is_a_delete(dir20, root_pw_file):
     )
     changes, _ = read_all(source, read.outcome.cursor)
     assert [(c.op, c.source_id) for c in changes] == [(Op.DELETE, ids[f"uid=p000007,{PEOPLE}"])]
+
+
+class NoSessionlogSlapd(Slapd):
+    """syncprov without a session log: deletes can only be told by a present phase."""
+
+    def setup(self):
+        super().setup()
+        lines = self.conf.read_text().splitlines()
+        self.conf.write_text("\n".join(ln for ln in lines if "sessionlog" not in ln) + "\n")
+
+
+def test_present_phase_lists_every_live_entry(tmp_path, root_pw_file):
+    with NoSessionlogSlapd(tmp_path / "slapd", ldif=people_ldif(20)) as server:
+        source = syncrepl_source(server, root_pw_file)
+        first, read = read_all(source)
+        ids = {c.dn: c.source_id for c in first}
+        server.delete(f"uid=p000008,{PEOPLE}")
+        server.modify(f"dn: uid=p000009,{PEOPLE}\nchangetype: modify\nreplace: sn\nsn: New\n")
+        changes, read2 = read_all(source, read.outcome.cursor)
+        ops = by_op(changes)
+        assert read2.outcome.complete is True  # absence from the listing = deleted
+        listed = set(ops[Op.UPSERT]) | set(ops[Op.PRESENT])
+        assert listed == set(ids.values()) - {ids[f"uid=p000008,{PEOPLE}"]}
+        assert ops[Op.UPSERT][ids[f"uid=p000009,{PEOPLE}"]].attributes["sn"] == ["New"]
+        assert len(ops[Op.PRESENT]) >= 18  # the 18 untouched entries at least
+        assert all(not c.attributes for c in ops[Op.PRESENT].values())
+        assert any("present phase" in n for n in read2.outcome.notes)
