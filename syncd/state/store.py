@@ -14,13 +14,14 @@ on; a 30 s busy timeout when two processes write.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from sqlalchemy import (
     Connection,
@@ -43,6 +44,8 @@ from syncd.state import schema
 from syncd.state.schema import cursors, objects, quarantine, runs, schema_version
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 IN_CHUNK: Final = 500
 """Most values in one SQL ``IN (...)`` list (SQLite's variable limit is far above)."""
@@ -192,6 +195,20 @@ def _sqlite_engine(u: URL) -> Engine:
     return engine
 
 
+def _db_errors(method: Callable[..., _T]) -> Callable[..., _T]:
+    """Turn a lost or refused database connection into ConnectionFailed (a user error
+    with one clear line); any other database error is a bug and keeps its traceback."""
+
+    @functools.wraps(method)
+    def wrapper(self: StateStore, *args: Any, **kwargs: Any) -> _T:
+        try:
+            return method(self, *args, **kwargs)
+        except OperationalError as err:
+            raise ConnectionFailed(f"state database {self.url}: {_short(err)}") from err
+
+    return wrapper
+
+
 class StateStore:
     """Per-job state of syncd in one database. See the module docstring.
 
@@ -227,6 +244,9 @@ class StateStore:
         except OperationalError as err:
             self.engine.dispose()
             raise ConnectionFailed(f"state database {self.url}: {_short(err)}") from None
+        except DBAPIError as err:  # e.g. no right to create tables
+            self.engine.dispose()
+            raise UserError(f"state database {self.url}: {_short(err)}") from None
         except BaseException:
             self.engine.dispose()
             raise
@@ -261,6 +281,7 @@ class StateStore:
                 schema.MIGRATIONS[version](conn)
                 conn.execute(insert(schema_version).values(version=version + 1, applied_at=_now()))
 
+    @_db_errors
     def schema_version(self) -> int:
         """The schema version of the database."""
         with self.engine.connect() as conn:
@@ -324,6 +345,7 @@ class StateStore:
         )
 
     # ---------------------------------------------------------------- reading
+    @_db_errors
     def get_cursor(self, job: str) -> str | None:
         """The cursor last committed for ``job`` (None if none)."""
         with self.engine.connect() as conn:
@@ -349,6 +371,7 @@ class StateStore:
         objects.c.dn,
     )
 
+    @_db_errors
     def objects_for(self, job: str, source_ids: Sequence[str]) -> dict[str, ObjectState]:
         """The known objects among ``source_ids`` (one query per 500 ids)."""
         found: dict[str, ObjectState] = {}
@@ -366,6 +389,7 @@ class StateStore:
                     found[row.source_id] = self._state(row)
         return found
 
+    @_db_errors
     def objects_by_dn(self, job: str, dns: Sequence[str]) -> dict[str, ObjectState]:
         """Known objects whose DN is one of ``dns``, compared case-insensitively.
         Keyed by the DN as asked for."""
@@ -391,13 +415,18 @@ class StateStore:
     def iter_objects(self, job: str, *, batch: int = 1000) -> Iterator[ObjectState]:
         """Every object of ``job``, streamed ``batch`` rows at a time (ordered by
         source id), without loading them all into memory."""
-        with self.engine.connect() as conn:
-            result = conn.execution_options(yield_per=batch).execute(
-                select(*self._STATE_COLS).where(objects.c.job == job).order_by(objects.c.source_id)
-            )
-            for row in result:
-                yield self._state(row)
+        query = select(*self._STATE_COLS).where(objects.c.job == job)
+        try:
+            with self.engine.connect() as conn:
+                result = conn.execution_options(yield_per=batch).execute(
+                    query.order_by(objects.c.source_id)
+                )
+                for row in result:
+                    yield self._state(row)
+        except OperationalError as err:
+            raise ConnectionFailed(f"state database {self.url}: {_short(err)}") from err
 
+    @_db_errors
     def count_objects(self, job: str) -> int:
         with self.engine.connect() as conn:
             return conn.execute(
@@ -405,6 +434,7 @@ class StateStore:
             ).scalar_one()
 
     # ---------------------------------------------------------------- writing
+    @_db_errors
     def commit(
         self,
         job: str,
@@ -480,6 +510,7 @@ class StateStore:
                 conn.execute(self._upsert_cursor, {"job": job, "cursor": cursor, "updated_at": now})
 
     # ------------------------------------------------------------------- runs
+    @_db_errors
     def start_run(self, job: str, *, method: str, node: str) -> int:
         """Record the start of a run; returns its id for :meth:`finish_run`."""
         with self._write() as conn:
@@ -496,6 +527,7 @@ class StateStore:
             )
             return int(result.inserted_primary_key[0])
 
+    @_db_errors
     def finish_run(
         self,
         run_id: int,
@@ -520,6 +552,7 @@ class StateStore:
         with self._write() as conn:
             conn.execute(update(runs).where(runs.c.id == run_id).values(**values))
 
+    @_db_errors
     def runs(self, job: str | None = None, limit: int = 10) -> list[RunRecord]:
         """The latest ``limit`` runs (of ``job``, or of all jobs), newest first."""
         query = select(runs).order_by(runs.c.id.desc()).limit(limit)
@@ -542,6 +575,7 @@ class StateStore:
                 for r in conn.execute(query)
             ]
 
+    @_db_errors
     def quarantine(self, job: str | None = None) -> list[QuarantineEntry]:
         """Quarantined objects (of ``job`` or all), most recently seen first."""
         query = select(quarantine).order_by(
@@ -563,6 +597,7 @@ class StateStore:
                 for r in conn.execute(query)
             ]
 
+    @_db_errors
     def jobs(self) -> list[str]:
         """Every job the store holds anything for, sorted."""
         query = union(

@@ -349,3 +349,23 @@ def test_sqlite_file_is_usable_by_sqlite3(tmp_path):
         assert db.execute("SELECT dn_norm FROM objects").fetchone()[0].startswith("cn=device 1")
     finally:
         db.close()
+
+
+def test_postgres_going_away_is_connection_failed(postgres_private):
+    pg = postgres_private
+    store = StateStore(pg.create_database("state"))
+    try:
+        store.commit("inv", upserts=[obj(1)], cursor="c1")
+        pg.stop()
+        with pytest.raises(ConnectionFailed, match="state database") as err:
+            store.commit("inv", upserts=[obj(2)], cursor="c2")
+        assert pg.password not in str(err.value)
+        with pytest.raises(ConnectionFailed):
+            list(store.iter_objects("inv"))
+        pg.start()
+        # the pool notices the dead connections and reconnects
+        assert store.get_cursor("inv") == "c1"
+        store.commit("inv", upserts=[obj(2)], cursor="c2")
+        assert store.count_objects("inv") == 2
+    finally:
+        store.close()
