@@ -152,8 +152,15 @@ def with_backoff(
                     f"Exchange {conn.endpoint} stayed busy (ErrorServerBusy) through "
                     f"{conn.max_retries} retries of {what}; try again later"
                 ) from None
-            wait = err.back_off if err.back_off else min(2.0**attempt, 60.0)
-            wait = min(wait, conn.max_backoff)
+            wait = err.back_off if err.back_off else min(2.0**attempt, conn.max_backoff)
+            if wait > conn.max_backoff:
+                # Honour the server: never come back sooner than it asked. A long wait
+                # ends this run; the next scheduled run continues where this one stopped.
+                raise TargetError(
+                    f"Exchange {conn.endpoint} asks to back off {wait:.0f}s (ErrorServerBusy) "
+                    f"during {what}, more than max_backoff {conn.max_backoff:.0f}s; stopping "
+                    "this run"
+                ) from None
             log.warning(
                 "Exchange is busy (%s): backing off %.2fs before retry %d/%d",
                 what,

@@ -96,7 +96,11 @@ class ExchangeConnection(BaseModel):
         6, ge=0, le=50, description="retries of a request the server answered ErrorServerBusy"
     )
     max_backoff: float = Field(
-        300, gt=0, le=3600, description="longest single back-off wait, seconds"
+        120,
+        gt=0,
+        le=3600,
+        description="longest back-off wait accepted, seconds: a server asking for more "
+        "stops the run (the next run goes on) instead of holding the job",
     )
 
     @field_validator("endpoint")
@@ -173,7 +177,12 @@ class ExchangeTargetOptions(BaseModel):
     kind: Literal["contact", "distribution_list"] = Field(
         "contact", description="what each record becomes"
     )
-    batch_size: int = Field(100, ge=1, le=500, description="items per EWS request")
+    batch_size: int = Field(
+        100,
+        ge=1,
+        le=100,
+        description="items per EWS request (Exchange's throttling policies favour <= 100)",
+    )
     tag_property: str = Field(
         "syncd-key",
         min_length=1,

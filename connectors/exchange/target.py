@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -57,7 +58,7 @@ log = logging.getLogger(__name__)
 PROPERTY_SET = "5f0c6f55-8f8e-4c1e-9a0e-73796e63642d"
 """syncd's own MAPI property set GUID (fixed forever: changing it orphans every item)."""
 
-_EWS_CHUNK = 100  # items per EWS request; Exchange's throttling favours <= 100
+_EWS_CHUNK = 100  # page size of FindItem; creates/updates/deletes follow batch_size
 
 
 # Per-item errors come back as values, not exceptions, so one bad item does not abort
@@ -79,6 +80,25 @@ class _GetItem(GetItem):
 
 
 _registered: dict[str, str] = {}
+_lock = threading.Lock()
+_protocol_users: dict[int, int] = {}
+
+
+def _hold_protocol(protocol: Any) -> None:
+    with _lock:
+        _protocol_users[id(protocol)] = _protocol_users.get(id(protocol), 0) + 1
+
+
+def _release_protocol(protocol: Any) -> bool:
+    """True when the caller was the last open target using ``protocol``."""
+    with _lock:
+        left = _protocol_users.get(id(protocol), 1) - 1
+        if left <= 0:
+            _protocol_users.pop(id(protocol), None)
+            return True
+        _protocol_users[id(protocol)] = left
+        return False
+
 
 PHOTO_PROPERTY = "syncd-photo-sha256"
 """Extended property (same property set) holding the SHA-256 of the photo syncd attached,
@@ -92,6 +112,11 @@ def _photo_hash(photo: bytes | None) -> str | None:
 def _tag_attribute(name: str) -> str:
     """Register the tag property on Contact and DistributionList (once per name) and
     return the exchangelib attribute name it is reachable under."""
+    with _lock:
+        return _register(name)
+
+
+def _register(name: str) -> str:
     if name in _registered:
         return _registered[name]
     attr = "syncd_tag_" + re.sub(r"\W", "_", name).lower()
@@ -129,7 +154,7 @@ class ExchangeTarget(Target):
 
     def __init__(self, connection: ExchangeConnection, options: ExchangeTargetOptions, *, job: str):
         super().__init__(connection, options, job=job)
-        self.batch_size = min(options.batch_size, 500)  # type: ignore[misc]
+        self.batch_size = options.batch_size  # type: ignore[misc]
         self.kind = options.kind
         self.item_cls = Contact if self.kind == "contact" else DistributionList
         self.tag = _tag_attribute(options.tag_property)
@@ -152,12 +177,17 @@ class ExchangeTarget(Target):
         Raises ConnectionFailed (401, unreachable, TLS) or TargetError (missing folder
         with create_folder: false, unusable server).
         """
+        if self.account is not None:
+            self.close()
         self.account = make_account(self.connection)
+        _hold_protocol(self.account.protocol)
         self.folder = self._resolve_folder(create=self.options.create_folder)
         log.info("exchange target open: %s", self.describe())
 
     def close(self) -> None:
-        if self.account is not None:
+        """Drop the account; close the HTTP sessions when no other open target uses them
+        (exchangelib shares one protocol per endpoint and credentials in a process)."""
+        if self.account is not None and _release_protocol(self.account.protocol):
             try:
                 self.account.protocol.close()
             except Exception:  # closing is best effort
@@ -170,6 +200,7 @@ class ExchangeTarget(Target):
         exists (it is not created here)."""
         try:
             self.account = make_account(self.connection)
+            _hold_protocol(self.account.protocol)
             self.folder = self._resolve_folder(create=False)
         except (ConnectionFailed, TargetError) as err:
             return [CheckResult("exchange folder", False, str(err), hint=_hint(err))]
@@ -278,8 +309,9 @@ class ExchangeTarget(Target):
         if self.account is None:
             raise TargetError("ExchangeTarget.apply() before open()")
         results: list[ActionResult | None] = [None] * len(actions)
-        for start in range(0, len(actions), _EWS_CHUNK):
-            chunk = list(range(start, min(start + _EWS_CHUNK, len(actions))))
+        size = self.batch_size
+        for start in range(0, len(actions), size):
+            chunk = list(range(start, min(start + size, len(actions))))
             self._apply_chunk(actions, chunk, results)
         return [r for r in results if r is not None]
 
@@ -357,7 +389,7 @@ class ExchangeTarget(Target):
         res = self._call(
             f"CreateItem x{len(items)}",
             lambda: list(
-                _CreateItem(account=acc, chunk_size=_EWS_CHUNK).call(
+                _CreateItem(account=acc, chunk_size=self.batch_size).call(
                     items=items,
                     folder=self.folder,
                     message_disposition="SaveOnly",
@@ -400,7 +432,7 @@ class ExchangeTarget(Target):
             res = self._call(
                 f"UpdateItem x{len(batch)}",
                 lambda batch=batch: list(
-                    _UpdateItem(account=acc, chunk_size=_EWS_CHUNK).call(
+                    _UpdateItem(account=acc, chunk_size=self.batch_size).call(
                         items=batch,
                         conflict_resolution="AutoResolve",
                         message_disposition="SaveOnly",
@@ -464,7 +496,7 @@ class ExchangeTarget(Target):
         got = self._call(
             f"GetItem attachments x{len(ids)}",
             lambda: list(
-                _GetItem(account=acc, chunk_size=_EWS_CHUNK).call(
+                _GetItem(account=acc, chunk_size=self.batch_size).call(
                     items=ids,
                     additional_fields={
                         FieldPath(field=Contact.get_field_by_fieldname("attachments"))
@@ -515,7 +547,7 @@ class ExchangeTarget(Target):
         res = self._call(
             f"UpdateItem photo hash x{len(batch)}",
             lambda: list(
-                _UpdateItem(account=acc, chunk_size=_EWS_CHUNK).call(
+                _UpdateItem(account=acc, chunk_size=self.batch_size).call(
                     items=batch,
                     conflict_resolution="AutoResolve",
                     message_disposition="SaveOnly",
@@ -537,12 +569,12 @@ class ExchangeTarget(Target):
         if not deletes:
             return
         acc = self.account
-        for part in batched(deletes, _EWS_CHUNK):
+        for part in batched(deletes, self.batch_size):
             ids = [(f.id, f.changekey) for _i, f in part]
             res = self._call(
                 f"DeleteItem x{len(ids)}",
                 lambda ids=ids: list(
-                    _DeleteItem(account=acc, chunk_size=_EWS_CHUNK).call(
+                    _DeleteItem(account=acc, chunk_size=self.batch_size).call(
                         items=ids,
                         delete_type="HardDelete",
                         send_meeting_cancellations="SendToNone",

@@ -425,3 +425,47 @@ def test_ntlm_authentication(ews_server, make_exchange_target):
     )
     with pytest.raises(ConnectionFailed, match="401"):
         bad.open()
+
+
+def test_long_back_off_stops_the_run_instead_of_waiting(ews_server, make_exchange_target):
+    t = make_exchange_target(connection={"max_backoff": 30})
+    t.open()
+    ews_server.inject_busy(1, back_off_ms=300_000)  # "come back in 5 minutes"
+    with pytest.raises(TargetError, match="asks to back off 300s"):
+        t.apply([create("k1", **person(1))])
+    assert t.slept == []  # never retried sooner than the server asked
+    assert stored(ews_server) == {}
+
+
+def test_impersonation_header(ews_server, make_exchange_target):
+    t = make_exchange_target(connection={"impersonation": True})
+    t.open()
+    assert t.apply([create("k1", **person(1))])[0].ok
+    assert ews_server.impersonated[ews_server.mailbox] >= 3
+    plain = make_exchange_target(folder="Contacts/Other")
+    ews_server.impersonated.clear()
+    plain.open()
+    assert not ews_server.impersonated
+
+
+def test_batch_size_is_items_per_request(ews_server, make_exchange_target):
+    t = make_exchange_target(batch_size=10)
+    t.open()
+    assert t.batch_size == 10
+    ews_server.reset_counters()
+    t.apply([create(f"k{n}", **person(n)) for n in range(25)])
+    assert dict(ews_server.operations) == {"FindItem": 3, "CreateItem": 3}
+    assert len(stored(ews_server)) == 25
+
+
+def test_two_targets_share_one_protocol_safely(ews_server, make_exchange_target):
+    people = make_exchange_target()
+    groups = make_exchange_target(kind="distribution_list")
+    people.open()
+    groups.open()
+    assert people.account.protocol is groups.account.protocol  # exchangelib's cache
+    people.close()  # must not pull the sessions from under the other target
+    res = groups.apply([create("g1", display_name="G", members=["a@example.com"])])
+    assert res[0].ok
+    groups.close()
+    people.close()  # twice is fine

@@ -178,6 +178,8 @@ class EwsEmulator:
         self.operations: Counter[str] = Counter()
         """Authenticated SOAP requests by operation name."""
         self.last_headers: dict[str, str] = {}
+        self.impersonated: Counter[str] = Counter()
+        """SOAP requests with an ExchangeImpersonation header, by impersonated address."""
         self.auth_schemes: Counter[str] = Counter()
         """Successful authentications by scheme: basic (per request), ntlm (per handshake)."""
         self._busy_left = 0
@@ -428,8 +430,11 @@ class EwsEmulator:
             return 500, _fault_xml("ErrorSchemaValidation", "no SOAP Body")
         op_elem = sbody[0]
         op = etree.QName(op_elem).localname
+        imp = root.find(f"{{{SOAP}}}Header/{_t('ExchangeImpersonation')}/{_t('ConnectingSID')}/*")
         with self.lock:
             self.operations[op] += 1
+            if imp is not None:
+                self.impersonated[imp.text or ""] += 1
             if self._busy_left > 0:
                 self._busy_left -= 1
                 return 500, _fault_xml(
