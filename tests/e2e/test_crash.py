@@ -18,7 +18,7 @@ import psycopg
 from bench.ldifgen import devices_ldif
 from tests.e2e.conftest import write_config
 
-N = 1500
+N = 1000
 
 
 def count(dsn: str, sql: str) -> int:
