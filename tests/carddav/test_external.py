@@ -174,3 +174,24 @@ def test_changed_outside_from_the_listing(make_target, other):
     requests = sum(fresh.stats.values())
     assert fresh.changed_outside(ids) == {ids[1]: "changed", ids[2]: "deleted"}
     assert sum(fresh.stats.values()) == requests  # from the listing: no request
+
+
+def test_races_after_open_are_answered_by_412_and_404(make_target, cards, other):
+    a = make_target()  # lists the empty book
+    b = make_target()
+    ok(b.apply([create("race-1", fn="Written by b"), create("race-2", fn="Doomed")]))
+    # a does not know race-1 exists: If-None-Match fails (412), a reads it, sees syncd's
+    # own card for that key, and updates it
+    puts = a.stats.get("PUT", 0)
+    ok(a.apply([create("race-1", fn="Written by a")]))
+    assert a.stats["PUT"] == puts + 2 and a.stats["GET"] == 1
+    assert cards()["race-1"].fn.value == "Written by a"
+    # a card deleted after the listing: DELETE answers 404, which is fine
+    fresh = make_target()
+    ok(b.apply([delete("race-2", None)]))
+    other_ids = fresh.etags
+    assert "syncd-race-2.vcf" in other_ids
+    target_id = f"{fresh.book_path}syncd-race-2.vcf {other_ids['syncd-race-2.vcf']}"
+    ok(fresh.apply([delete("race-2", target_id)]))
+    assert fresh.stats["DELETE"] == 1
+    assert sorted(cards()) == ["race-1"]
