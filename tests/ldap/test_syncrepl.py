@@ -268,3 +268,14 @@ def test_present_phase_lists_every_live_entry(tmp_path, root_pw_file):
         assert len(ops[Op.PRESENT]) >= 18  # the 18 untouched entries at least
         assert all(not c.attributes for c in ops[Op.PRESENT].values())
         assert any("present phase" in n for n in read2.outcome.notes)
+
+
+def test_connection_lost_mid_refresh_is_a_failed_read(tmp_path, root_pw_file):
+    with Slapd(tmp_path / "slapd", ldif=people_ldif(30000)) as server:
+        read = syncrepl_source(server, root_pw_file).read(None)
+        next(read.changes)
+        server.proc.kill()
+        server.proc.wait()
+        with pytest.raises(SourceError, match=r"lost|closed"):
+            list(read.changes)
+        assert read.outcome is None
