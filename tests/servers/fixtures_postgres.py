@@ -27,3 +27,19 @@ def postgres_private():
     """A cluster for this test alone: stop()/start()/restart() do not disturb others."""
     with PostgresCluster() as cluster:
         yield cluster
+
+
+_PG_FIXTURES = {"postgres_server", "postgres_url", "postgres_private", "pg_db"}
+
+
+def pytest_collection_modifyitems(items):
+    """Mark every test that starts PostgreSQL, so `-m "not postgres"` leaves them out."""
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if (
+            _PG_FIXTURES & set(getattr(item, "fixturenames", ()))
+            or "postgres" in str(params.get("db", "")) + str(params.get("url", ""))
+            or str(params.get("harness_name", "")).endswith("postgres")
+            or params.get("backend") == "postgres"
+        ):
+            item.add_marker("postgres")
