@@ -88,8 +88,12 @@ def validate(ctx: click.Context) -> None:
         )
         click.echo(
             f"  job {name}: {job.source.connection.name} -> "
-            f"{job.target.connection.name} via {job.mapping_path.name} ({when})"
+            f"{job.target.connection.name} via {job.mapping_path.name} ({when}"
+            + ("" if job.section.enabled else ", disabled")
+            + ")"
         )
+        if job.section.description:
+            click.echo(f"    {job.section.description}")
 
 
 def _check_secrets(cfg: Config) -> list[str]:
@@ -379,6 +383,14 @@ def _print_status(data: list[dict[str, Any]]) -> None:
                     str(item["last_seen"] or "")[:19],
                 )
             console.print(q)
+
+
+@cli.command()
+def reference() -> None:
+    """Print the configuration reference (every option, its default and meaning)."""
+    from syncd.reference import generate
+
+    click.echo(generate())
 
 
 def _register_optional(group: click.Group) -> None:

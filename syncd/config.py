@@ -101,8 +101,10 @@ class StateSection(_Strict):
 class DaemonSection(_Strict):
     listen: str | None = Field(None, description="host:port for /metrics and /healthz")
     node: str = Field(default_factory=socket.gethostname, description="this node's name")
-    log_format: Literal["auto", "text", "json"] = "auto"
-    log_level: str = "INFO"
+    log_format: Literal["auto", "text", "json"] = Field(
+        "auto", description="auto: text on a terminal, JSON lines otherwise (journal)"
+    )
+    log_level: str = Field("INFO", description="level of the general log")
     change_log_level: str = Field("INFO", description="level of the one-line-per-change log")
 
 
@@ -110,7 +112,7 @@ class ScheduleSection(_Strict):
     cron: str | None = Field(None, description='crontab expression, e.g. "*/15 * * * *"')
     interval: int | None = Field(None, description="seconds (or 15m, 1h) between runs")
     jitter: int | None = Field(None, description="random delay of up to N seconds")
-    timezone: str | None = None
+    timezone: str | None = Field(None, description="time zone of cron times (default: local)")
 
     @field_validator("interval", "jitter", mode="before")
     @classmethod
@@ -167,10 +169,10 @@ class EndpointSection(BaseModel):
 
 
 class JobSection(_Strict):
-    description: str = ""
-    enabled: bool = True
+    description: str = Field("", description="free text shown by status and validate")
+    enabled: bool = Field(True, description="false: the daemon does not schedule this job")
     source: EndpointSection
-    mapping: str
+    mapping: str = Field(description="mapping file (YAML), relative to the config file")
     target: EndpointSection
     max_deletes: int | str = Field(
         "10%",
@@ -178,8 +180,12 @@ class JobSection(_Strict):
         "objects synced so far. Above it the run stops before writing; --allow-deletes "
         "overrides once.",
     )
-    schedule: ScheduleSection | None = None
-    report_dir: str | None = None
+    schedule: ScheduleSection | None = Field(
+        None, description="when the daemon runs the job: {cron: ...} or {interval: ...}"
+    )
+    report_dir: str | None = Field(
+        None, description="directory for run reports (default: reports/ beside a SQLite state)"
+    )
     correlate: bool = Field(
         True, description="link unlinked records to existing target items (targets that can)"
     )
