@@ -8,6 +8,7 @@ are caught, and one bad field does not hide the next.
 from __future__ import annotations
 
 import difflib
+import inspect
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -204,6 +205,13 @@ class _Parser:
             elif isinstance(n, nodes.Test) and n.name not in self.env.tests:
                 self.problems.add(line, f"{what}: no test named '{n.name}'")
                 ok = False
+            elif isinstance(n, nodes.Filter | nodes.Test):
+                table = self.env.filters if isinstance(n, nodes.Filter) else self.env.tests
+                reason = _bad_arguments(table[n.name], n)
+                if reason:
+                    kind = "filter" if isinstance(n, nodes.Filter) else "test"
+                    self.problems.add(line, f"{what}: {kind} '{n.name}': {reason}")
+                    ok = False
             elif isinstance(n, nodes.Getattr) and n.attr.startswith("_"):
                 self.problems.add(line, f"{what}: attribute '{n.attr}' is not accessible")
                 ok = False
@@ -443,6 +451,34 @@ class _Parser:
                 value = self._bare_expression(entry, text, what)
             if value is not None:
                 spec.skip.append(value)
+
+
+def _bad_arguments(func: Any, call: nodes.Filter | nodes.Test) -> str | None:
+    """Why ``call``'s arguments cannot fit ``func``'s signature, or None. Checked at
+    load time so a missing argument is one config error, not one quarantined entry per
+    record. Calls with ``*args``/``**kwargs`` and Jinja's builtins are left to run
+    time."""
+    if call.dyn_args is not None or call.dyn_kwargs is not None:
+        return None
+    # Only our own filters: some Jinja builtins are wrapped so that their visible
+    # signature does not show the arguments Jinja passes them.
+    if not getattr(func, "__module__", "").startswith("syncd.mapping."):
+        return None
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError):
+        return None
+    # Jinja passes the context/environment first when the function asks for it, then
+    # the value being filtered or tested.
+    leading = 1 + (getattr(func, "jinja_pass_arg", None) is not None)
+    try:
+        signature.bind(
+            *[None] * (leading + len(call.args)),
+            **dict.fromkeys((kw.key for kw in call.kwargs), None),
+        )
+    except TypeError as err:
+        return str(err)
+    return None
 
 
 def _as_template(expr: nodes.Node) -> nodes.Template:

@@ -105,6 +105,19 @@ def test_yaml_syntax_error_has_a_line():
         ("version: 1\nfields:\n  a: cn\nkey: [cn]\n", "m.yaml:4: key: expected an attribute name"),
         ("version: 1\nfields:\n  a: cn\nfeilds: {}\n", "did you mean 'fields'?"),
         ("version: 1\nfields:\n  a: cn\n1: x\n", "m.yaml:4: a key must be text"),
+        (
+            "version: 1\nfields:\n  a: '{{ owner | dn_value }}'\n",
+            "m.yaml:3: field 'a': filter 'dn_value': missing a required argument: 'attr'",
+        ),
+        (
+            "version: 1\nfields:\n  a: '{{ member | lookup }}'\n",
+            "filter 'lookup': missing a required argument: 'job'",
+        ),
+        (
+            "version: 1\nfields:\n  a: '{{ tel | phone(cc=49) }}'\n",
+            "filter 'phone': got an unexpected keyword argument 'cc'",
+        ),
+        ("version: 1\nfields:\n  a: '{{ uac is disabled(1) }}'\n", "test 'disabled': too many"),
     ],
 )
 def test_single_problems(text, fragment):
