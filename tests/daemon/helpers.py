@@ -106,6 +106,7 @@ def job_config(
     listen: str | None = None,
     interval: int = 1,
     rows: int = 3,
+    target_options: str = "",
 ) -> Path:
     """A config with one job "people": SQL table people -> SQL table people_copy, every
     ``interval`` seconds. ``data_url`` is a SQLAlchemy URL (its password, if any, goes
@@ -147,7 +148,8 @@ def job_config(
         "  people:\n"
         "    source: {connection: data, table: people, id_column: id}\n"
         "    mapping: people.yaml\n"
-        "    target: {connection: data, table: people_copy, key_column: key}\n"
+        "    target: {connection: data, table: people_copy, key_column: key"
+        f"{', ' + target_options if target_options else ''}}}\n"
         f"    schedule: {{interval: {interval}}}\n"
     )
     return path
