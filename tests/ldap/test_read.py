@@ -288,7 +288,8 @@ def test_check_for_doctor(slapd, root_pw_file, tmp_path):
     assert len(down) == 1 and not down[0].ok and "refused" in down[0].detail
 
 
-def test_check_over_verified_tls(slapd_tls, root_pw_file):
+def test_check_over_verified_tls(tls300, root_pw_file):
+    slapd_tls = tls300
     source = make_source(
         slapd_tls, root_pw_file, conn_kw={"url": slapd_tls.ldaps_url, "ca_file": slapd_tls.ca_file}
     )
@@ -350,9 +351,16 @@ def test_auto_without_syncrepl_uses_timestamps(tmp_path, root_pw_file):
             make_source(server, root_pw_file, changes="dirsync").read(None)
 
 
+@pytest.fixture(scope="module")
+def tls300(tmp_path_factory):
+    """A TLS slapd with 300 people, shared by the read-only TLS tests of this module."""
+    with Slapd(tmp_path_factory.mktemp("tls") / "slapd", tls=True, ldif=people_ldif(300)) as server:
+        yield server
+
+
 @pytest.mark.parametrize("use_ldaps", [True, False], ids=["ldaps", "starttls"])
-def test_paged_read_over_tls(slapd_tls, root_pw_file, use_ldaps):
-    slapd_tls.add(people_ldif(300))
+def test_paged_read_over_tls(tls300, root_pw_file, use_ldaps):
+    slapd_tls = tls300
     kw = {"url": slapd_tls.ldaps_url} if use_ldaps else {"start_tls": True}
     source = make_source(
         slapd_tls,
