@@ -224,11 +224,8 @@ class SqlTarget(Target):
 
     # ------------------------------------------------------------------ set-up
     def describe(self) -> str:
-        name = (
-            f"{self.options.db_schema}.{self.options.table}"
-            if self.options.db_schema
-            else (self.options.table)
-        )
+        o = self.options
+        name = f"{o.db_schema}.{o.table}" if o.db_schema else o.table
         return f"sql table {name} at {self.connection.safe_url()}"
 
     def _fail_connect(self, err: BaseException) -> ConnectionFailed:
@@ -259,9 +256,12 @@ class SqlTarget(Target):
                         conn.commit()
                 else:
                     self._check_table(self.table, ())
-        except DBAPIError as err:
+        except OperationalError as err:  # unreachable, refused, bad credentials
             self._dispose()
             raise self._fail_connect(err) from None
+        except DBAPIError as err:  # e.g. no right to read or create the table
+            self._dispose()
+            raise TargetError(f"{self.describe()}: {error_line(err, self._secret)}") from None
         except BaseException:
             self._dispose()
             raise

@@ -283,3 +283,18 @@ def test_registered_as_connector():
     spec = registry.get("sql")
     assert spec is CONNECTOR
     assert spec.target_class is SqlTarget and spec.source_class.__name__ == "SqlSource"
+
+
+def test_no_right_to_create_the_table(pg_db, postgres_server, monkeypatch):
+    # PostgreSQL 15 lets only the owner create tables in "public".
+    pg_db.sql("CREATE ROLE clerk LOGIN PASSWORD 'clerk-pw'")
+    monkeypatch.setenv("SYNCD_TEST_CLERK_PW", "clerk-pw")
+    database = pg_db.raw.rsplit("dbname=", 1)[1]
+    conn = SqlConnection(
+        url=f"postgresql://clerk@127.0.0.1:{postgres_server.port}/{database}",
+        password={"env": "SYNCD_TEST_CLERK_PW"},
+    )
+    t = SqlTarget(conn, SqlTargetOptions(table="devices", column_types={"name": "text"}), job="t")
+    with pytest.raises(TargetError, match="permission denied"):
+        t.open()
+    t.close()
