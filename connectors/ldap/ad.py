@@ -33,6 +33,7 @@ import base64
 import binascii
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import ldap3
@@ -50,15 +51,19 @@ from connectors.ldap.ad_common import (
     entry_guid,
     guid_filter,
     in_scope,
+    is_container,
+    moved_since,
     naming_context,
     new_cursor,
     page_size,
     requested_attributes,
     server_identity,
+    subtree_changes,
     tombstone_days,
     trusted_cursor,
     upserts,
 )
+from connectors.ldap.values import decode_attributes
 from syncd.contracts import Change, CheckResult, Read, ReadOutcome, batched
 from syncd.errors import ConfigError, SourceError
 
@@ -141,32 +146,50 @@ def _usn_since(
     # 1. Every object changed anywhere in the naming context (GUID and DN only). Read
     #    first, so an object that leaves the scope during step 2 is still reported.
     changed: dict[bytes, str] = {}
+    containers: list[tuple[bytes, str]] = []
     for entry in wire.paged_search(
         conn,
         nc,
         changed_filter,
         "sub",
-        ["objectGUID"],
+        ["objectGUID", "objectClass", "uSNCreated"],
         page_size=page_size(options),
         extra_controls=[DOMAIN_SCOPE],
         what="usn: changed objects",
     ):
         guid = entry_guid(entry)
-        if guid is not None:
-            changed[guid] = entry.dn.decode("utf-8", "replace")
+        if guid is None:
+            continue
+        dn = entry.dn.decode("utf-8", "replace")
+        changed[guid] = dn
+        attrs = decode_attributes(entry.attributes)
+        created = (attrs.get("usncreated") or ["0"])[0]
+        if is_container(attrs.get("objectclass", [])) and not (
+            isinstance(created, str) and created.isdigit() and int(created) > since
+        ):
+            containers.append((guid, dn))
     # 2. The changed objects in scope, complete.
+    emitted: set[bytes] = set()
     upserted = 0
     for guid, change in upserts(
         conn, options, f"(&{options.filter}{changed_filter})", what="usn: changed entries"
     ):
         changed.pop(guid, None)
+        emitted.add(guid)
         upserted += 1
         yield change
     # 3. Changed but not (any more) in scope or filter.
     left = len(changed)
     for guid, dn in changed.items():
+        emitted.add(guid)
         yield delete(guid, dn)
     changed.clear()
+    # 3b. Containers renamed or moved: everything below them has a new DN.
+    moved = [(g, dn) for g, dn in containers if moved_since(conn, dn, since)]
+    below = 0
+    for change in subtree_changes(conn, options, moved, emitted):
+        below += 1
+        yield change
     # 4. Tombstones (if the bind DN may see them at all: say so loudly if not).
     deleted = 0
     if not deleted_objects_visible(conn, nc):
@@ -193,7 +216,7 @@ def _usn_since(
     notes.append(
         f"usn: changes since USN {since} (now {ident.highest_usn}): {upserted} changed, "
         f"{deleted} deleted, {left} changed outside the scope (sent as deletes in case "
-        "they left it)"
+        f"they left it), {below} below {len(moved)} moved or renamed containers"
     )
     cursor = new_cursor("usn", ident, options, usn=ident.highest_usn)
     read.outcome = ReadOutcome(cursor, complete=False, method="usn", notes=notes)
@@ -228,17 +251,28 @@ def _dirsync_response(done: wire.Done) -> tuple[bool, bytes]:
     return wire.decode_int(parts[0][1]) != 0, parts[2][1]
 
 
+@dataclass(slots=True)
+class _Seen:
+    """A live object DirSync reported: where it is now and what changed."""
+
+    dn: str
+    renamed: bool
+    """'name' changed: created, renamed or moved since the cookie."""
+    created: bool
+    """objectClass changed: (practically) created since the cookie."""
+
+
 def _dirsync(
     conn: ldap3.Connection,
     nc: str,
     filter: str,
     attributes: list[str],
     cookie: bytes,
-) -> tuple[dict[bytes, str], dict[bytes, str], bytes]:
+) -> tuple[dict[bytes, _Seen], dict[bytes, str], bytes]:
     """Run DirSync rounds until the server has no more: (live changed objects, deleted
-    objects, final cookie), each as GUID -> DN. Raises _CookieRefused when the server
-    rejects a non-empty starting cookie, SourceError for other failures."""
-    live: dict[bytes, str] = {}
+    objects as GUID -> DN, final cookie). Raises _CookieRefused when the server rejects
+    a non-empty starting cookie, SourceError for other failures."""
+    live: dict[bytes, _Seen] = {}
     deleted: dict[bytes, str] = {}
     first = True
     for _ in range(DIRSYNC_MAX_ROUNDS):
@@ -249,6 +283,7 @@ def _dirsync(
                 if guid is None:
                     continue
                 dn = msg.dn.decode("utf-8", "replace")
+                names = {n.lower() for n, _ in msg.attributes}
                 is_deleted = any(
                     n.lower() == b"isdeleted" and any(v.upper() == b"TRUE" for v in vals)
                     for n, vals in msg.attributes
@@ -258,7 +293,12 @@ def _dirsync(
                     deleted[guid] = dn
                 else:
                     deleted.pop(guid, None)
-                    live[guid] = dn
+                    before = live.get(guid)
+                    live[guid] = _Seen(
+                        dn,
+                        b"name" in names or bool(before and before.renamed),
+                        b"objectclass" in names or bool(before and before.created),
+                    )
             elif isinstance(msg, wire.Done):
                 done = msg
         assert done is not None
@@ -280,10 +320,11 @@ def _dirsync(
 
 def _dirsync_attributes(options: Any) -> list[str]:
     # objectGUID to identify, name so that new and moved objects show up (a move
-    # changes only 'name' metadata), isDeleted to tell deletes apart.
+    # changes only 'name' metadata), isDeleted to tell deletes apart, objectClass to
+    # tell new objects from moved ones (it comes only when it changed).
     attrs = requested_attributes(options)
     lowered = {a.lower() for a in attrs}
-    for extra in ("name", "isDeleted"):
+    for extra in ("name", "isDeleted", "objectClass"):
         if extra.lower() not in lowered:
             attrs.append(extra)
     return attrs
@@ -343,7 +384,7 @@ def _dirsync_read(
         except _CookieRefused as err:
             notes.append(f"the server refused the DirSync cookie ({err}): full resync")
         else:
-            yield from _dirsync_changes(conn, options, live, deleted, notes)
+            yield from _dirsync_changes(conn, options, nc, live, deleted, notes)
             cursor = new_cursor("dirsync", ident, options, cookie=_b64(new_cookie), nc=nc)
             read.outcome = ReadOutcome(cursor, complete=False, method="dirsync", notes=notes)
             return
@@ -361,21 +402,28 @@ def _dirsync_read(
 def _dirsync_changes(
     conn: ldap3.Connection,
     options: Any,
-    live: dict[bytes, str],
+    nc: str,
+    live: dict[bytes, _Seen],
     deleted: dict[bytes, str],
     notes: list[str],
 ) -> Iterator[Change]:
+    emitted: set[bytes] = set()
     for guid, dn in deleted.items():
+        emitted.add(guid)
         yield delete(guid, dn)
-    # Objects whose DN is outside the scope need no search: they are not in it (any
-    # more). The others are re-read in batches; those the search does not return
-    # no longer match the filter.
+    # An object outside the scope that was not renamed or moved was outside before
+    # too: nothing to say. One that moved may have left the scope: a delete. The
+    # others are re-read in batches; those the search does not return no longer match
+    # the filter.
     candidates: list[bytes] = []
     left = 0
-    for guid, dn in live.items():
-        if in_scope(dn, options.base, options.scope) is False:
-            left += 1
-            yield delete(guid, dn)
+    for guid, seen in live.items():
+        placed = in_scope(seen.dn, options.base, options.scope)
+        if placed is False:
+            if seen.renamed:
+                left += 1
+                emitted.add(guid)
+                yield delete(guid, seen.dn)
         else:
             candidates.append(guid)
     upserted = 0
@@ -384,15 +432,40 @@ def _dirsync_changes(
         filt = f"(&{options.filter}{guid_filter(batch)})"
         for guid, change in upserts(conn, options, filt, what="dirsync: changed entries"):
             found.add(guid)
+            emitted.add(guid)
             upserted += 1
             yield change
         for guid in batch:
             if guid not in found:
                 left += 1
-                yield delete(guid, live[guid])
+                emitted.add(guid)
+                yield delete(guid, live[guid].dn)
+    # Containers renamed or moved: everything below them has a new DN.
+    maybe = [g for g, seen in live.items() if seen.renamed and not seen.created]
+    moved: list[tuple[bytes, str]] = []
+    for batch in batched(maybe, GUID_BATCH):
+        for entry in wire.paged_search(
+            conn,
+            nc,
+            guid_filter(batch),
+            "sub",
+            ["objectGUID", "objectClass"],
+            page_size=page_size(options),
+            extra_controls=[DOMAIN_SCOPE],
+            what="dirsync: moved objects",
+        ):
+            guid = entry_guid(entry)
+            classes = decode_attributes(entry.attributes).get("objectclass", [])
+            if guid is not None and is_container(classes):
+                moved.append((guid, entry.dn.decode("utf-8", "replace")))
+    below = 0
+    for change in subtree_changes(conn, options, moved, emitted):
+        below += 1
+        yield change
     notes.append(
         f"dirsync: {upserted} changed, {len(deleted)} deleted, {left} changed outside the "
-        "scope (sent as deletes in case they left it)"
+        f"scope (sent as deletes in case they left it), {below} below {len(moved)} moved "
+        "or renamed containers"
     )
 
 

@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import re
+import struct
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -441,18 +442,21 @@ def upserts(
     filter: str,
     *,
     what: str,
+    base: str | None = None,
+    scope: str | None = None,
 ) -> Iterator[tuple[bytes, Change]]:
-    """Complete current entries in (options.base, options.scope) matching ``filter``,
-    paged and streamed, as (raw objectGUID, upsert Change). Entries with ranged
-    attributes are completed after their page's search has ended."""
+    """Complete current entries in (options.base, options.scope) -- or (base, scope)
+    when given -- matching ``filter``, paged and streamed, as (raw objectGUID, upsert
+    Change). Entries with ranged attributes are completed after their page's search
+    has ended."""
     attrs = requested_attributes(options)
     binary = binary_attributes(options)
     deferred: list[wire.Entry] = []
     entries = wire.paged_search(
         conn,
-        options.base,
+        base or options.base,
         filter,
-        options.scope,
+        scope or options.scope,
         attrs,
         page_size=page_size(options),
         extra_controls=[DOMAIN_SCOPE],
@@ -488,3 +492,97 @@ def _as_upsert(entry: wire.Entry, binary: frozenset[str]) -> tuple[bytes, Change
 
 def delete(guid: bytes, dn: str | None) -> Change:
     return Change(Op.DELETE, guid_to_str(guid), dn)
+
+
+# --- moved containers ----------------------------------------------------------------
+
+NAME_ATTID = 0x00090001
+"""attributeID of 'name': its metadata changes when an object is renamed or moved."""
+CONTAINER_CLASSES = frozenset({"organizationalunit", "container", "builtindomain", "lostandfound"})
+"""Classes whose moves carry other objects along (their children's DNs change without
+any change to the children themselves, so no change method reports them)."""
+
+
+def is_container(classes: Iterable[str | bytes]) -> bool:
+    for value in classes:
+        text = value.decode("ascii", "replace") if isinstance(value, bytes) else value
+        if text.lower() in CONTAINER_CLASSES:
+            return True
+    return False
+
+
+def name_changed_since(meta: bytes, usn: int) -> bool | None:
+    """From a replPropertyMetaData blob (NDR, version 1): whether 'name' changed on this
+    DC after ``usn`` (a rename or move). None when the blob cannot be read."""
+    try:
+        version, _, count, _ = struct.unpack_from("<IIII", meta, 0)
+        if version != 1 or len(meta) < 16 + 48 * count:
+            return None
+        for i in range(count):
+            attid, _, _, _, _, local_usn = struct.unpack_from("<IIQ16sQQ", meta, 16 + 48 * i)
+            if attid == NAME_ATTID:
+                return local_usn > usn
+    except struct.error:
+        return None
+    return None
+
+
+def moved_since(conn: ldap3.Connection, dn: str, usn: int) -> bool:
+    """Whether the object at ``dn`` was renamed or moved after ``usn`` (True when its
+    replication metadata cannot be read: the cautious answer)."""
+    attrs = read_base(conn, dn, ["replPropertyMetaData"]) or {}
+    values = attrs.get("replpropertymetadata") or []
+    if not values or not isinstance(values[0], bytes):
+        return True
+    changed = name_changed_since(values[0], usn)
+    return True if changed is None else changed
+
+
+def subtree_changes(
+    conn: ldap3.Connection,
+    options: Any,
+    moved: Iterable[tuple[bytes, str]],
+    emitted: set[bytes],
+) -> Iterator[Change]:
+    """For containers renamed or moved since the cursor: every object below them has a
+    new DN. Those now in scope and matching the filter come as upserts, the others as
+    deletes (they may have been in scope before). ``emitted`` holds the GUIDs this read
+    already reported; it is updated."""
+    for guid, dn in moved:
+        # By GUID: the container may have moved again since its DN was read.
+        base = f"<GUID={guid_to_str(guid)}>"
+        found = read_base(conn, base, ["objectGUID"])
+        if found is None:
+            continue  # deleted meanwhile: its tombstone (and its children's) report it
+        below: dict[bytes, str] = {}
+        for entry in wire.paged_search(
+            conn,
+            base,
+            "(objectClass=*)",
+            "sub",
+            ["objectGUID"],
+            page_size=page_size(options),
+            extra_controls=[DOMAIN_SCOPE],
+            what=f"objects below the moved {dn}",
+        ):
+            child = entry_guid(entry)
+            if child is not None and child != guid:
+                below[child] = entry.dn.decode("utf-8", "replace")
+        if not below:
+            continue
+        if in_scope(dn, options.base, "sub") is not False:
+            for child, change in upserts(
+                conn, options, options.filter, base=base, scope="sub", what="moved subtree"
+            ):
+                below.pop(child, None)
+                if child in emitted:
+                    continue
+                emitted.add(child)
+                if in_scope(change.dn or "", options.base, options.scope) is False:
+                    yield delete(child, change.dn)
+                else:
+                    yield change
+        for child, child_dn in below.items():
+            if child not in emitted:
+                emitted.add(child)
+                yield delete(child, child_dn)

@@ -93,6 +93,8 @@ def test_full_then_incremental(samba_dc, tree, conn, method):
     known = listed | {g["erin"]}
     assert deletes(changes) & known == {g["pc1"], g["carol"]}
     assert g["dave"] not in up  # changed, but never in scope: no upsert
+    if method == "dirsync":  # DirSync knows dave was not moved: not even a no-op delete
+        assert g["dave"] not in deletes(changes)
     carol_delete = next(c for c in changes if c.op is Op.DELETE and c.source_id == g["carol"])
     assert carol_delete.dn.lower() == carol.lower()
     assert read.outcome.notes  # counts for the run record
@@ -298,3 +300,41 @@ def test_reads_are_paged_and_streamed(tree, conn, method, monkeypatch):
     assert all(c.attributes["description"][0].endswith("v3") for c in upserts(changes).values())
     paged = [s for s in searches if wire.OID_PAGED in s[1]]
     assert len(paged) >= 3, searches
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_moved_and_renamed_containers_carry_their_children(samba_dc, tree, conn, method):
+    tag = tree.guids["alice"][:8]
+    leaving = samba_dc.add_ou("leaving", tree.staff)
+    x = samba_dc.add_user(leaving, f"x-{tag}")
+    y = samba_dc.add_user(leaving, f"y-{tag}")
+    paris = samba_dc.add_ou("paris", tree.staff)
+    w = samba_dc.add_user(paris, f"w-{tag}")
+    coming = samba_dc.add_ou("coming", tree.other)
+    z = samba_dc.add_user(coming, f"z-{tag}")
+    opts = options(tree.staff)
+    changes, cursor = full_read(conn, method, opts)
+    listed = set(upserts(changes))
+    guids = {n: samba_dc.guid(dn) for n, dn in {"x": x, "y": y, "w": w, "z": z}.items()}
+    assert {guids["x"], guids["y"], guids["w"]} <= listed
+    assert guids["z"] not in listed
+
+    samba_dc.move(leaving, tree.other)  # x and y leave the scope with their OU
+    nord = samba_dc.rename(paris, "OU=paris-nord")  # w gets a new DN
+    arrived = samba_dc.move(coming, tree.staff)  # z enters the scope with its OU
+
+    read = READERS[method](conn, opts, cursor, full=False)
+    changes = collect(read)
+    up = upserts(changes)
+    assert set(up) == {guids["w"], guids["z"]}
+    assert up[guids["w"]].dn == f"CN=w-{tag},{nord}"
+    assert up[guids["z"]].dn == f"CN=z-{tag},{arrived}"
+    assert deletes(changes) & (listed | {guids["z"]}) == {guids["x"], guids["y"]}
+    assert any("below 3 moved or renamed containers" in n for n in read.outcome.notes), (
+        read.outcome.notes
+    )
+
+    # Quiet afterwards.
+    read = READERS[method](conn, opts, cursor_of(read), full=False)
+    again = collect(read)
+    assert not upserts(again)
