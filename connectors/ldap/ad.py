@@ -7,8 +7,12 @@ attributes that changed, and leaves out cn, backlinks and constructed attributes
 
 * Changed objects are looked for in the whole naming context, not only under the base:
   an object that moved out of the base, or no longer matches the filter, comes back as
-  a DELETE ("left the scope"). So do changed objects elsewhere in the domain that never
-  were in scope; the engine ignores deletes of ids it never synced.
+  a DELETE ("left the scope"). With ``usn`` so do changed objects elsewhere in the
+  domain that never were in scope (DirSync knows which objects moved and skips those);
+  the engine ignores deletes of ids it never synced.
+* A container (OU, container) renamed or moved changes the DN of everything below it
+  without changing those objects: their subtree is listed again, objects now in scope
+  come as upserts with their new DN, the others as deletes.
 * Deleted objects (tombstones, ``isDeleted=TRUE``) come back as DELETEs by objectGUID.
 * Renames and moves are upserts of the same objectGUID with the new DN.
 * A group whose members changed is an upsert with its whole member list (huge groups
