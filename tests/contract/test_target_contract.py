@@ -327,3 +327,13 @@ def test_soft_delete(harness):
     assert harness.soft_deleted() == set()
     assert_item(harness, "sf-1", "Returner", ["r"])
     assert len(harness.stored()) == 2
+
+
+def test_empty_batch_and_close_twice(harness):
+    target = harness.target()
+    assert target.apply([]) == []
+    d = Driver(harness, target)
+    d.apply_ok([d.create("cl-1", "Closing", ["c"])])
+    target.close()
+    target.close()  # safe to call twice
+    assert_item(harness, "cl-1", "Closing", ["c"])
