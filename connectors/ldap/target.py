@@ -53,6 +53,10 @@ ACCOUNTDISABLE = 0x2
 PASSWD_NOTREQD = 0x20
 NORMAL_ACCOUNT = 0x200
 
+BULK_GROUP_BATCH = 50
+"""A batch this big reads the managed groups' members once instead of one search per
+entry (OpenLDAP; kept up to date with the target's own writes for the rest of the run)."""
+
 RESERVED_FIELDS = frozenset({"enabled", "groups"})
 """Record fields with a meaning of their own: never written as attributes."""
 
@@ -368,6 +372,15 @@ class _Pending:
     details: list[str] = field(default_factory=list)
 
 
+def _member_key(dn: str | bytes) -> str:
+    """A compact comparable form of a member DN (for the membership cache)."""
+    text = dn.decode("utf-8", "replace") if isinstance(dn, bytes) else dn
+    try:
+        return ",".join("+".join(f"{t}={v}" for t, v in rdn) for rdn in norm_dn(text))
+    except ValueError:
+        return text.lower()
+
+
 def _decode(value: bytes) -> str | bytes:
     try:
         return value.decode("utf-8")
@@ -441,6 +454,8 @@ class LdapTarget(Target):
         self._dns: dict[str, str] = {}  # target_id -> last DN seen (for messages)
         self._ou_known: set[tuple] = set()
         self._ref_cache: dict[tuple[str, str], str | None] = {}
+        self._members: dict[str, set[tuple]] | None = None  # member -> managed groups
+        self._group_names: dict[tuple, str] = {}
 
     # -- life cycle ------------------------------------------------------------------
 
@@ -777,6 +792,13 @@ class LdapTarget(Target):
         Raises TargetError only when the connection is lost."""
         self._c()
         self._ref_cache.clear()  # entries may have moved since the last batch
+        if (
+            self._members is None
+            and len(actions) >= BULK_GROUP_BATCH
+            and self.options.directory != "ad"
+            and self._groups_managed()
+        ):
+            self._load_memberships()
         results: list[ActionResult] = []
         pending: list[_Pending] = []
         for index, action in enumerate(actions):
@@ -1108,8 +1130,45 @@ class LdapTarget(Target):
             return f"cn={escape_rdn_value(text)},{o.group_base}"
         raise _ActionFailed(f"group {text!r} is a name but no group_dn_template/group_base is set")
 
+    def _load_memberships(self) -> None:
+        """Read every managed group's members once (big batches: one search instead of
+        one per entry). OpenLDAP only: AD hands out large member lists in ranges.
+        On any refusal (size limit...) the per-entry searches are used instead."""
+        o = self.options
+        attr = o.member_attribute
+        members: dict[str, set[tuple]] = {}
+        names: dict[tuple, str] = {}
+        try:
+            found = self._search(o.group_base, "(objectClass=*)", [attr]) if o.group_base else []
+            for g in o.managed_groups:
+                if not (o.group_base and dn_within(g, o.group_base)):
+                    found += self._search(g, "(objectClass=*)", [attr], scope=ldap3.BASE)
+        except _ActionFailed as err:
+            log.debug("group members not cached: %s", err)
+            return
+        for e in found:
+            gkey = norm_dn(e.dn)
+            names[gkey] = e.dn
+            for value in e.values(attr):
+                members.setdefault(_member_key(value), set()).add(gkey)
+        self._members, self._group_names = members, names
+
+    def _member_changed(self, gdn: str, dn: str, added: bool) -> None:
+        if self._members is None:
+            return
+        gkey = norm_dn(gdn)
+        self._group_names.setdefault(gkey, gdn)
+        groups = self._members.setdefault(_member_key(dn), set())
+        if added:
+            groups.add(gkey)
+        else:
+            groups.discard(gkey)
+
     def _groups_with(self, member_dn: str) -> dict[tuple, str]:
         """Managed groups that list ``member_dn`` (normalized DN -> DN)."""
+        if self._members is not None:
+            keys = self._members.get(_member_key(member_dn), ())
+            return {k: self._group_names[k] for k in keys}
         o = self.options
         filt = f"({o.member_attribute}={escape_filter_chars(member_dn)})"
         found: dict[tuple, str] = {}
@@ -1151,12 +1210,16 @@ class LdapTarget(Target):
         if old_dn is not None and not same_dn(old_dn, dn):
             for key, gdn in self._groups_with(old_dn).items():
                 mods = [(ldap3.MODIFY_DELETE, [old_dn])]
-                if key in desired and key not in current:
+                carry = key in desired and key not in current
+                if carry:
                     mods.append((ldap3.MODIFY_ADD, [dn]))
                     current[key] = gdn
                 elif key not in desired:
                     removed.append(gdn)
                 self._write("modify", gdn, {attr: mods}, ok_codes=(_NO_SUCH_ATTRIBUTE,))
+                self._member_changed(gdn, old_dn, False)
+                if carry:
+                    self._member_changed(gdn, dn, True)
         for key, gdn in desired.items():
             if key in current:
                 continue
@@ -1170,6 +1233,7 @@ class LdapTarget(Target):
                 problems.append(f"group {gdn} does not exist")
             else:
                 added.append(gdn)
+                self._member_changed(gdn, dn, True)
         for key, gdn in current.items():
             if key in desired:
                 continue
@@ -1181,6 +1245,7 @@ class LdapTarget(Target):
                     ok_codes=(_NO_SUCH_ATTRIBUTE, _NO_SUCH_OBJECT),
                 )
                 removed.append(gdn)
+                self._member_changed(gdn, dn, False)
             except _ActionFailed as err:
                 problems.append(str(err))
         if added:
@@ -1203,6 +1268,8 @@ class LdapTarget(Target):
                 {attr: [(ldap3.MODIFY_DELETE, [old_dn]), (ldap3.MODIFY_ADD, [new_dn])]},
                 ok_codes=(_VALUE_EXISTS, _NO_SUCH_ATTRIBUTE),
             )
+            self._member_changed(gdn, old_dn, False)
+            self._member_changed(gdn, new_dn, True)
 
     def _remove_memberships(self, dn: str) -> None:
         if not self._groups_managed():
@@ -1215,3 +1282,4 @@ class LdapTarget(Target):
                 {attr: [(ldap3.MODIFY_DELETE, [dn])]},
                 ok_codes=(_NO_SUCH_ATTRIBUTE,),
             )
+            self._member_changed(gdn, dn, False)

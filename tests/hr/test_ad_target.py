@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import ldap3
 import pytest
 
@@ -10,6 +12,11 @@ from connectors.ldap.target import ACCOUNTDISABLE, LdapTarget, LdapTargetOptions
 from tests.hr.conftest import create, delete, update
 
 pytestmark = pytest.mark.samba
+
+
+def uniq(name: str) -> str:
+    """sAMAccountName is unique in the whole (session-shared) domain."""
+    return f"{name[:10]}-{uuid.uuid4().hex[:8]}"
 
 
 @pytest.fixture
@@ -134,9 +141,9 @@ def test_ad_create_modify_move_disable_reenable(ad, samba_dc):
 
 def test_ad_groups_managed_only(ad, samba_dc):
     make, ou, groups, conn = ad
-    sales = samba_dc.add_group(groups, "dept-sales")
-    eng = samba_dc.add_group(groups, "dept-eng")
-    outside = samba_dc.add_group(ou, "hand-made")
+    sales = samba_dc.add_group(groups, "dept-sales", sAMAccountName=uniq("dept-sales"))
+    eng = samba_dc.add_group(groups, "dept-eng", sAMAccountName=uniq("dept-eng"))
+    outside = samba_dc.add_group(ou, "hand-made", sAMAccountName=uniq("hand-made"))
     t = make()
     fields = user("900002", "Grace", "Hopper", groups=["dept-sales", outside])
     [res] = t.apply([create("900002", fields)])

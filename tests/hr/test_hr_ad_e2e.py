@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from pathlib import Path
 
 import ldap3
@@ -16,6 +17,12 @@ from syncd.config import load_config
 from syncd.engine import run_job
 
 pytestmark = pytest.mark.samba
+
+
+def uniq(name: str) -> str:
+    """sAMAccountName is unique in the whole (session-shared) domain."""
+    return f"{name[:10]}-{uuid.uuid4().hex[:8]}"
+
 
 ROOT = Path(__file__).resolve().parents[2]
 HEADER = "Personalnummer;Vorname;Nachname;E-Mail;Abteilung;Funktion;Vorgesetzter;Eintritt;Austritt"
@@ -29,9 +36,9 @@ def export(path: Path, rows: list[str]) -> None:
 def test_hr_csv_to_ad(samba_dc, samba_ou, tmp_path):
     tag = samba_ou.split(",")[0][-6:]
     groups = samba_dc.add_ou("groups", samba_ou)
-    staff = samba_dc.add_group(groups, "staff")
-    sales = samba_dc.add_group(groups, "dept-sales")
-    samba_dc.add_group(groups, "dept-eng")
+    staff = samba_dc.add_group(groups, "staff", sAMAccountName=uniq("staff"))
+    sales = samba_dc.add_group(groups, "dept-sales", sAMAccountName=uniq("dept-sales"))
+    samba_dc.add_group(groups, "dept-eng", sAMAccountName=uniq("dept-eng"))
     pw = tmp_path / "admin.pw"
     pw.write_text(samba_dc.admin_pw)
     cfg = yaml.safe_load((ROOT / "examples" / "hr-nightly.yaml").read_text())

@@ -356,3 +356,33 @@ def test_idempotent_create_after_lost_state(slapd, root_pw_file, reader):
     assert a.ok and b.ok and a.target_id == b.target_id
     assert len(reader.find("(employeeNumber=7001)")) == 1
     assert reader.one("(employeeNumber=7001)").title.value == "Boss"
+
+
+def test_big_batch_reads_group_members_once(slapd, root_pw_file, reader):
+    sales, eng = f"cn=sales,{GROUPS}", f"cn=eng,{GROUPS}"
+    add_groups(slapd, sales, eng)
+    t = make_target(slapd, root_pw_file)
+    people = {
+        f"8{i:03d}": person(f"8{i:03d}", f"P{i}", "Bulk", groups=["sales"]) for i in range(60)
+    }
+    results = t.apply([create(k, f) for k, f in people.items()])
+    assert all(r.ok for r in results), [r.error for r in results if not r.ok]
+    assert len(reader.members(sales)) == 61  # + the placeholder member
+    ids = {r.action.key: r.target_id for r in results}
+    t2 = make_target(slapd, root_pw_file)  # a new run: the cache is filled from the server
+    moved = {
+        k: dict(f, department="Eng", departmentNumber="Eng", groups=["eng"])
+        for k, f in people.items()
+    }
+    results = t2.apply([update(k, f, ids[k], ["department", "groups"]) for k, f in moved.items()])
+    assert all(r.ok for r in results), [r.error for r in results if not r.ok]
+    assert reader.members(sales) == ["cn=nobody,dc=example,dc=com"]
+    eng_members = set(reader.members(eng))
+    assert len(eng_members) == 61
+    assert all(
+        m.endswith(f",ou=eng,{PEOPLE}") for m in eng_members - {"cn=nobody,dc=example,dc=com"}
+    )
+    # one id search per entry and one read of the groups, not a group search per entry
+    assert t2.ops["search"] <= 60 + 5, t2.ops
+    # each move: modrdn, then one modify per group (old DN out of sales, new DN into eng)
+    assert t2.ops["modify_dn"] == 60 and t2.ops["modify"] == 60 * 3
