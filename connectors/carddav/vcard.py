@@ -412,8 +412,19 @@ def _split_line(line: str) -> tuple[str, list[str], str]:
             cur += ch
     pieces.append(cur)
     name = pieces[0].split(".")[-1].upper()  # drop a property group prefix
-    params = sorted(p.split("=", 1)[0].upper() + "=" + p.split("=", 1)[-1] for p in pieces[1:])
-    return name, params, value
+    return name, pieces[1:], value
+
+
+def _canonical_params(params: list[str]) -> list[list[Any]]:
+    """Parameters in one form whatever the writer chose: names and values upper case,
+    quotes dropped, ``TYPE=A,B`` = ``TYPE=A;TYPE=B``, order ignored."""
+    merged: dict[str, set[str]] = {}
+    for piece in params:
+        pname, _, pvalue = piece.partition("=")
+        values = merged.setdefault(pname.strip().upper(), set())
+        for v in re.findall(r'"[^"]*"|[^,]+', pvalue):
+            values.add(v.strip('"').strip().upper())
+    return [[k, sorted(v)] for k, v in sorted(merged.items())]
 
 
 _IGNORED = {"BEGIN", "END", "PRODID", "REV", DIGEST_PROPERTY}
@@ -421,13 +432,13 @@ _IGNORED = {"BEGIN", "END", "PRODID", "REV", DIGEST_PROPERTY}
 
 def content_digest(text: str) -> str:
     """Digest of a card's content that survives a server re-serialising it (folding,
-    line ends, property order, parameter order, property groups, PRODID/REV)."""
+    line ends, property order, parameter order and case, property groups, PRODID/REV)."""
     lines = []
     for line in _unfold(text):
         name, params, value = _split_line(line)
         if name in _IGNORED:
             continue
-        lines.append((name, params, value.replace("\\,", ",")))
+        lines.append((name, _canonical_params(params), value.replace("\\,", ",")))
     lines.sort(key=lambda item: item[0])  # stable: the order of equal names counts
     blob = json.dumps(lines, ensure_ascii=False, separators=(",", ":"))
     return hashlib.blake2b(blob.encode("utf-8"), digest_size=16).hexdigest()

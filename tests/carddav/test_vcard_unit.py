@@ -35,6 +35,11 @@ def test_digest_survives_reserialisation_but_not_edits():
     assert not vcard.edited_elsewhere(refolded)
     assert vcard.same_content(refolded, text)
     assert vcard.edited_elsewhere(text.replace("FN:Ann", "FN:Anne"))
+    # parameters written another way are the same content
+    v3 = build_vcard("k-2", {"email": ["a@x", "b@x"], "tel_work": "1"}, version="3.0")
+    other_style = v3.replace("EMAIL;TYPE=INTERNET,PREF:", 'EMAIL;type=pref;TYPE="internet":')
+    assert other_style != v3 and not vcard.edited_elsewhere(other_style)
+    assert vcard.edited_elsewhere(v3.replace("TEL;TYPE=WORK:", "TEL;TYPE=HOME:"))
     # the order of values of one property counts
     swapped = text.replace("EMAIL;PREF=1:a@x\r\nEMAIL:b@x", "EMAIL:b@x\r\nEMAIL;PREF=1:a@x")
     assert swapped != text and vcard.edited_elsewhere(swapped)
