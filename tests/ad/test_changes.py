@@ -338,3 +338,19 @@ def test_moved_and_renamed_containers_carry_their_children(samba_dc, tree, conn,
     read = READERS[method](conn, opts, cursor_of(read), full=False)
     again = collect(read)
     assert not upserts(again)
+
+
+def test_dc_restart_keeps_cursors_valid(samba_dc, tree):
+    opts = options(tree.staff)
+    conn = samba_dc.connection(fresh=True)
+    cursors = {m: full_read(conn, m, opts)[1] for m in METHODS}
+    conn.unbind()
+    samba_dc.restart()
+    samba_dc.modify(tree.dns["carol"], description="after restart")
+    conn = samba_dc.connection(fresh=True)
+    for method in METHODS:
+        read = READERS[method](conn, opts, cursors[method], full=False)
+        changes = collect(read)
+        assert read.outcome.complete is False, read.outcome.notes
+        assert set(upserts(changes)) == {tree.guids["carol"]}
+    conn.unbind()

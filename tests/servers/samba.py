@@ -276,6 +276,11 @@ class SambaDC:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
 
+    def restart(self) -> None:
+        """Stop and start the same DC (same database, address and identity)."""
+        self.stop()
+        self.start()
+
     def __enter__(self) -> SambaDC:
         self.setup()
         self.start()
