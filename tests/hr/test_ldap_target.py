@@ -386,3 +386,27 @@ def test_big_batch_reads_group_members_once(slapd, root_pw_file, reader):
     assert t2.ops["search"] <= 60 + 5, t2.ops
     # each move: modrdn, then one modify per group (old DN out of sales, new DN into eng)
     assert t2.ops["modify_dn"] == 60 and t2.ops["modify"] == 60 * 3
+
+
+def test_dn_parsing_and_option_checks():
+    assert parse_dn('cn="Smith, J"+uid=js,ou=A\\2cB , dc=x') == [
+        (("cn", "Smith, J"), ("uid", "js")),
+        (("ou", "A,B"),),
+        (("dc", "x"),),
+    ]
+    assert parse_dn("cn=\\C3\\A9t\\C3\\A9,dc=x")[0] == (("cn", "été"),)
+    assert same_dn("CN=A B,OU=X,DC=x", "cn=a b, ou=x,dc=X")
+    assert not same_dn("cn=a,dc=x", "cn=a\\ ,dc=x")  # an escaped trailing space counts
+    assert dn_within("uid=a,ou=people,dc=x", "dc=x") and not dn_within("dc=x", "ou=people,dc=x")
+    with pytest.raises(ValueError, match="disabled_ou"):
+        LdapTargetOptions.model_validate(default_options(on_delete="move", disabled_ou=None))
+    with pytest.raises(ValueError, match="disabled_attributes"):
+        LdapTargetOptions.model_validate(default_options(disabled_ou=None, disabled_attributes={}))
+    with pytest.raises(ValueError, match="first RDN"):
+        LdapTargetOptions.model_validate(
+            default_options(dn_template="uid=x,ou=people,dc=example,dc=com")
+        )
+    ad = LdapTargetOptions.model_validate(
+        default_options(directory="ad", disabled_ou=None, disabled_attributes={})
+    )
+    assert ad.key_attr == "employeeID" and ad.id_attr == "objectGUID"
