@@ -26,9 +26,17 @@ all lead to a full resync (``complete=True``) with a note that says why.
 DirSync needs the "Replicating Directory Changes" right on the naming context (Domain
 Admins have it); ``usn`` needs only read access. Both read from one DC: point the
 connection at one DC, not at a load-balanced name, or every DC switch is a full resync.
-Known limit: deleting a user does not change the groups it was in (AD updates neither
-their uSNChanged nor their DirSync state), so a group's member list in the target
-keeps the deleted member until the group changes again or a full read (``full_every``).
+Known limits (a periodic full read, ``full_every``, repairs both):
+
+* deleting a user does not change the groups it was in (AD updates neither their
+  uSNChanged nor their DirSync state), so a group's member list in the target keeps
+  the deleted member until the group changes again;
+* backlinks (``memberOf``) never count as a change of the object that has them: a
+  mapping that reads ``memberOf`` on users sees membership changes only when the user
+  changes for another reason. Map ``member`` on groups instead.
+
+Memory: an incremental read holds the GUID and DN of each changed object (not the
+entries) while it works; upserts are streamed page by page.
 """
 
 from __future__ import annotations

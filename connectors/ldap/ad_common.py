@@ -447,8 +447,8 @@ def upserts(
 ) -> Iterator[tuple[bytes, Change]]:
     """Complete current entries in (options.base, options.scope) -- or (base, scope)
     when given -- matching ``filter``, paged and streamed, as (raw objectGUID, upsert
-    Change). Entries with ranged attributes are completed after their page's search
-    has ended."""
+    Change). Entries with ranged attributes (AD's huge groups) are completed after the
+    paged search has ended (one search in flight per connection)."""
     attrs = requested_attributes(options)
     binary = binary_attributes(options)
     deferred: list[wire.Entry] = []
