@@ -354,14 +354,25 @@ class _Run:
             if outcome is None:
                 raise SourceError(f"{source.describe()}: the read ended without an outcome")
             if outcome.complete:
-                for planned in planner.plan_unseen(
-                    self.store.iter_objects(self.job.name), self.seen
-                ):
+                for planned in planner.plan_unseen(self._unseen_objects(), self.seen):
                     plan.add(planned)
             return plan, outcome
         except BaseException:
             plan.close()
             raise
+
+    def _unseen_objects(self) -> Iterator[Any]:
+        """State rows of the synced objects this read did not see (ids streamed, the
+        few unseen rows fetched in batches)."""
+        unseen: list[str] = []
+        for source_id in self.store.iter_source_ids(self.job.name):
+            if source_id not in self.seen:
+                unseen.append(source_id)
+                if len(unseen) >= READ_BATCH:
+                    yield from self.store.objects_for(self.job.name, unseen).values()
+                    unseen = []
+        if unseen:
+            yield from self.store.objects_for(self.job.name, unseen).values()
 
     def _plan_batch(self, changes: list[Change], plan: Plan, correlator: Target | None) -> None:
         counts = self.report.counts
