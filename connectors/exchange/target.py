@@ -51,7 +51,7 @@ from connectors.exchange import fields as F
 from connectors.exchange.client import make_account, translate, with_backoff
 from connectors.exchange.models import ExchangeConnection, ExchangeTargetOptions
 from syncd.contracts import Action, ActionKind, ActionResult, CheckResult, Target, batched
-from syncd.errors import ConnectionFailed, TargetError
+from syncd.errors import ConnectionFailed, SecretError, TargetError
 
 log = logging.getLogger(__name__)
 
@@ -196,17 +196,26 @@ class ExchangeTarget(Target):
         self.folder = None
 
     def check(self) -> list[CheckResult]:
-        """For `syncd doctor`: the server answers, accepts the credentials, the folder
-        exists (it is not created here)."""
+        """For `syncd doctor`: "exchange login" (the server answers over verified TLS and
+        accepts the credentials for the mailbox), then "exchange folder" (the folder
+        exists; it is not created here)."""
         try:
             self.account = make_account(self.connection)
             _hold_protocol(self.account.protocol)
+            acc = self.account
+            self._call("GetFolder root", lambda: acc.root)
+        except (ConnectionFailed, TargetError, SecretError) as err:
+            self.close()
+            return [CheckResult("exchange login", False, str(err), hint=_hint(err))]
+        results = [CheckResult("exchange login", True, self.connection.describe())]
+        try:
             self.folder = self._resolve_folder(create=False)
+            results.append(CheckResult("exchange folder", True, self.describe()))
         except (ConnectionFailed, TargetError) as err:
-            return [CheckResult("exchange folder", False, str(err), hint=_hint(err))]
+            results.append(CheckResult("exchange folder", False, str(err), hint=_hint(err)))
         finally:
             self.close()
-        return [CheckResult("exchange folder", True, self.describe())]
+        return results
 
     def _call(self, what: str, fn: Callable[[], Any]) -> Any:
         kwargs = {"sleep": self.sleep} if self.sleep is not None else {}

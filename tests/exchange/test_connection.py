@@ -153,12 +153,13 @@ def test_connector_spec_and_registry():
 
 def test_doctor_check(ews_server, tmp_path):
     t = exchange_target(ews_server, tmp_path, folder="Contacts/Not There")
-    [res] = t.check()
-    assert not res.ok and "does not exist" in res.detail and res.hint
+    login, folder = t.check()
+    assert login.ok and login.name == "exchange login"
+    assert not folder.ok and "does not exist" in folder.detail and folder.hint
     assert ews_server.folder_by_path("Contacts/Not There") is None  # check creates nothing
     ews_server.make_folder("Contacts/Not There")
-    [res] = t.check()
-    assert res.ok
+    assert [r.ok for r in t.check()] == [True, True]
     bad = exchange_target(ews_server, tmp_path, password="wrong-Pw-1")
     [res] = bad.check()
     assert not res.ok and "401" in res.detail and "wrong-Pw-1" not in res.detail
+    assert "password" in res.hint
