@@ -8,11 +8,22 @@ import random
 def devices_ldif(n: int, *, base: str = "ou=devices,dc=example,dc=com", seed: int = 1) -> str:
     """N device entries (cn, serialNumber, description, l, ou, owner, seeAlso) with a
     few unicode locations, one entry per object, as one LDIF string."""
+    return "\n".join(iter_devices(n, base=base, seed=seed))
+
+
+def write_devices(path: str, n: int, **kw) -> None:
+    """Write :func:`devices_ldif` to ``path`` entry by entry (flat memory)."""
+    with open(path, "w", encoding="utf-8") as out:
+        for entry in iter_devices(n, **kw):
+            out.write(entry + "\n")
+
+
+def iter_devices(n: int, *, base: str = "ou=devices,dc=example,dc=com", seed: int = 1):
+    """The entries of :func:`devices_ldif`, one LDIF record string at a time."""
     rnd = random.Random(seed)
     places = ["Paris", "Lyon", "Zürich", "東京", "São Paulo", "Kraków", "Berlin", "القاهرة"]
-    out = []
     for i in range(n):
-        out.append(
+        yield (
             f"dn: cn=dev-{i:07d},{base}\n"
             "objectClass: device\n"
             f"cn: dev-{i:07d}\n"
@@ -23,4 +34,3 @@ def devices_ldif(n: int, *, base: str = "ou=devices,dc=example,dc=com", seed: in
             f"owner: uid=user{rnd.randrange(n)},ou=people,dc=example,dc=com\n"
             f"seeAlso: cn=rack-{rnd.randrange(500)},ou=racks,dc=example,dc=com\n"
         )
-    return "\n".join(out)
