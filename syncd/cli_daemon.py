@@ -49,8 +49,12 @@ def daemon_command(ctx: click.Context, node: str | None) -> None:
     """
     from syncd.daemon import Daemon
 
+    obj = ctx.obj or {}
+    verbose, quiet = obj.get("verbose", 0), obj.get("quiet", False)
+    # -v/-vv/-q on the command line win over daemon.log_level in the config.
+    level = "DEBUG" if verbose > 1 else "INFO" if verbose else "WARNING" if quiet else None
     try:
-        code = Daemon(_config_path(ctx), node=node).run()
+        code = Daemon(_config_path(ctx), node=node, log_level=level).run()
     except UserError as err:
         _fail(err)
         return

@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import logging
-import os
 import select
 import signal
 import socket
@@ -58,8 +57,10 @@ class Daemon:
         notifier: Notifier | None = None,
         install_signals: bool = True,
         configure_logging: bool = True,
+        log_level: str | None = None,
     ):
         self.config_path = Path(config_path)
+        self.log_level_override = log_level  # -v / -q on the command line
         self.node_override = node
         self.notifier = notifier or Notifier()
         self.install_signals = install_signals
@@ -206,7 +207,8 @@ class Daemon:
 
         d = cfg.daemon
         try:
-            setup_logging(d.log_format, d.log_level, d.change_log_level)
+            level = self.log_level_override or d.log_level
+            setup_logging(d.log_format, level, d.change_log_level)
         except ValueError as err:
             raise ConfigError(f"{cfg.path}: daemon: {err}") from None
 
@@ -398,18 +400,8 @@ def _report_status(report: Any) -> str:
     return text + (", " + ", ".join(parts) if parts else "")
 
 
-def run_daemon(config_path: str | Path, *, node: str | None = None) -> int:
+def run_daemon(
+    config_path: str | Path, *, node: str | None = None, log_level: str | None = None
+) -> int:
     """Entry point of ``syncd daemon``. Returns the exit code; raises UserError."""
-    return Daemon(config_path, node=node).run()
-
-
-if __name__ == "__main__":  # pragma: no cover - `python -m syncd.daemon CONFIG`
-    import sys
-
-    raise SystemExit(
-        run_daemon(
-            sys.argv[1]
-            if len(sys.argv) > 1
-            else os.environ.get("SYNCD_CONFIG", "/etc/syncd/syncd.yaml")
-        )
-    )
+    return Daemon(config_path, node=node, log_level=log_level).run()

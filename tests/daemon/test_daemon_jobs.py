@@ -192,3 +192,37 @@ def test_a_node_that_loses_its_lock_connection_stops_writing(tmp_path, postgres_
         proc.kill()
         notify.close()
         engine.dispose()
+
+
+def test_sighup_with_a_good_config_replaces_the_schedule(tmp_path):
+    state = f"sqlite:///{tmp_path / 'state.db'}"
+    data = f"sqlite:///{tmp_path / 'data.db'}"
+    port = free_port()
+    config = job_config(tmp_path, state, data, node="solo", listen=f"127.0.0.1:{port}")
+    notify = NotifySocket()
+    proc = _start(config, _env(notify))
+    try:
+        assert notify.wait_for("READY", "1", timeout=60)["STATUS"].endswith(": people")
+        notify.wait_for("STATUS", contains="people: ok")
+        # Rename the job and make it hourly.
+        text = config.read_text().replace("  people:\n", "  hourly:\n")
+        config.write_text(text.replace("schedule: {interval: 1}", "schedule: {interval: 1h}"))
+        proc.send_signal(1)
+        notify.wait_for("RELOADING", "1")
+        notify.wait_for("READY", "1")
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+        next_runs = [
+            line
+            for line in metrics.splitlines()
+            if line.startswith("syncd_job_next_run_timestamp_seconds{")
+        ]
+        assert len(next_runs) == 1 and 'job="hourly"' in next_runs[0], next_runs
+        nxt = float(next_runs[0].split()[-1])
+        assert time.time() < nxt <= time.time() + 3600
+        assert stop(proc) == 0
+    finally:
+        proc.kill()
+        notify.close()
+    messages = [r["msg"] for r in _logs(proc)]
+    assert "job people: no longer scheduled" in messages
+    assert any(m.startswith("reloaded ") and "hourly" in m for m in messages)
