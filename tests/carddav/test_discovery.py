@@ -9,7 +9,7 @@ from connectors.carddav import CONNECTOR, CardDavConnection, CardDavTargetOption
 from syncd.errors import ConnectionFailed, TargetError
 from tests.carddav.conftest import create, ok
 from tests.servers.ports import free_port
-from tests.servers.radicale import Radicale, _wait_ready
+from tests.servers.radicale import Radicale
 
 pytestmark = pytest.mark.radicale
 
@@ -119,7 +119,6 @@ def test_server_goes_down_mid_run(tmp_path, password_file):
     from connectors.carddav import CardDavTarget
 
     with Radicale(tmp_path / "r") as server:
-        _wait_ready(server)
         (tmp_path / "pw").write_text(server.password)
         conn = CardDavConnection.model_validate(
             {

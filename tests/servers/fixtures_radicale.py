@@ -20,14 +20,13 @@ from lxml import etree
 
 from tests.contract.harness import BAD_PASSWORD, Stored, TargetHarness, register
 from tests.servers.ports import free_port
-from tests.servers.radicale import Radicale, _wait_ready
+from tests.servers.radicale import Radicale
 
 
 @pytest.fixture(scope="session")
 def radicale_server(tmp_path_factory):
     """The session's Radicale: ``.url``, ``.user``, ``.password``, ``.client()``."""
     with Radicale(tmp_path_factory.mktemp("radicale")) as server:
-        _wait_ready(server)
         yield server
 
 
@@ -35,7 +34,6 @@ def radicale_server(tmp_path_factory):
 def radicale_private(tmp_path):
     """A Radicale for this test alone (may be stopped and restarted)."""
     with Radicale(tmp_path / "radicale") as server:
-        _wait_ready(server)
         yield server
 
 

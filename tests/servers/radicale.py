@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -136,9 +137,23 @@ class Radicale:
         log.close()
         try:
             wait_port(self.port, timeout=20)
-        except TimeoutError:
+            self.wait_ready()
+        except (TimeoutError, httpx.TransportError):
             self.stop()
             raise RuntimeError(f"radicale did not start: {self.log_tail()}") from None
+
+    def wait_ready(self, timeout: float = 10.0) -> None:
+        """Wait until Radicale answers HTTP (the port may open before the app is ready)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with httpx.Client(verify=self._verify(), timeout=2) as c:
+                    c.request("OPTIONS", self.url)
+                return
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -161,9 +176,12 @@ class Radicale:
         return httpx.Client(
             base_url=self.url,
             auth=(user or self.user, password or self.password),
-            verify=self.ca_file or True,
+            verify=self._verify(),
             timeout=30,
         )
+
+    def _verify(self) -> ssl.SSLContext | bool:
+        return ssl.create_default_context(cafile=self.ca_file) if self.ca_file else True
 
     def __enter__(self) -> Radicale:
         self.setup()
@@ -174,17 +192,3 @@ class Radicale:
         self.stop()
         if os.environ.get("SYNCD_KEEP_RADICALE") != "1":
             shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def _wait_ready(r: Radicale, timeout: float = 10.0) -> None:
-    """Wait until Radicale answers HTTP (the port may open before the app is ready)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with r.client() as c:
-                c.request("OPTIONS", "/")
-            return
-        except httpx.TransportError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
