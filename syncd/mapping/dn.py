@@ -35,10 +35,12 @@ class ParsedDN:
 
 # One attribute-value assertion and the separator after it. The value alternatives:
 # BER hex (#...), a quoted string (RFC 2253 legacy), or a string with escapes.
+# Possessive quantifiers (*+) never backtrack: a hostile value full of spaces must
+# not make a failed match quadratic.
 _AVA = re.compile(
-    r"""[ ]*(?P<type>[^=,;+]*?)[ ]*=[ ]*
-    (?P<value>\#[0-9A-Fa-f]*|"(?:[^"\\]|\\.)*"|(?:[^,;+\\"]|\\.)*)
-    (?P<sep>[ ]*[,;+]|[ ]*\Z)""",
+    r"""[ ]*+(?P<type>[^=,;+ ]*+)[ ]*+=[ ]*+
+    (?P<value>\#[0-9A-Fa-f]*+|"(?:[^"\\]|\\.)*+"|(?:[^,;+\\"]|\\.)*+)
+    (?P<sep>[ ]*+[,;+]|[ ]*+\Z)""",
     re.VERBOSE | re.DOTALL,
 )
 _ESCAPE = re.compile(r"\\(?:([0-9A-Fa-f]{2})|(.))", re.DOTALL)
@@ -135,12 +137,11 @@ def _parse_simple(dn: str) -> ParsedDN | None:
 def _rstrip_unescaped(text: str) -> str:
     """Strip trailing spaces that are not escaped (an odd run of backslashes before a
     space escapes it)."""
-    while text.endswith(" "):
-        body = text[:-1]
-        if (len(body) - len(body.rstrip("\\"))) % 2:
-            break
-        text = body
-    return text
+    stripped = text.rstrip(" ")
+    if stripped == text:
+        return text
+    backslashes = len(stripped) - len(stripped.rstrip("\\"))
+    return stripped + " " if backslashes % 2 else stripped
 
 
 def _short(dn: str) -> str:
@@ -164,7 +165,6 @@ def _value(raw: str, dn: str) -> str:
 def _unescape(raw: str, dn: str) -> str:
     out: list[str] = []
     pending = bytearray()  # consecutive hex escapes are UTF-8 bytes of one character
-    last_kept = 0  # an escaped trailing space is part of the value
     pos = 0
     for m in _ESCAPE.finditer(raw):
         if m.start() > pos:
@@ -178,17 +178,12 @@ def _unescape(raw: str, dn: str) -> str:
             # admin escaping one more is harmless, so any escaped character counts.
             _flush(pending, out, dn)
             out.append(char)
-            last_kept = len("".join(out))
         pos = m.end()
     _flush(pending, out, dn)
-    if pos == len(raw):
-        last_kept = len("".join(out))
-    else:
-        out.append(raw[pos:])
-    text = "".join(out)
-    # Unescaped trailing spaces are not part of the value (RFC 4514 section 2.4).
-    stripped = text.rstrip(" ")
-    return text[: max(len(stripped), last_kept)]
+    # Spaces after the last escape are unescaped, so trailing ones are not part of
+    # the value (RFC 4514 section 2.4); escaped ones before it stay.
+    out.append(raw[pos:].rstrip(" "))
+    return "".join(out)
 
 
 def _flush(pending: bytearray, out: list[str], dn: str) -> None:

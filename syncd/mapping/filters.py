@@ -422,6 +422,7 @@ def disabled(value: Any) -> bool:
 
 # ---------------------------------------------------------------- people data
 
+_MAX_PHONE = 100
 _EXTENSION = re.compile(r"(?i)\s*(?:ext\.?|extension|x|#)\s*\d+\s*$")
 
 
@@ -431,7 +432,11 @@ def phone(value: Any, country_code: str | int | None = None) -> str | None:
     becomes ``+``; with ``country_code`` (e.g. ``49`` or ``'+49'``) a national number
     with a leading 0 becomes ``+49...``. Extensions (``x12``, ``ext. 12``) are dropped.
     No digits at all gives None."""
-    text = _EXTENSION.sub("", _text(value, "phone")).strip()
+    text = _text(value, "phone")
+    if len(text) > _MAX_PHONE:
+        # Also keeps the extension pattern below from working on hostile megabytes.
+        raise ValueError(f"phone: {len(text)} characters is too long for a phone number")
+    text = _EXTENSION.sub("", text).strip()
     digits = "".join(c for c in text if c.isdigit() and c.isascii())
     if not digits:
         return None

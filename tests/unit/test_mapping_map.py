@@ -585,3 +585,17 @@ def test_ad_computer_mapping_maps_a_realistic_entry():
     no_guid = {k: v for k, v in entry.attributes.items() if k != "objectguid"}
     with pytest.raises(MappingError, match="the key is empty"):
         m.map(Change(Op.UPSERT, str(guid), entry.dn, no_guid))
+
+
+def test_hostile_sizes_are_handled_in_linear_time():
+    # Each of these took minutes with a backtracking regular expression; they must
+    # simply fail (or succeed) at once.
+    spaces = " " * 200_000
+    for bad_dn in ["a" + spaces, "cn=a" + spaces + '"', "cn" + spaces + "=x" + spaces + ","]:
+        with pytest.raises(MappingError, match="field 'x': DNError"):
+            one("{{ v | first | rdn_value }}", {"v": [bad_dn]})
+    escaped = "cn=" + "\\ " * 100_000 + "x,o=y"
+    assert one("{{ v | first | rdn_value }}", {"v": [escaped]}) == " " * 100_000 + "x"
+    with pytest.raises(MappingError, match="too long for a phone number"):
+        one("{{ v | phone }}", {"v": ["1" + spaces + "a"]})
+    assert one("{{ v | first | length }}", {"v": ["{{" * 100_000]}) == 200_000
