@@ -58,6 +58,7 @@ log = logging.getLogger(__name__)
 PROPERTY_SET = "5f0c6f55-8f8e-4c1e-9a0e-73796e63642d"
 """syncd's own MAPI property set GUID (fixed forever: changing it orphans every item)."""
 
+_MAX_REQUEST_PHOTO_BYTES = 8 * 1024 * 1024  # photo bytes per CreateItem (base64: x4/3)
 _EWS_CHUNK = 100  # page size of FindItem; creates/updates/deletes follow batch_size
 
 
@@ -394,23 +395,31 @@ class ExchangeTarget(Target):
             setattr(item, self.tag, actions[item_idx].key)
             if photo is not None:
                 setattr(item, self.photo_tag, _photo_hash(photo))
-        items = [c[1] for c in creates]
-        res = self._call(
-            f"CreateItem x{len(items)}",
-            lambda: list(
-                _CreateItem(account=acc, chunk_size=self.batch_size).call(
-                    items=items,
-                    folder=self.folder,
-                    message_disposition="SaveOnly",
-                    send_meeting_invitations="SendToNone",
-                )
-            ),
-        )
-        for (i, _item, _photo), r in zip(creates, res, strict=True):
-            if isinstance(r, Exception):
-                results[i] = ActionResult(actions[i], False, error=_err(r))
-            else:
-                results[i] = ActionResult(actions[i], True, target_id=r.id)
+        # Photos travel inline: keep each request's photo bytes bounded, as Exchange
+        # refuses requests above its EWS request size limit (64 MB by default).
+        for part in _by_payload(creates, self.batch_size, _MAX_REQUEST_PHOTO_BYTES):
+            items = [c[1] for c in part]
+            res = self._call(
+                f"CreateItem x{len(items)}",
+                lambda items=items: list(
+                    _CreateItem(account=acc, chunk_size=len(items)).call(
+                        items=items,
+                        folder=self.folder,
+                        message_disposition="SaveOnly",
+                        send_meeting_invitations="SendToNone",
+                    )
+                ),
+            )
+            for (i, _item, _photo), r in zip(part, res, strict=True):
+                if isinstance(r, Exception):
+                    results[i] = ActionResult(actions[i], False, error=_err(r))
+                else:
+                    detail = (
+                        "re-created: the item had been deleted in Exchange"
+                        if actions[i].kind is ActionKind.UPDATE
+                        else None
+                    )
+                    results[i] = ActionResult(actions[i], True, target_id=r.id, detail=detail)
 
     def _do_updates(
         self,
@@ -462,7 +471,12 @@ class ExchangeTarget(Target):
                     results[i] = ActionResult(actions[i], False, error=_err(r))
                 else:
                     u[1].changekey = r[1]
-                    results[i] = ActionResult(actions[i], True, target_id=r[0])
+                    detail = (
+                        "existing item found by key and updated"
+                        if actions[i].kind is ActionKind.CREATE
+                        else None
+                    )
+                    results[i] = ActionResult(actions[i], True, target_id=r[0], detail=detail)
             if not conflicts or attempt == 1:
                 break
             # Someone else changed the item since our lookup: fetch fresh change keys, retry
@@ -603,6 +617,26 @@ class ExchangeTarget(Target):
                     results[i] = ActionResult(actions[i], True)
                 else:
                     results[i] = ActionResult(actions[i], False, error=_err(r))
+
+
+def _by_payload(
+    creates: list[tuple[int, Any, bytes | None]], count: int, max_bytes: int
+) -> list[list[tuple[int, Any, bytes | None]]]:
+    """Split creates into requests of at most ``count`` items and about ``max_bytes`` of
+    photos (a single bigger photo still goes, alone)."""
+    parts: list[list[tuple[int, Any, bytes | None]]] = []
+    cur: list[tuple[int, Any, bytes | None]] = []
+    size = 0
+    for c in creates:
+        n = len(c[2] or b"")
+        if cur and (len(cur) >= count or size + n > max_bytes):
+            parts.append(cur)
+            cur, size = [], 0
+        cur.append(c)
+        size += n
+    if cur:
+        parts.append(cur)
+    return parts
 
 
 def _err(exc: Any) -> str:

@@ -194,6 +194,7 @@ def test_create_after_crash_updates_instead_of_duplicating(ews_server, make_exch
     t2.open()
     again = t2.apply([create("k1", **person(1, job_title="New"))])
     assert again[0].ok and again[0].target_id == first[0].target_id
+    assert again[0].detail == "existing item found by key and updated"
     s = stored(ews_server)  # raises on a duplicate key
     assert list(s) == ["k1"] and s["k1"]["JobTitle"] == "New"
 
@@ -223,6 +224,7 @@ def test_update_of_item_deleted_by_hand_recreates(ews_server, make_exchange_targ
     del ews_server.items[res[0].target_id]
     res2 = t.apply([update("k1", ("department",), res[0].target_id, **person(1, department="Z"))])
     assert res2[0].ok and res2[0].target_id != res[0].target_id
+    assert "re-created" in res2[0].detail
     assert stored(ews_server)["k1"]["Department"] == "Z"
 
 
@@ -469,3 +471,18 @@ def test_two_targets_share_one_protocol_safely(ews_server, make_exchange_target)
     assert res[0].ok
     groups.close()
     people.close()  # twice is fine
+
+
+def test_big_photos_are_spread_over_requests(ews_server, make_exchange_target, monkeypatch):
+    from connectors.exchange import target as target_mod
+
+    monkeypatch.setattr(target_mod, "_MAX_REQUEST_PHOTO_BYTES", 2500)
+    t = make_exchange_target()
+    t.open()
+    photos = {n: bytes([n]) * 1000 for n in range(5)}
+    ews_server.reset_counters()
+    res = t.apply([create(f"k{n}", **person(n, photo=photos[n])) for n in range(5)])
+    assert all(r.ok for r in res)
+    assert ews_server.operations["CreateItem"] == 3  # 2 + 2 + 1 photos of 1000 bytes
+    s = stored(ews_server)
+    assert [s[f"k{n}"]["attachments"][0]["content"] for n in range(5)] == list(photos.values())
