@@ -353,14 +353,9 @@ class StateStore:
 
     @staticmethod
     def _state(row: Any) -> ObjectState:
-        return ObjectState(
-            source_id=row.source_id,
-            key=row.key,
-            target_id=row.target_id,
-            fingerprint=row.fingerprint,
-            digests=json.loads(row.digests) if row.digests else {},
-            dn=row.dn,
-        )
+        # Positional: Row attribute access by name costs more than the rest together.
+        source_id, key, target_id, fp, digests, dn = row[:6]
+        return ObjectState(source_id, key, target_id, fp, _load(digests) if digests else {}, dn)
 
     _STATE_COLS = (
         objects.c.source_id,
@@ -386,7 +381,8 @@ class StateStore:
                     )
                 )
                 for row in rows:
-                    found[row.source_id] = self._state(row)
+                    state = self._state(row)
+                    found[state.source_id] = state
         return found
 
     @_db_errors
@@ -635,6 +631,7 @@ class StateStore:
         return f"StateStore({self.url})"
 
 
+_load = json.JSONDecoder().decode
 _dump_digests = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
 
 
