@@ -214,3 +214,36 @@ def test_no_rights_on_someone_elses_book(make_target, radicale_server, tmp_path)
             addressbook=None,
             connection={"username": "bob", "password": {"file": str(tmp_path / "bob")}},
         )
+
+
+def test_config_errors_point_at_the_file(tmp_path):
+    from syncd.config import load_config
+    from syncd.errors import ConfigError
+
+    (tmp_path / "m.yaml").write_text("version: 1\nkey: entryUUID\nfields:\n  fn: cn\n")
+
+    def problems(dav_url: str, target: str) -> str:
+        path = tmp_path / "syncd.yaml"
+        path.write_text(
+            "version: 1\n"
+            "connections:\n"
+            "  dir: {type: ldap, url: 'ldap://127.0.0.1:1'}\n"
+            "  dav:\n"
+            "    type: carddav\n"
+            f"    url: {dav_url}\n"
+            "    username: u\n"
+            "    password: {env: DAV_PW}\n"
+            "jobs:\n"
+            "  people:\n"
+            "    source: {connection: dir, base: 'dc=x'}\n"
+            "    mapping: m.yaml\n"
+            f"    target: {target}\n"
+        )
+        with pytest.raises(ConfigError) as err:
+            load_config(path)
+        return str(err.value)
+
+    text = problems("http://dav.example.com/", "{connection: dav, addressbook: Staff}")
+    assert "syncd.yaml:4: connections.dav" in text and "allow_plaintext" in text
+    text = problems("https://dav.example.com/", "{connection: dav, vcard_version: '5.0'}")
+    assert "syncd.yaml:" in text and "vcard_version" in text
