@@ -163,7 +163,6 @@ class ExchangeTarget(Target):
         self.account: Any = None
         self.folder: Any = None
         self.sleep: Callable[[float], None] | None = None  # tests may shorten back-offs
-        self._pending_attrs: dict[int, dict[str, Any]] = {}
 
     # ------------------------------------------------------------------ lifecycle
     def describe(self) -> str:
@@ -332,6 +331,7 @@ class ExchangeTarget(Target):
         creates: list[tuple[int, Any, bytes | None]] = []
         updates: list[tuple[int, _Found, list[str], bytes | None, bool]] = []
         deletes: list[tuple[int | None, _Found]] = []
+        pending_attrs: dict[int, dict[str, Any]] = {}  # action index -> item attributes
         seen: set[str] = set()
         for i in idx:
             a = actions[i]
@@ -373,14 +373,13 @@ class ExchangeTarget(Target):
             if photo_changed and mine[0].photo_hash == _photo_hash(photo):
                 photo_changed = False
             updates.append((i, mine[0], names, photo, photo_changed))
-            self._pending_attrs[i] = attrs
+            pending_attrs[i] = attrs
         self._do_creates(actions, creates, results)
-        self._do_updates(actions, updates, results)
+        self._do_updates(actions, updates, pending_attrs, results)
         self._do_deletes(actions, deletes, results)
         for i in idx:
             if results[i] is None:  # pragma: no cover - a bug, not a server problem
                 results[i] = ActionResult(actions[i], False, error="not applied (internal)")
-        self._pending_attrs.clear()
 
     def _do_creates(
         self,
@@ -425,8 +424,11 @@ class ExchangeTarget(Target):
         self,
         actions: Sequence[Action],
         updates: list[tuple[int, _Found, list[str], bytes | None, bool]],
+        pending_attrs: dict[int, dict[str, Any]],
         results: list[ActionResult | None],
     ) -> None:
+        """Write the changed properties of found items (one UpdateItem per batch), retry
+        change-key conflicts once, then replace photos where they changed."""
         if not updates:
             return
         acc = self.account
@@ -437,7 +439,7 @@ class ExchangeTarget(Target):
                 break
             batch = []
             for i, found, names, _photo, _pc in pending:
-                attrs = self._pending_attrs[i]
+                attrs = pending_attrs[i]
                 item = self.item_cls(
                     account=acc, folder=self.folder, id=found.id, changekey=found.changekey
                 )
