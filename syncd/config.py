@@ -184,7 +184,9 @@ class JobSection(_Strict):
         None, description="when the daemon runs the job: {cron: ...} or {interval: ...}"
     )
     report_dir: str | None = Field(
-        None, description="directory for run reports (default: reports/ beside a SQLite state)"
+        None,
+        description="write a report of each run (joiners, movers, leavers, problems) here; "
+        "default: no report files",
     )
     correlate: bool = Field(
         True, description="link unlinked records to existing target items (targets that can)"
