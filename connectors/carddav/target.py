@@ -425,7 +425,12 @@ class CardDavTarget(Target):
             book = client.discover(
                 self.options.addressbook, create=False, display_name=self.options.display_name
             )
-            out = [CheckResult("carddav server", True, f"{self.connection.url} answers")]
+            who = self.connection.username or "anonymous access"
+            out = [
+                CheckResult(
+                    "carddav server", True, f"{self.connection.url} answers; {who} accepted"
+                )
+            ]
             if book is None:
                 ok = self.options.create
                 out.append(
