@@ -178,3 +178,22 @@ def test_address_book_nights(book, slapd, ews_server):
     assert ews_server.item_dict(mine)["DisplayName"] == "My Plumber"
     assert ews_server.item_dict(mine)["extended"] == {}
     assert hand in ews_server.items
+
+
+def test_lost_state_does_not_duplicate(book, slapd, ews_server, tmp_path):
+    slapd.add(person_ldif("jdoe", "John", "Doe") + "\n" + person_ldif("asmith", "Anna", "Smith"))
+    rep = run_job(book, "people")
+    assert rep.status == "ok" and rep.counts["created"] == 2
+    before = {
+        d["DisplayName"]: d["_id"] for d in map(ews_server.item_dict, ews_server.items_in(FOLDER))
+    }
+    # The state store is lost (or the process died before its commit): every record is
+    # planned as a create again.
+    Path(book.state.url.removeprefix("sqlite:///")).unlink()
+    rep = run_job(book, "people")
+    assert rep.status == "ok", rep.error
+    assert rep.counts["created"] == 2
+    after = {
+        d["DisplayName"]: d["_id"] for d in map(ews_server.item_dict, ews_server.items_in(FOLDER))
+    }
+    assert after == before  # same two items, found by their key, no duplicates
