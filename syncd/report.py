@@ -35,6 +35,7 @@ CATEGORIES: dict[str, str] = {
     "re_enabled": "Returners (re-enabled)",
     "linked": "Linked to existing entries (correlated)",
     "updated": "Updated",
+    "up_to_date": "Already up to date (checked, nothing written)",
     "ambiguous": "Ambiguous (left alone)",
     "quarantined": "Quarantined (not applied)",
     "errors": "Errors (retried on the next run)",
@@ -68,6 +69,8 @@ def categorize(result: ActionResult) -> str:
         return "linked"  # first link of an existing entry (it may also have moved)
     if any(p.startswith("moved from") for p in parts):
         return "movers"
+    if "already up to date" in parts:
+        return "up_to_date"
     return "updated"
 
 

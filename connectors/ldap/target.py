@@ -559,6 +559,10 @@ class LdapTarget(Target):
             out.append(_Entry(item["dn"], attrs_out, tid))
         return out
 
+    def _writes(self) -> int:
+        ops = self.ops
+        return ops["add"] + ops["modify"] + ops["modify_dn"] + ops["delete"]
+
     def _write(
         self, op: str, dn: str, *args: Any, ok_codes: tuple[int, ...] = (), **kw: Any
     ) -> int:
@@ -859,6 +863,7 @@ class LdapTarget(Target):
         want_dn = self._dn_for(fields, disabled=not enable)
         details: list[str] = []
         old_dn: str | None = None
+        writes_before = self._writes()
         if entry is None:
             if action.kind is ActionKind.UPDATE and action.target_id:
                 details.append("recreated (the linked entry was gone)")
@@ -898,6 +903,8 @@ class LdapTarget(Target):
         self._dns[entry.target_id] = entry.dn
         if missing:
             details.append("reference(s) pending: " + ", ".join(sorted(missing)))
+        elif self._writes() == writes_before:
+            details.append("already up to date")
         result = ActionResult(
             action, ok=True, target_id=entry.target_id, detail="; ".join(details) or None
         )

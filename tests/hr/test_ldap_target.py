@@ -63,6 +63,7 @@ def test_update_writes_only_owned_attributes(slapd, root_pw_file, reader):
     t.ops.clear()
     [res3] = t.apply([update("1002", fields2, res.target_id)])
     assert res3.ok and t.ops["modify"] == 0 and t.ops["modify_dn"] == 0
+    assert res3.detail == "already up to date"
     # an owned attribute emptied by the record is removed
     t.apply([update("1002", dict(fields2, title=None), res.target_id)])
     assert "title" not in reader.one("(uid=max.power)").entry_attributes

@@ -27,6 +27,7 @@ def test_categories():
     assert categorize(result(U, "1", "linked uid=a,ou=x")) == "linked"
     assert categorize(result(U, "1", "linked uid=a,ou=x; moved from a to b")) == "linked"
     assert categorize(result(U, "1", None)) == "updated"
+    assert categorize(result(U, "1", "already up to date")) == "up_to_date"
     # an OU called "disabled" in a move is not a disable
     assert categorize(result(U, "1", "moved from uid=a,ou=disabled,dc=x to uid=a,ou=s")) == "movers"
     assert categorize(result(U, "1", ok=False, error="boom")) == "errors"
