@@ -368,6 +368,9 @@ def _print_status(data: list[dict[str, Any]]) -> None:
         if not job["runs"]:
             table.add_row("never run", "", "", "", "", "", "")
         console.print(table)
+        latest = job["runs"][0] if job["runs"] else None
+        for note in (latest or {}).get("notes") or []:
+            console.print(f"  note: {note}", markup=False, highlight=False)
         if job["quarantine"]:
             q = Table(
                 title=f"quarantined in {job['job']} ({len(job['quarantine'])})",
