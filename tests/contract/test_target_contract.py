@@ -17,7 +17,15 @@ from syncd.errors import ConnectionFailed, TargetError
 from tests.contract.harness import BAD_PASSWORD, REGISTRY, TargetHarness, fixture_name
 
 # Add your harness here (one line); define it in tests/servers/fixtures_<kind>.py.
-HARNESSES = ["sql-sqlite", "sql-postgres", "carddav", "carddav-v4", "ldap-openldap", "exchange"]
+HARNESSES = [
+    "sql-sqlite",
+    "sql-postgres",
+    "carddav",
+    "carddav-v4",
+    "ldap-openldap",
+    "exchange",
+    "ldap-samba",
+]
 
 
 def needs(*capabilities: str):
