@@ -42,7 +42,7 @@ from connectors.carddav import (  # noqa: E402
 )
 from connectors.carddav.dav import DavClient  # noqa: E402
 from syncd.contracts import Action, ActionKind, batched  # noqa: E402
-from tests.servers.radicale import Radicale, _wait_ready  # noqa: E402
+from tests.servers.radicale import Radicale  # noqa: E402
 from tests.servers.slapd import Slapd  # noqa: E402
 
 PEOPLE = "ou=people,dc=example,dc=com"
@@ -254,7 +254,6 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-carddav-") as tmp:
         work = Path(tmp)
         with Radicale(work / "radicale", fsync=args.fsync) as server:
-            _wait_ready(server)
             bench_target(server, work, args.count, photo, args.concurrency)
             bench_engine(server, work, args.count, photo, args.concurrency)
 
