@@ -236,3 +236,14 @@ def test_large_file_streams(tmp_path):
     read = source(f).read(None)
     count = sum(1 for _ in read.changes)
     assert count == 20000 and json.loads(read.outcome.cursor)["rows"] == 20000
+
+
+def test_crlf_line_ends_and_unchanged_file_note(tmp_path):
+    text = (HEADER + rows(2)).replace("\n", "\r\n")
+    f = write(tmp_path / "crlf.csv", text)
+    changes, first = read_all(source(f))
+    assert [c.source_id for c in changes] == ["1", "2"]
+    assert changes[1].attributes["mail"] == ["u2@example.com"]
+    _, second = read_all(source(f), first.cursor)
+    assert any("byte for byte" in n for n in second.notes)
+    assert not any("byte for byte" in n for n in first.notes)
