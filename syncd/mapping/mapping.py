@@ -343,7 +343,7 @@ class Mapping:
             else:
                 value = self._render(ref, f"field '{name}'", template_vars)  # type: ignore[arg-type]
                 value = self._shape(value, type_name, name)
-            if check and (value is None or value == "" or value == _EMPTY):
+            if check and (value is None or value == "" or value == _EMPTY or value == b""):
                 if name in self._defaults:
                     value = self._defaults[name]
                 else:

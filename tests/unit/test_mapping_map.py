@@ -599,3 +599,29 @@ def test_hostile_sizes_are_handled_in_linear_time():
     with pytest.raises(MappingError, match="too long for a phone number"):
         one("{{ v | phone }}", {"v": ["1" + spaces + "a"]})
     assert one("{{ v | first | length }}", {"v": ["{{" * 100_000]}) == 200_000
+
+
+def test_one_mapping_shared_by_threads_gives_the_same_records():
+    from concurrent.futures import ThreadPoolExecutor
+
+    m = Mapping.load(ROOT / "mappings" / "inventory-openldap-device.yaml")
+    changes = [
+        Change(
+            Op.UPSERT,
+            f"id-{i}",
+            f"cn=pc-{i},ou=devices,dc=example,dc=com",
+            {
+                "cn": [f"pc-{i}"],
+                "entryuuid": [f"u-{i}"],
+                "owner": [f"uid=user{i % 7},ou=people,dc=example,dc=com"],
+                "description": ["retired"] if i % 5 == 0 else [f"box {i}"],
+            },
+        )
+        for i in range(3000)
+    ]
+    expected = [m.map(c) for c in changes]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(m.map, changes))
+    assert got == expected
+    assert sum(r is None for r in got) == 600
+    assert got[1].fields["owner"] == "user1" and got[1].key == "u-1"
