@@ -183,6 +183,12 @@ class ExchangeTargetOptions(BaseModel):
         le=100,
         description="items per EWS request (Exchange's throttling policies favour <= 100)",
     )
+    inline_photos: bool = Field(
+        True,
+        description="send new contacts' photos inside CreateItem (one request per batch); "
+        "false: one CreateAttachment per new contact, as Outlook does. A server that "
+        "refuses inline photos switches this off by itself for the rest of the run",
+    )
     tag_property: str = Field(
         "syncd-key",
         min_length=1,

@@ -160,6 +160,7 @@ class ExchangeTarget(Target):
         self.item_cls = Contact if self.kind == "contact" else DistributionList
         self.tag = _tag_attribute(options.tag_property)
         self.photo_tag = _tag_attribute(PHOTO_PROPERTY)
+        self.inline_photos = options.inline_photos
         self.account: Any = None
         self.folder: Any = None
         self.sleep: Callable[[float], None] | None = None  # tests may shorten back-offs
@@ -389,27 +390,39 @@ class ExchangeTarget(Target):
     ) -> None:
         if not creates:
             return
-        acc = self.account
         for item_idx, item, photo in creates:
             setattr(item, self.tag, actions[item_idx].key)
-            if photo is not None:
+            if photo is not None and self.inline_photos:
                 setattr(item, self.photo_tag, _photo_hash(photo))
-        # Photos travel inline: keep each request's photo bytes bounded, as Exchange
-        # refuses requests above its EWS request size limit (64 MB by default).
-        for part in _by_payload(creates, self.batch_size, _MAX_REQUEST_PHOTO_BYTES):
-            items = [c[1] for c in part]
-            res = self._call(
-                f"CreateItem x{len(items)}",
-                lambda items=items: list(
-                    _CreateItem(account=acc, chunk_size=len(items)).call(
-                        items=items,
-                        folder=self.folder,
-                        message_disposition="SaveOnly",
-                        send_meeting_invitations="SendToNone",
-                    )
-                ),
-            )
-            for (i, _item, _photo), r in zip(part, res, strict=True):
+        later: list[tuple[int, _Found, bytes | None]] = []  # photos to attach afterwards
+        if not self.inline_photos:
+            for _i, item, _photo in creates:
+                item.attachments = []
+        # Inline photos: keep each request's photo bytes bounded, as Exchange refuses
+        # requests above its EWS request size limit (64 MB by default).
+        limit = _MAX_REQUEST_PHOTO_BYTES if self.inline_photos else 1 << 62
+        for part in _by_payload(creates, self.batch_size, limit):
+            try:
+                res = self._create_items([c[1] for c in part])
+            except TargetError as err:
+                if not (self.inline_photos and any(c[2] for c in part)):
+                    raise
+                if "ErrorSchemaValidation" not in str(err):
+                    raise
+                log.warning(
+                    "Exchange refused photos inside CreateItem (%s); attaching them one by "
+                    "one for the rest of this run (inline_photos: false avoids the try)",
+                    err,
+                )
+                self.inline_photos = False
+                for _i, item, _photo in part:
+                    item.attachments = []
+                    setattr(item, self.photo_tag, None)
+                res = self._create_items([c[1] for c in part])
+            res = self._retry_without_inline_photos(part, res)
+            for (i, item, photo), r in zip(part, res, strict=True):
+                if not isinstance(r, Exception) and photo is not None and not item.attachments:
+                    later.append((i, _Found(r.id, r.changekey, actions[i].key, self.kind), photo))
                 if isinstance(r, Exception):
                     results[i] = ActionResult(actions[i], False, error=_err(r))
                 else:
@@ -419,6 +432,50 @@ class ExchangeTarget(Target):
                         else None
                     )
                     results[i] = ActionResult(actions[i], True, target_id=r.id, detail=detail)
+        if later:
+            self._sync_photos(actions, later, results, new=True)
+
+    def _retry_without_inline_photos(
+        self, part: list[tuple[int, Any, bytes | None]], res: list[Any]
+    ) -> list[Any]:
+        """Items with an inline photo the server refused one by one: create them again
+        without it (the photo follows by CreateAttachment). If that works, the server
+        dislikes inline photos: stop sending them for this run."""
+        failed = [
+            k
+            for k, (c, r) in enumerate(zip(part, res, strict=True))
+            if isinstance(r, Exception) and c[1].attachments
+        ]
+        if not failed:
+            return res
+        for k in failed:
+            part[k][1].attachments = []
+            setattr(part[k][1], self.photo_tag, None)
+        again = self._create_items([part[k][1] for k in failed])
+        res = list(res)
+        for k, r in zip(failed, again, strict=True):
+            res[k] = r
+        if any(not isinstance(r, Exception) for r in again) and self.inline_photos:
+            log.warning(
+                "Exchange refused contacts with an inline photo but took them without; "
+                "attaching photos one by one for the rest of this run"
+            )
+            self.inline_photos = False
+        return res
+
+    def _create_items(self, items: list[Any]) -> list[Any]:
+        acc = self.account
+        return self._call(
+            f"CreateItem x{len(items)}",
+            lambda: list(
+                _CreateItem(account=acc, chunk_size=len(items)).call(
+                    items=items,
+                    folder=self.folder,
+                    message_disposition="SaveOnly",
+                    send_meeting_invitations="SendToNone",
+                )
+            ),
+        )
 
     def _do_updates(
         self,
@@ -513,25 +570,33 @@ class ExchangeTarget(Target):
         actions: Sequence[Action],
         jobs: list[tuple[int, _Found, bytes | None]],
         results: list[ActionResult | None],
+        *,
+        new: bool = False,
     ) -> None:
         """Replace the contact photo of these items: delete the old photo attachment(s),
-        attach the new one (if any)."""
+        attach the new one (if any). ``new``: items just created, without photo yet."""
         acc = self.account
         ids = [(found.id, found.changekey) for _i, found, _p in jobs]
-        got = self._call(
-            f"GetItem attachments x{len(ids)}",
-            lambda: list(
-                _GetItem(account=acc, chunk_size=self.batch_size).call(
-                    items=ids,
-                    additional_fields={
-                        FieldPath(field=Contact.get_field_by_fieldname("attachments"))
-                    },
-                    shape="IdOnly",
-                )
-            ),
+        got = (
+            [None] * len(jobs)
+            if new
+            else self._call(
+                f"GetItem attachments x{len(ids)}",
+                lambda: list(
+                    _GetItem(account=acc, chunk_size=self.batch_size).call(
+                        items=ids,
+                        additional_fields={
+                            FieldPath(field=Contact.get_field_by_fieldname("attachments"))
+                        },
+                        shape="IdOnly",
+                    )
+                ),
+            )
         )
         old = []
         for (i, _found, _photo), item in zip(jobs, got, strict=True):
+            if item is None:
+                continue
             if isinstance(item, Exception):
                 results[i] = ActionResult(actions[i], False, error=f"photo: {_err(item)}")
                 continue

@@ -486,3 +486,28 @@ def test_big_photos_are_spread_over_requests(ews_server, make_exchange_target, m
     assert ews_server.operations["CreateItem"] == 3  # 2 + 2 + 1 photos of 1000 bytes
     s = stored(ews_server)
     assert [s[f"k{n}"]["attachments"][0]["content"] for n in range(5)] == list(photos.values())
+
+
+@pytest.mark.parametrize("refusal", [None, "fault", "item"])
+def test_photos_by_create_attachment(ews_server, make_exchange_target, refusal):
+    """inline_photos: false, or a server refusing inline photos (fault or per item):
+    every photo still arrives, by one CreateAttachment per contact."""
+    import hashlib
+
+    ews_server.refuse_inline_attachments = refusal
+    t = make_exchange_target(inline_photos=refusal is not None)
+    t.open()
+    photos = {n: f"photo-{n}".encode() for n in range(3)}
+    res = t.apply(
+        [create(f"k{n}", **person(n, photo=photos[n])) for n in range(3)]
+        + [create("k9", **person(9))]
+    )
+    assert all(r.ok for r in res), [r.error for r in res]
+    assert t.inline_photos is False
+    s = stored(ews_server)
+    for n, photo in photos.items():
+        assert [a["content"] for a in s[f"k{n}"]["attachments"]] == [photo]
+        assert s[f"k{n}"]["extended"]["syncd-photo-sha256"] == hashlib.sha256(photo).hexdigest()
+    assert s["k9"]["attachments"] == []
+    assert ews_server.operations["CreateAttachment"] == 3
+    assert len(ews_server.items_in(FOLDER)) == 4  # nothing created twice

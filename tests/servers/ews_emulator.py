@@ -188,6 +188,10 @@ class EwsEmulator:
         self._conflict_left = 0
         self._ntlm_file: str | None = None
         self._in_cache: dict[Any, set[str]] = {}
+        self.refuse_inline_attachments: str | None = None
+        """None, "fault" (CreateItem with attachments inside an item gets a schema
+        validation fault) or "item" (that item alone is refused): to test a server that
+        only takes attachments through CreateAttachment."""
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._make_tree()
@@ -787,6 +791,20 @@ class EwsEmulator:
                     self._err(
                         "CreateItem",
                         _ItemError("ErrorInvalidOperation", f"emulator stores no {kind} items"),
+                    )
+                )
+                continue
+            if el.find(_t("Attachments")) is not None and self.refuse_inline_attachments:
+                if self.refuse_inline_attachments == "fault":
+                    raise _Fault(
+                        "ErrorSchemaValidation",
+                        "The request failed schema validation: The element 'Contact' has "
+                        "invalid child element 'Attachments'.",
+                    )
+                out.append(
+                    self._err(
+                        "CreateItem",
+                        _ItemError("ErrorInvalidPropertySet", "Attachments cannot be set here."),
                     )
                 )
                 continue
