@@ -193,6 +193,7 @@ class SqlSource(Source):
 
     def __init__(self, connection: SqlConnection, options: SqlSourceOptions, *, job: str):
         super().__init__(connection, options, job=job)
+        self.incremental = options.updated_column is not None  # type: ignore[misc]
         self.engine: Engine | None = None
         self._secret: str | None = None
 
