@@ -13,17 +13,23 @@ starts using a new operation fails loudly here instead of passing against a fake
 State lives in memory: a mailbox folder tree (root, msgfolderroot, contacts) and a public
 folder tree (publicfoldersroot), items (contacts, distribution lists) kept as the XML
 elements the client sent, each with an id and a change key, extended properties and
-attachments. Tests assert on this stored state (:meth:`EwsEmulator.items`,
+attachments. Tests assert on this stored state (:meth:`EwsEmulator.items_in`,
 :meth:`EwsEmulator.item_dict`), never on what the client believes.
 
 Authentication: HTTP Basic against one configured user/password, and NTLM through
-``pyspnego``'s acceptor (a real NTLM handshake, checked against the same password).
+``pyspnego``'s acceptor (a real NTLM handshake, checked against the same password; it
+reads its credentials from the file named by ``$NTLM_USER_FILE``, which the emulator
+sets for the test process). ``tls={"cert": .., "key": ..}`` serves https.
+Counters: :attr:`~EwsEmulator.http_requests` (every HTTP request) and
+:attr:`~EwsEmulator.operations` (authenticated SOAP requests by operation).
 
 Fault injection (each for the next N requests or item changes):
 :meth:`~EwsEmulator.inject_busy` (HTTP 500 + ``ErrorServerBusy`` fault with
 ``BackOffMilliseconds``), :meth:`~EwsEmulator.inject_unauthorized` (HTTP 401),
 :meth:`~EwsEmulator.inject_conflict` (``ErrorIrresolvableConflict`` per item change).
 A stale ChangeKey with ``ConflictResolution="NeverOverwrite"`` is a conflict too.
+:attr:`~EwsEmulator.refuse_inline_attachments` makes CreateItem refuse items that carry
+attachments inline.
 """
 
 from __future__ import annotations
