@@ -411,3 +411,16 @@ def test_dn_parsing_and_option_checks():
         default_options(directory="ad", disabled_ou=None, disabled_attributes={})
     )
     assert ad.key_attr == "employeeID" and ad.id_attr == "objectGUID"
+
+
+def test_lost_connection_is_a_target_error(slapd, root_pw_file):
+    from syncd.errors import TargetError
+
+    t = make_target(slapd, root_pw_file)
+    [ok] = t.apply([create("9001", person("9001", "Lo", "St"))])
+    assert ok.ok
+    slapd.stop()
+    with pytest.raises(TargetError, match="connection lost"):
+        t.apply([create("9002", person("9002", "Ne", "Ver"))])
+    t.close()
+    t.close()  # safe twice
