@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import nodes
+from jinja2.exceptions import TemplateError
 from jinja2.runtime import Context
 from jinja2.sandbox import SecurityError
 
@@ -152,7 +153,20 @@ class Mapping:
         spec, problems = parse_mapping(text, source, env)
         if problems or spec is None:
             raise ConfigError(problems or [f"{source}:1: unusable mapping"])
-        return cls(spec, env)
+        try:
+            mapping = cls(spec, env)
+        except TemplateError as err:
+            # Every expression compiled on its own in the loader; this would be a bug
+            # in how they are combined, still reported as a config problem.
+            raise ConfigError(f"{source}:1: cannot compile the mapping: {err}") from err
+        log.debug(
+            "mapping %s: %d fields, %d expressions in one program, %d text templates",
+            source,
+            len(mapping.field_names),
+            len(mapping._slots),
+            len(mapping._templates),
+        )
+        return mapping
 
     @classmethod
     def validate_text(cls, text: str, source: str = "<mapping>") -> list[str]:
