@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from syncd import locks, scheduling
-from syncd.errors import Busy, ConfigError, GateStopped, UserError
+from syncd.errors import Busy, ConfigError, ConnectionFailed, GateStopped, UserError
 from syncd.notify import Notifier
 
 log = logging.getLogger(__name__)
@@ -112,32 +112,39 @@ class Daemon:
         locks.set_node_name(node)
         self.store = self.cfg.open_state()
         try:
-            self.store.runs(limit=1)  # the store answers a query, not just a connect
+            try:
+                self.store.runs(limit=1)  # the store answers a query, not just a connect
+            except Exception as err:
+                raise ConnectionFailed(
+                    f"state store {self.store.url}: {_first_line(err)}"
+                ) from None
             with locks.daemon_lock(self.store, node=node):
                 return self._serve()
         finally:
             self.store.close()
 
     def _serve(self) -> int:
-        from syncd.metrics import HealthServer, Metrics
+        from syncd.metrics import Metrics
 
         cfg = self.cfg
         wd = self.notifier.watchdog_interval()
         self._heartbeat_interval = wd if wd else DEFAULT_HEARTBEAT
-        workers = max(1, len(scheduling.scheduled_jobs(cfg)))
+        # Worker threads are started on demand, so a generous pool costs nothing and leaves
+        # room for jobs a reload adds (each job runs at most once at a time anyway).
+        workers = max(16, 2 * len(cfg.jobs))
         self.scheduler = scheduling.JobScheduler(
-            self._run_tick, self._heartbeat, self._heartbeat_interval, workers=max(4, workers)
+            self._run_tick, self._heartbeat, self._heartbeat_interval, workers=workers
         )
         self.metrics = Metrics(cfg.daemon.node, self.store, self.scheduler.next_run_times)
         self.metrics.known_jobs(sorted(cfg.jobs))
-        if cfg.daemon.listen:
-            self.http = HealthServer(
-                cfg.daemon.listen, self.metrics.registry, live=self.liveness, ready=self.readiness
-            )
-            self.http.start()
-        names = self.scheduler.apply(cfg)
         old_handlers = self._install_signals() if self.install_signals else {}
         try:
+            if cfg.daemon.listen:
+                self.http = _health_server(
+                    cfg, self.metrics.registry, self.liveness, self.readiness
+                )
+                self.http.start()
+            names = self.scheduler.apply(cfg)
             self.scheduler.start()
             self._ready = True
             summary = (
@@ -149,7 +156,10 @@ class Daemon:
             self.notifier.ready(status=summary)
             code = self._main_loop()
         finally:
-            self._shutdown()
+            if self._ready or self.scheduler.running:
+                self._shutdown()
+            elif self.http is not None:
+                self.http.close()
             for sig, handler in old_handlers.items():
                 signal.signal(sig, handler)
         return code
@@ -321,7 +331,12 @@ class Daemon:
 
     def _recent_run(self, job: str, window: float) -> Any:
         """The newest run of ``job`` if it started less than ``window`` seconds ago."""
-        runs = self.store.runs(job, limit=1)
+        import sqlalchemy as sa
+
+        try:
+            runs = self.store.runs(job, limit=1)
+        except sa.exc.SQLAlchemyError as err:
+            raise ConnectionFailed(f"state store {self.store.url}: {_first_line(err)}") from None
         if not runs:
             return None
         started = runs[0].started
@@ -374,6 +389,26 @@ class Daemon:
             ok, why = _store_answers(self.store)
             self._store_ok = (time.monotonic(), ok, why)
         return ok, why
+
+
+def _health_server(cfg: Any, registry: Any, live: Any, ready: Any) -> Any:
+    """The /metrics + health server on daemon.listen. Raises ConfigError if it cannot."""
+    from syncd.metrics import HealthServer
+
+    try:
+        return HealthServer(cfg.daemon.listen, registry, live=live, ready=ready)
+    except ValueError as err:
+        raise ConfigError(f"{cfg.path}: daemon.{err}") from None
+    except OSError as err:
+        raise ConfigError(
+            f"{cfg.path}: daemon.listen {cfg.daemon.listen}: cannot listen there: "
+            f"{err.strerror or err}"
+        ) from None
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def _store_answers(store: Any) -> tuple[bool, str]:

@@ -216,7 +216,8 @@ def _pg_acquire(store: Any, job: str, *, wait: bool, node: str) -> _PgLock:
     cargs, cparams = engine.dialect.create_connect_args(engine.url)
     params = {**cparams, **_PG_KEEPALIVE, "application_name": f"syncd:{node}"[:63]}
     try:
-        conn = engine.dialect.dbapi.connect(*cargs, **params)
+        dbapi = getattr(engine.dialect, "loaded_dbapi", None) or engine.dialect.dbapi
+        conn = dbapi.connect(*cargs, **params)
     except Exception as err:
         raise ConnectionFailed(
             f"cannot reach the PostgreSQL state store for the lock of job {job}: {_first_line(err)}"

@@ -160,3 +160,19 @@ def test_broken_config_at_start_lists_problems_and_exits_2(tmp_path):
     result = subprocess.run(syncd_cmd(config, "daemon"), capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "bogus" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_metrics_port_in_use_is_a_clear_startup_error(tmp_path):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        config = _config(tmp_path, port)
+        result = subprocess.run(
+            syncd_cmd(config, "daemon"), capture_output=True, text=True, timeout=60
+        )
+    assert result.returncode == 2, result.stderr
+    assert f"daemon.listen 127.0.0.1:{port}: cannot listen there" in result.stderr
+    assert "Traceback" not in result.stderr
