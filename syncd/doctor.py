@@ -564,7 +564,15 @@ def connector_checks(cfg: Any, conn: Any) -> list[Finding]:
                     "" if res.ok else _better_hint(res, conn),
                 )
             )
-    return out
+    # A connection used both as a source and as a target is checked twice; the same
+    # answer twice says nothing new.
+    unique: list[Finding] = []
+    seen: set[tuple[str, str, str]] = set()
+    for f in out:
+        if (f.check, f.status, f.detail) not in seen:
+            seen.add((f.check, f.status, f.detail))
+            unique.append(f)
+    return unique
 
 
 def _better_hint(res: CheckResult, conn: Any) -> str:
