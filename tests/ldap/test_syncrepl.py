@@ -279,3 +279,38 @@ def test_connection_lost_mid_refresh_is_a_failed_read(tmp_path, root_pw_file):
         with pytest.raises(SourceError, match=r"lost|closed"):
             list(read.changes)
         assert read.outcome is None
+
+
+class ReloadHintSlapd(Slapd):
+    """syncprov with reload hints: a stale cookie is answered e-syncRefreshRequired."""
+
+    def setup(self):
+        super().setup()
+        text = self.conf.read_text().replace(
+            "syncprov-checkpoint 100 10", "syncprov-checkpoint 100 10\nsyncprov-reloadhint TRUE"
+        )
+        self.conf.write_text(text)
+
+
+def test_refresh_required_falls_back_to_a_full_refresh(tmp_path, root_pw_file):
+    with ReloadHintSlapd(tmp_path / "slapd", ldif=people_ldif(20)) as server:
+        source = syncrepl_source(server, root_pw_file)
+        first, read = read_all(source)
+        ids = {c.dn: c.source_id for c in first}
+        server.delete(f"uid=p000004,{PEOPLE}")
+        stale = cursor_with_cookie(
+            read.outcome.cursor, b"rid=000,csn=20200101000000.000000Z#000000#000#000000"
+        )
+        changes, read2 = read_all(source, stale)
+        out = read2.outcome
+        assert out.complete is True
+        assert any("e-syncRefreshRequired" in n and "full refresh" in n for n in out.notes)
+        listed = {c.source_id for c in changes if c.op is Op.UPSERT}
+        assert listed == set(ids.values()) - {ids[f"uid=p000004,{PEOPLE}"]}
+        # The fresh cookie works incrementally again.
+        server.delete(f"uid=p000005,{PEOPLE}")
+        changes3, read3 = read_all(source, out.cursor)
+        assert [(c.op, c.source_id) for c in changes3] == [
+            (Op.DELETE, ids[f"uid=p000005,{PEOPLE}"])
+        ]
+        assert read3.outcome.complete is False
