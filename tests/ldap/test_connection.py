@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -291,3 +292,46 @@ def test_is_loopback():
     assert is_loopback("localhost") and is_loopback("[::1]")
     assert not is_loopback("192.0.2.2") and not is_loopback("ldap.example.com")
     assert not is_loopback("localhost.example.com")
+
+
+class SelfSignedSlapd(Slapd):
+    """A TLS slapd whose certificate is its own issuer (no CA)."""
+
+    def _make_tls(self):
+        d = self.dir / "tls"
+        d.mkdir(parents=True, exist_ok=True)
+        key, cert = d / "self.key", d / "self.pem"
+        subprocess.run(
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=127.0.0.1",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1",
+                "-keyout",
+                str(key),
+                "-out",
+                str(cert),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        key.chmod(0o644)
+        self.ca_file = str(cert)
+        return {"ca": str(cert), "cert": str(cert), "key": str(key)}
+
+
+def test_self_signed_certificate_is_refused_unless_pinned(tmp_path, root_pw_file):
+    with SelfSignedSlapd(tmp_path / "slapd", tls=True) as s:
+        with pytest.raises(ConnectionFailed, match="self-signed certificate"):
+            connect(conn_cfg(s, root_pw_file, url=s.ldaps_url))
+        # Trusting exactly that certificate (ca_file) is an explicit, verified choice.
+        conn = connect(conn_cfg(s, root_pw_file, url=s.ldaps_url, ca_file=s.ca_file))
+        assert whoami(conn) == f"dn:{s.root_dn}"
