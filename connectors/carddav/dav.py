@@ -410,32 +410,51 @@ class DavClient:
 
     def list_etags(self, book: str) -> tuple[dict[str, str | None], str | None, str]:
         """Every member resource of the address book: {name: etag}, the sync-token and the
-        method used ("sync-collection" or "propfind")."""
-        resp = self.request("REPORT", book, body=_SYNC_BODY, headers={"Depth": "1"})
+        method used ("sync-collection" or "propfind"). A truncated sync-collection answer
+        (507 on the collection, RFC 6578 section 3.6) is continued from its token."""
+        base = unquote(urlsplit(book).path).rstrip("/")
+        out: dict[str, str | None] = {}
+        token: str | None = None
         method = "sync-collection"
-        token = None
-        if resp.status_code == 207:
+        for _ in range(1000):  # each round returns at least one change; 1000 is a guard
+            body = (
+                _SYNC_BODY.replace(
+                    "<d:sync-token/>", f"<d:sync-token>{xml_escape(token)}</d:sync-token>"
+                )
+                if token
+                else _SYNC_BODY
+            )
+            resp = self.request("REPORT", book, body=body, headers={"Depth": "1"})
+            if resp.status_code in (400, 403, 405, 409, 415, 501) and token is None:
+                log.debug("sync-collection refused (%s): listing with PROPFIND", _short(resp))
+                items = self.propfind(book, _ETAG_PROPS, 1) or []
+                self._merge(out, items, base)
+                return out, None, "propfind"
+            if resp.status_code != 207:
+                raise TargetError(f"listing {unquote(urlsplit(book).path)}: {_short(resp)}")
             try:
                 items, token = parse_multistatus(resp.content)
             except ValueError as err:
                 raise TargetError(f"REPORT sync-collection: {err}") from None
-        elif resp.status_code in (400, 403, 405, 409, 415, 501):
-            log.debug("sync-collection refused (%s): listing with PROPFIND", _short(resp))
-            method = "propfind"
-            items = self.propfind(book, _ETAG_PROPS, 1) or []
-        else:
-            raise TargetError(f"listing {unquote(urlsplit(book).path)}: {_short(resp)}")
-        base = unquote(urlsplit(book).path).rstrip("/")
-        out: dict[str, str | None] = {}
+            self._merge(out, items, base)
+            truncated = any(i.status == 507 and i.path.rstrip("/") == base for i in items)
+            if not truncated or not token:
+                return out, token, method
+        raise TargetError(f"listing {unquote(urlsplit(book).path)}: the server never finished")
+
+    @staticmethod
+    def _merge(out: dict[str, str | None], items: list[DavResponse], base: str) -> None:
         for item in items:
             path = item.path
-            if path.rstrip("/") == base or item.status == 404 or item.is_collection():
+            if path.rstrip("/") == base or item.is_collection():
                 continue
             parent, _, name = path.rpartition("/")
             if parent != base or not name:
                 continue
-            out[name] = item.text(DAV, "getetag")
-        return out, token, method
+            if item.status == 404:
+                out.pop(name, None)  # removed since the token
+            else:
+                out[name] = item.text(DAV, "getetag")
 
     def multiget(self, book: str, names: list[str]) -> dict[str, tuple[str, str | None]]:
         """{name: (vCard text, etag)} for the cards that exist among ``names``, by
