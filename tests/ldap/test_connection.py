@@ -335,3 +335,22 @@ def test_self_signed_certificate_is_refused_unless_pinned(tmp_path, root_pw_file
         # Trusting exactly that certificate (ca_file) is an explicit, verified choice.
         conn = connect(conn_cfg(s, root_pw_file, url=s.ldaps_url, ca_file=s.ca_file))
         assert whoami(conn) == f"dn:{s.root_dn}"
+
+
+@pytest.mark.parametrize("start_tls", [False, True])
+def test_silent_server_times_out(root_pw_file, start_tls):
+    with socket.socket() as silent:  # accepts (backlog) and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(5)
+        url = f"ldap://127.0.0.1:{silent.getsockname()[1]}"
+        cfg = LdapConnection(
+            url=url,
+            bind_dn="cn=admin,dc=example,dc=com",
+            password={"file": str(root_pw_file)},
+            start_tls=start_tls,
+            timeout=1,
+        )
+        started = time.monotonic()
+        with pytest.raises(ConnectionFailed, match="timed out"):
+            connect(cfg)
+        assert time.monotonic() - started < 5
