@@ -394,3 +394,21 @@ def test_auto_with_a_custom_id_does_not_use_syncrepl(slapd, root_pw_file):
     assert sorted(c.source_id for c in changes) == ["p000000", "p000001"]
     with pytest.raises(SourceError, match="Active Directory only"):
         make_source(slapd, root_pw_file, changes="usn").read(None)
+
+
+def test_server_hanging_mid_read_times_out(slapd1200, root_pw_file):
+    import signal
+
+    source = make_source(
+        slapd1200, root_pw_file, changes="full", page_size=100, conn_kw={"timeout": 1}
+    )
+    read = source.read(None)
+    for _ in range(100):  # the whole first page
+        next(read.changes)
+    slapd1200.proc.send_signal(signal.SIGSTOP)
+    try:
+        with pytest.raises(SourceError, match="no answer from the LDAP server"):
+            list(read.changes)
+    finally:
+        slapd1200.proc.send_signal(signal.SIGCONT)
+    assert read.outcome is None
