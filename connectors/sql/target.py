@@ -333,10 +333,22 @@ class SqlTarget(Target):
             needed.append(o.deleted_column)
         missing = sorted({c for c in needed if c not in table.c and c != o.key_column})
         if missing:
-            raise TargetError(
-                f"{self.describe()}: column{'s' if len(missing) > 1 else ''} "
-                f"{', '.join(repr(c) for c in missing)} missing from the table"
-            )
+            raise self._missing_columns(missing)
+
+    def _missing_columns(self, missing: Sequence[str]) -> TargetError:
+        """The error for columns the table lacks, with the statement that adds them
+        (syncd never alters an existing table itself)."""
+        o = self.options
+        name = f"{o.db_schema}.{o.table}" if o.db_schema else o.table
+        adds = "; ".join(
+            f"ALTER TABLE {name} ADD COLUMN {c} {'TIMESTAMP' if c == o.deleted_column else 'TEXT'}"
+            for c in missing
+        )
+        return TargetError(
+            f"{self.describe()}: column{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(repr(c) for c in missing)} missing from the table "
+            f"(add with: {adds})"
+        )
 
     def _key_is_unique(self, table: Table) -> bool:
         key = self.options.key_column
@@ -451,10 +463,7 @@ class SqlTarget(Target):
                     continue
                 layout.append((fld, col, self._kinds[col]))
             if missing:
-                raise TargetError(
-                    f"{self.describe()}: column{'s' if len(missing) > 1 else ''} "
-                    f"{', '.join(repr(c) for c in sorted(missing))} missing from the table"
-                )
+                raise self._missing_columns(sorted(missing))
             self._layouts[names] = layout
         return layout
 

@@ -298,3 +298,26 @@ def test_no_right_to_create_the_table(pg_db, postgres_server, monkeypatch):
     with pytest.raises(TargetError, match="permission denied"):
         t.open()
     t.close()
+
+
+def test_missing_column_message_says_how_to_add_it(db):
+    db.sql("CREATE TABLE hosts (key TEXT PRIMARY KEY, name TEXT)")
+    t = target(db, table="hosts")
+    try:
+        with pytest.raises(TargetError) as err:
+            t.apply([create("h1", name="one", serial="S1", site="Paris")])
+    finally:
+        t.close()
+    msg = str(err.value)
+    assert "columns 'serial', 'site' missing" in msg
+    advice = msg.split("(add with: ", 1)[1].rstrip(")")
+    assert (
+        advice == "ALTER TABLE hosts ADD COLUMN serial TEXT; ALTER TABLE hosts ADD COLUMN site TEXT"
+    )
+    for statement in advice.split("; "):  # the advice works as given
+        db.sql(statement)
+    t = target(db, table="hosts")
+    try:
+        assert t.apply([create("h1", name="one", serial="S1", site="Paris")])[0].ok
+    finally:
+        t.close()
