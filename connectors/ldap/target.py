@@ -256,6 +256,11 @@ class LdapTargetOptions(BaseModel):
         "cn={name},<group_base>",
     )
     member_attribute: str = Field("member", description="group attribute holding member DNs")
+    disabled_groups: Literal["keep", "remove"] = Field(
+        "keep",
+        description="managed-group memberships of a disabled entry: keep them, or remove "
+        "them (a returner gets the record's groups back)",
+    )
     create_missing_ous: bool = Field(
         True, description="create missing organizationalUnit parents (inside base) on demand"
     )
@@ -883,8 +888,9 @@ class LdapTarget(Target):
             elif not was_disabled and not enable:
                 details.append("disabled")
         groups_field = next((k for k in fields if k.lower() == "groups"), None)
+        remove_all = o.disabled_groups == "remove" and not enable
         sync_groups = (
-            groups_field is not None
+            (groups_field is not None or remove_all)
             and self._groups_managed()
             and (
                 moved_or_new
@@ -896,7 +902,7 @@ class LdapTarget(Target):
         # OpenLDAP keeps a renamed member's old DN in groups (AD follows the rename).
         stale_dn = old_dn if moved_or_new and old_dn and o.directory != "ad" else None
         if sync_groups:
-            wanted = _as_values(fields[groups_field])  # type: ignore[index]
+            wanted = [] if remove_all else _as_values(fields[groups_field])  # type: ignore[index]
             self._sync_groups(entry.dn, wanted, details, old_dn=stale_dn)
         elif stale_dn:
             self._rewrite_memberships(stale_dn, entry.dn)
@@ -1094,13 +1100,20 @@ class LdapTarget(Target):
         details: list[str] = []
         move_needed = bool(o.disabled_ou) and not dn_within(entry.dn, o.disabled_ou or "")
         marks_needed = o.on_delete == "disable" and bool(self._state_changes(entry, False, {}))
-        if not move_needed and not marks_needed:
+        remove_groups = o.disabled_groups == "remove" and self._groups_managed()
+        groups_left = remove_groups and bool(self._groups_with(entry.dn))
+        if not move_needed and not marks_needed and not groups_left:
             return ActionResult(action, ok=True, detail="already disabled")
         old_dn = entry.dn
+        moved = False
         if o.disabled_ou:
             want = build_dn(parse_dn(entry.dn)[:1]) + "," + o.disabled_ou
-            if self._move(entry, want, details) and o.directory != "ad":
-                self._rewrite_memberships(old_dn, entry.dn)
+            moved = self._move(entry, want, details)
+        stale = old_dn if moved and o.directory != "ad" else None
+        if remove_groups:
+            self._sync_groups(entry.dn, [], details, old_dn=stale)
+        elif stale:
+            self._rewrite_memberships(stale, entry.dn)
         if o.on_delete == "disable":
             changes = self._state_changes(entry, False, {})
             if changes:

@@ -424,3 +424,26 @@ def test_lost_connection_is_a_target_error(slapd, root_pw_file):
         t.apply([create("9002", person("9002", "Ne", "Ver"))])
     t.close()
     t.close()  # safe twice
+
+
+def test_disabled_groups_remove(slapd, root_pw_file, reader):
+    sales = f"cn=sales,{GROUPS}"
+    add_groups(slapd, sales)
+    t = make_target(slapd, root_pw_file, disabled_groups="remove")
+    fields = person("9101", "Rem", "Oved", groups=["sales"])
+    [res] = t.apply([create("9101", fields)])
+    assert res.ok, res.error
+    assert reader.one("(uid=rem.oved)").entry_dn.lower() in reader.members(sales)
+    [gone] = t.apply([delete("9101", res.target_id)])
+    assert gone.ok and gone.detail.startswith("disabled") and "removed from" in gone.detail
+    assert reader.members(sales) == ["cn=nobody,dc=example,dc=com"]  # no stale DN either
+    [back] = t.apply([create("9101", fields)])
+    assert back.ok and "re-enabled" in back.detail
+    assert reader.one("(uid=rem.oved)").entry_dn.lower() in reader.members(sales)
+    # an end date (enabled: false) removes them too; a future joiner gets no groups
+    [ended] = t.apply([update("9101", dict(fields, enabled=False), res.target_id, ["enabled"])])
+    assert ended.ok and "removed from" in ended.detail
+    [future] = t.apply(
+        [create("9102", person("9102", "Fu", "Ture", groups=["sales"], enabled=False))]
+    )
+    assert future.ok and reader.members(sales) == ["cn=nobody,dc=example,dc=com"]
