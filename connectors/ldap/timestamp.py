@@ -18,7 +18,8 @@ from datetime import UTC, datetime, timedelta
 
 from syncd.contracts import Change
 
-SEEN_LIMIT = 10000
+SEEN_LIMIT = 2000
+"""At most this many ids are remembered for de-duplication (about 150 kB of cursor)."""
 _GT = re.compile(r"^(\d{14})(?:[.,]\d+)?(Z|[+-]\d{4})?$")
 
 
@@ -98,10 +99,11 @@ class Watermark:
         limit = format_generalized_time(self.newest - self.overlap)
         self.window = {k: v for k, v in self.window.items() if v >= limit}
 
-    def seen(self, limit: int = SEEN_LIMIT) -> dict[str, str]:
+    def seen(self, limit: int | None = None) -> dict[str, str]:
         """The ids (and "timestamp:digest") inside the final overlap window, for the
         cursor. Empty when more than ``limit`` (e.g. a bulk load within one second):
         the cursor stays small and those entries are merely delivered again."""
+        limit = SEEN_LIMIT if limit is None else limit
         if self.newest is not None:
             self._prune()
         return dict(self.window) if len(self.window) <= limit else {}

@@ -108,3 +108,20 @@ def test_generalized_time_helpers():
     assert parse_generalized_time(b"20261128021736+0200") == t
     assert parse_generalized_time("yesterday") is None
     assert since_filter("(uid=a)", t) == "(&(uid=a)(modifyTimestamp>=20261128001736Z))"
+
+
+def test_seen_window_is_bounded(tmp_path, root_pw_file):
+    from connectors.ldap import timestamp
+
+    with Slapd(tmp_path / "slapd", ldif=people_ldif(30)) as server:
+        source = ts_source(server, root_pw_file)
+        old = timestamp.SEEN_LIMIT
+        timestamp.SEEN_LIMIT = 10
+        try:
+            _, read = read_all(source)
+        finally:
+            timestamp.SEEN_LIMIT = old
+        assert json.loads(read.outcome.cursor)["seen"] == {}
+        # Without de-duplication data the overlap re-delivers; nothing is lost.
+        again, _ = read_all(source, read.outcome.cursor)
+        assert len(again) == 30
