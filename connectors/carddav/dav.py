@@ -77,6 +77,15 @@ class DavResponse:
         return rt is not None and rt.find(_tag(DAV, "collection")) is not None
 
 
+def strong_etag(tag: str | None) -> str | None:
+    """The ETag if it can be used in If-Match; None for a missing or weak one (``W/``:
+    If-Match compares strongly, so a weak ETag would never match)."""
+    if not tag:
+        return None
+    tag = tag.strip()
+    return None if tag.startswith("W/") else tag
+
+
 def _status_code(text: str | None) -> int | None:
     # "HTTP/1.1 404 Not Found"
     if not text:
@@ -454,7 +463,7 @@ class DavClient:
             if item.status == 404:
                 out.pop(name, None)  # removed since the token
             else:
-                out[name] = item.text(DAV, "getetag")
+                out[name] = strong_etag(item.text(DAV, "getetag"))
 
     def multiget(self, book: str, names: list[str]) -> dict[str, tuple[str, str | None]]:
         """{name: (vCard text, etag)} for the cards that exist among ``names``, by
@@ -478,7 +487,8 @@ class DavClient:
             for item in items:
                 data = item.text(CARD, "address-data")
                 if data:
-                    out[item.path.rpartition("/")[2]] = (data, item.text(DAV, "getetag"))
+                    etag = strong_etag(item.text(DAV, "getetag"))
+                    out[item.path.rpartition("/")[2]] = (data, etag)
         return out
 
     def get(self, url: str) -> tuple[str, str | None] | None:
@@ -488,7 +498,7 @@ class DavClient:
             return None
         if resp.status_code != 200:
             raise TargetError(f"GET {unquote(urlsplit(url).path)}: {_short(resp)}")
-        return resp.text, resp.headers.get("etag")
+        return resp.text, strong_etag(resp.headers.get("etag"))
 
     def put(
         self, url: str, body: str, *, if_match: str | None = None, create_only: bool = False

@@ -35,7 +35,7 @@ from urllib.parse import unquote, urljoin, urlsplit
 
 from connectors.carddav import vcard
 from connectors.carddav.config import CardDavConnection, CardDavTargetOptions
-from connectors.carddav.dav import DavClient, short_status
+from connectors.carddav.dav import DavClient, short_status, strong_etag
 from syncd.contracts import Action, ActionKind, ActionResult, CheckResult, Target
 from syncd.errors import ConnectionFailed, SecretError, TargetError
 
@@ -60,8 +60,7 @@ class _Work:
 
 
 def _etag(resp: Any) -> str | None:
-    tag = resp.headers.get("etag")
-    return tag.strip() if tag else None
+    return strong_etag(resp.headers.get("etag"))
 
 
 class CardDavTarget(Target):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from connectors.carddav.dav import DavClient, parse_multistatus
+from connectors.carddav.dav import DavClient, parse_multistatus, strong_etag
 
 FIRST = b"""<?xml version="1.0"?>
 <d:multistatus xmlns:d="DAV:">
@@ -52,3 +52,8 @@ def test_hostile_xml_is_refused():
         parse_multistatus(b"<html/>")
     with pytest.raises(ValueError, match="does not parse"):
         parse_multistatus(b"<d:multistatus")
+
+
+def test_weak_etags_are_not_used_for_if_match():
+    assert strong_etag(' "abc" ') == '"abc"'
+    assert strong_etag('W/"abc"') is None and strong_etag(None) is None
