@@ -158,6 +158,7 @@ class LdapSource(Source):
     def __init__(self, connection: LdapConnection, options: LdapSourceOptions, *, job: str):
         super().__init__(connection, options, job=job)
         self._conn: ldap3.Connection | None = None
+        self._paging = True
         self.binary = BINARY_ATTRIBUTES | {a.lower() for a in options.binary_attributes}
 
     # ----------------------------------------------------------------- helpers
@@ -247,6 +248,9 @@ class LdapSource(Source):
             raise
         server = server_identity(conn)
         id_attr = self.id_attribute(root)
+        self._paging = root.supports_paging
+        if not self._paging:
+            notes.append("the server does not offer paged results: one plain search")
         if method == "syncrepl" and id_attr != "entryuuid":
             self.close()
             raise SourceError("syncrepl reports entries by entryUUID: set id_attribute: auto")
@@ -337,6 +341,7 @@ class LdapSource(Source):
             self.options.scope,
             requested,
             page_size=self.page_size,
+            paged=self._paging,
         )
 
     def _changes(

@@ -449,13 +449,17 @@ def paged_search(
     page_size: int,
     extra_controls: Sequence[Control] = (),
     what: str = "search",
+    paged: bool = True,
 ) -> Iterator[Entry]:
     """All entries of a paged search, page by page; raises SourceError unless the whole
-    result was read (limit hit, base missing, connection lost: never a short read)."""
+    result was read (limit hit, base missing, connection lost: never a short read).
+    ``paged=False`` (a server without RFC 2696) sends one plain search instead."""
     cookie = b""
     read = 0
     while True:
-        controls = [*extra_controls, paged_control(page_size, cookie)]
+        controls = list(extra_controls)
+        if paged:
+            controls.append(paged_control(page_size, cookie))
         done: Done | None = None
         for msg in search(conn, base, filter, scope, attributes, controls):
             if isinstance(msg, Entry):
@@ -473,6 +477,6 @@ def paged_search(
         assert done is not None
         if done.code != SUCCESS:
             raise result_error(done, base, read, what=what)
-        cookie = paged_cookie(done)
+        cookie = paged_cookie(done) if paged else None
         if not cookie:
             return

@@ -412,3 +412,34 @@ def test_server_hanging_mid_read_times_out(slapd1200, root_pw_file):
     finally:
         slapd1200.proc.send_signal(signal.SIGCONT)
     assert read.outcome is None
+
+
+def test_plain_search_without_paging(slapd1200, root_pw_file):
+    source = make_source(slapd1200, root_pw_file)
+    conn = source._open()
+    try:
+        entries = list(
+            wire.paged_search(
+                conn,
+                PEOPLE,
+                "(objectClass=inetOrgPerson)",
+                "sub",
+                ["uid"],
+                page_size=100,
+                paged=False,
+            )
+        )
+    finally:
+        source.close()
+    assert len(entries) == 1200  # the root DN has no size limit: one search, all entries
+    anonymous = make_source(slapd1200, None)
+    conn = anonymous._open()
+    try:
+        with pytest.raises(SourceError, match="size limit after 500"):
+            list(
+                wire.paged_search(
+                    conn, PEOPLE, "(objectClass=*)", "sub", ["uid"], page_size=100, paged=False
+                )
+            )
+    finally:
+        anonymous.close()
