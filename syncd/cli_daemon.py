@@ -42,7 +42,7 @@ def _exit(code: int) -> None:
 @click.option("--node", metavar="NAME", help="this node's name (overrides daemon.node)")
 @click.pass_context
 def daemon_command(ctx: click.Context, node: str | None) -> None:
-    """Run every job on its schedule until SIGTERM (systemd Type=notify service).
+    """Run every job on its schedule (the systemd service).
 
     SIGHUP reloads the config (a broken config keeps the running one). SIGTERM finishes
     the batch in flight, commits, and exits 0.
@@ -69,10 +69,11 @@ def daemon_command(ctx: click.Context, node: str | None) -> None:
 def doctor_command(
     ctx: click.Context, connection: str | None, timeout: float, as_json: bool
 ) -> None:
-    """Check connections like an administrator would: DNS, TCP, StartTLS, TLS and the
-    certificate, bind, base DN, paging and change-tracking controls, target access.
+    """Check connections the way an administrator would.
 
-    Checks CONNECTION, or every connection and the state store. Exits 1 if a check
+    Name resolution, TCP reach, StartTLS, TLS and the certificate, bind, base DN, paging
+    and change-tracking controls, target access. Checks CONNECTION, or every connection
+    and the state store. Exits 1 if a check
     failed; each failure comes with a hint.
     """
     from syncd.config import load_config
