@@ -511,3 +511,13 @@ def test_photos_by_create_attachment(ews_server, make_exchange_target, refusal):
     assert s["k9"]["attachments"] == []
     assert ews_server.operations["CreateAttachment"] == 3
     assert len(ews_server.items_in(FOLDER)) == 4  # nothing created twice
+
+
+def test_http_503_is_retried_after_a_pause(ews_server, make_exchange_target):
+    t = make_exchange_target()
+    t.open()
+    ews_server.inject_status(503, 2)
+    res = t.apply([create("k1", **person(1))])
+    assert res[0].ok
+    assert len(t.slept) == 2 and all(s > 0 for s in t.slept)
+    assert list(stored(ews_server)) == ["k1"]

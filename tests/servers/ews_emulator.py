@@ -192,6 +192,7 @@ class EwsEmulator:
         self._busy_ms = 0
         self._unauth_left = 0
         self._conflict_left = 0
+        self._status_left: list[int] = []
         self._ntlm_file: str | None = None
         self._in_cache: dict[Any, set[str]] = {}
         self.refuse_inline_attachments: str | None = None
@@ -247,6 +248,12 @@ class EwsEmulator:
         """The next ``count`` requests get HTTP 401 whatever their credentials."""
         with self.lock:
             self._unauth_left = count
+
+    def inject_status(self, status: int, count: int = 1) -> None:
+        """The next ``count`` requests get a bare HTTP ``status`` (e.g. 503 from a load
+        balancer or IIS in front of Exchange)."""
+        with self.lock:
+            self._status_left = [status] * count
 
     def inject_conflict(self, count: int) -> None:
         """The next ``count`` item changes of UpdateItem fail with ErrorIrresolvableConflict."""
@@ -1169,8 +1176,14 @@ class _Handler(BaseHTTPRequestHandler):
             forced_401 = emu._unauth_left > 0
             if forced_401:
                 emu._unauth_left -= 1
+            forced_status = emu._status_left[0] if emu._status_left else None
+            if forced_status:
+                emu._status_left.pop(0)
         if forced_401:
             self._unauthorized()
+            return
+        if forced_status:
+            self._send(forced_status, b"<html><body>Service Unavailable</body></html>")
             return
         auth = self.headers.get("Authorization", "")
         scheme = auth.split(" ", 1)[0].lower()
