@@ -31,6 +31,7 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    inspect,
     select,
     union,
     update,
@@ -162,7 +163,7 @@ def _sqlite_engine(u: URL) -> Engine:
     kwargs: dict[str, Any] = {"connect_args": {"timeout": 30, "check_same_thread": False}}
     if memory:
         kwargs["poolclass"] = StaticPool
-    else:
+    elif u.query.get("uri") != "true":  # a file: URI (e.g. ?mode=ro) names its own path
         path = Path(db).expanduser()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -228,7 +229,10 @@ class StateStore:
                     u, pool_pre_ping=True, connect_args={"connect_timeout": 10}
                 )
             else:
-                self.engine = create_engine(u, pool_pre_ping=True)
+                raise ConfigError(
+                    f"state: {u.drivername!r} databases are not supported as the state store "
+                    "(use sqlite:///PATH or postgresql+psycopg://...)"
+                )
         except NoSuchModuleError:
             raise ConfigError(
                 f"state: no database driver for {u.drivername!r} "
@@ -262,7 +266,25 @@ class StateStore:
         with self._write_engine.begin() as conn:
             yield conn
 
+    def _refuse_newer(self, current: int) -> None:
+        raise UserError(
+            f"state database {self.url} has schema version {current}, but this syncd knows "
+            f"versions up to {schema.latest()}: upgrade syncd (or use another state database)"
+        )
+
+    def _current_version(self) -> int | None:
+        """The schema version, read without taking a write lock (None: no schema yet)."""
+        with self.engine.connect() as conn:
+            if not inspect(conn).has_table("schema_version"):
+                return None
+            return conn.execute(select(func.max(schema_version.c.version))).scalar() or 0
+
     def _migrate(self) -> None:
+        current = self._current_version()
+        if current == schema.latest():
+            return  # the common case: no write lock, so read-only users can open it
+        if current is not None and current > schema.latest():
+            self._refuse_newer(current)
         with self._write() as conn:
             if self.dialect == "postgresql":
                 # Several nodes may start at once: one migrates, the others wait.
@@ -271,11 +293,7 @@ class StateStore:
             current = conn.execute(select(func.max(schema_version.c.version))).scalar() or 0
             latest = schema.latest()
             if current > latest:
-                raise UserError(
-                    f"state database {self.url} has schema version {current}, but this "
-                    f"syncd knows versions up to {latest}: upgrade syncd (or use another "
-                    "state database)"
-                )
+                self._refuse_newer(current)
             for version in range(current, latest):
                 log.info("state database %s: migrating to schema version %d", self.url, version + 1)
                 schema.MIGRATIONS[version](conn)

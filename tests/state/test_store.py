@@ -7,6 +7,7 @@ import sqlite3
 import threading
 import time
 import tracemalloc
+from pathlib import Path
 
 import pytest
 from sqlalchemy import inspect, text
@@ -369,3 +370,16 @@ def test_postgres_going_away_is_connection_failed(postgres_private):
         assert store.count_objects("inv") == 2
     finally:
         store.close()
+
+
+def test_sqlite_read_only_open(tmp_path):
+    path = tmp_path / "state.db"
+    with StateStore(f"sqlite:///{path}") as s:
+        s.commit("inv", upserts=[obj(1)], cursor="c1")
+        s.finish_run(s.start_run("inv", method="full", node="n"), status="ok", counts={})
+    # e.g. `syncd status` by a user who may only read the file: no write lock needed
+    with StateStore(f"sqlite:///file:{path}?mode=ro&uri=true") as ro:
+        assert ro.get_cursor("inv") == "c1" and ro.runs("inv")[0].status == "ok"
+        with pytest.raises(ConnectionFailed, match="readonly"):
+            ro.commit("inv", cursor="c2")
+    assert not Path("file:").exists()  # no directory named after the URI
