@@ -55,7 +55,6 @@ BINARY_ATTRIBUTES = frozenset(
         "terminalserver",
         "ipsecdata",
         "invocationid",
-        "objectguid;binary",
     }
 )
 
