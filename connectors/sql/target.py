@@ -3,8 +3,10 @@
 * The table is created if missing (``create_table: true``): a text primary key column
   (``key_column``) plus one column per record field (``columns`` renames fields). Column
   types come from ``column_types`` or are inferred from the first record written:
-  lists -> JSON (JSONB on PostgreSQL), bytes -> binary, anything else -> text. An existing
-  table is used as it is (reflected); a column it lacks is a TargetError naming it.
+  lists -> JSON (JSONB on PostgreSQL), bytes -> binary, anything else -> text (bytes
+  inside a list or in a text column are written as hex; lists in a text column as JSON;
+  booleans in a text column as true/false). An existing table is used as it is
+  (reflected); a column it lacks is a TargetError naming it and the ALTER TABLE to run.
 * Writes are batched ``INSERT .. ON CONFLICT (key) DO UPDATE`` executemany statements in
   one transaction per batch; if the batch fails, each action is retried on its own so
   exactly the bad rows fail. The complete record is written on every create/update
@@ -164,8 +166,8 @@ def _to_column(value: Any, kind: str) -> Any:
     if value is None:
         return None
     if kind == "json":
-        if isinstance(value, tuple):
-            return list(value)
+        if isinstance(value, list | tuple):
+            return [_jsonable(v) for v in value]
         if isinstance(value, bytes | bytearray | memoryview):
             return bytes(value).hex()
         return value

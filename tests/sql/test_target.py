@@ -40,6 +40,7 @@ def test_created_table_infers_types(db):
                     "k1",
                     hostname="pc-1",
                     ips=["10.0.0.1", "10.0.0.2"],
+                    certs=[b"\x01\x02", b"\xff"],
                     photo=b"\x00\xffJPEG",
                     ram=16,
                     active=True,
@@ -51,7 +52,7 @@ def test_created_table_infers_types(db):
     finally:
         t.close()
     cols = db.columns("devices")
-    assert set(cols) == {"key", "hostname", "ips", "photo", "ram", "active", "serial"}
+    assert set(cols) == {"key", "hostname", "ips", "certs", "photo", "ram", "active", "serial"}
     assert cols["ips"] in ("json", "jsonb") and cols["photo"] in ("blob", "bytea")
     assert cols["hostname"] == "text" and cols["ram"] == "text"
     [(host, ips, photo, ram, active, serial)] = db.sql(
@@ -66,6 +67,8 @@ def test_created_table_infers_types(db):
         "true",
         None,
     )
+    [(certs,)] = db.sql("SELECT certs FROM devices")
+    assert (json.loads(certs) if isinstance(certs, str) else certs) == ["0102", "ff"]  # hex
 
 
 def test_column_types_and_renames(db):
