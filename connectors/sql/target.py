@@ -21,6 +21,7 @@ import datetime as _dt
 import json
 import logging
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -202,6 +203,10 @@ def _jsonable(value: Any) -> Any:
         return bytes(value).hex()
     if isinstance(value, _dt.date | _dt.datetime | _dt.time):
         return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
     return value
 
 
