@@ -162,18 +162,14 @@ class CardDavTarget(Target):
             self.open()
         assert self._pool is not None
         try:
-            prepared: list[_Work | ActionResult] = [self._prepare(a) for a in actions]
-            work = [w for w in prepared if isinstance(w, _Work)]
+            work = [self._prepare(a) for a in actions]
             self._prefetch(work)
-            futures = {id(w): self._pool.submit(self._run, w) for w in work}
-            return [
-                item if isinstance(item, ActionResult) else futures[id(item)].result()
-                for item in prepared
-            ]
+            futures = [self._pool.submit(self._run, w) for w in work]
+            return [f.result() for f in futures]
         except ConnectionFailed as err:
             raise TargetError(str(err)) from None
 
-    def _prepare(self, action: Action) -> _Work | ActionResult:
+    def _prepare(self, action: Action) -> _Work:
         stored_path, stored = self._parse_target_id(action.target_id)
         name = vcard.resource_name(action.key)
         if action.kind is ActionKind.DELETE and stored_path is not None:
@@ -181,18 +177,7 @@ class CardDavTarget(Target):
         path = self.book_path + name
         if stored_path is not None and stored_path != path:
             stored = None  # written under another name/book: its ETag says nothing here
-        w = _Work(action, name, urljoin(self.book or "", name), path, stored=stored)
-        if action.kind is not ActionKind.DELETE:
-            try:
-                w.body = vcard.build_vcard(
-                    action.key,
-                    action.fields,
-                    version=self.options.vcard_version,
-                    member_uid=self._member_uid,
-                )
-            except vcard.VCardError as err:
-                return ActionResult(action, ok=False, error=str(err))
-        return w
+        return _Work(action, name, urljoin(self.book or "", name), path, stored=stored)
 
     def _parse_target_id(self, target_id: str | None) -> tuple[str | None, str | None]:
         if not target_id:
@@ -243,7 +228,16 @@ class CardDavTarget(Target):
         try:
             if w.action.kind is ActionKind.DELETE:
                 return self._delete(w)
+            # Built here, in the pool: vobject's CPU time overlaps other cards' requests.
+            w.body = vcard.build_vcard(
+                w.action.key,
+                w.action.fields,
+                version=self.options.vcard_version,
+                member_uid=self._member_uid,
+            )
             return self._upsert(w)
+        except vcard.VCardError as err:
+            return ActionResult(w.action, ok=False, error=str(err))
         except TargetError as err:
             return ActionResult(w.action, ok=False, error=str(err))
 
