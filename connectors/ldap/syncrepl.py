@@ -50,6 +50,18 @@ def sync_request_control(cookie: bytes | None, *, reload_hint: bool = False) -> 
 
 def parse_state(value: bytes) -> tuple[int, bytes, bytes | None]:
     """Sync State control value -> (state, entryUUID bytes, cookie or None)."""
+    # Fast path for the usual shape: 30 LL 0A 01 state 04 10 <16-byte UUID> [cookie].
+    if (
+        len(value) >= 23
+        and value[1] < 0x80
+        and value[2:4] == b"\x0a\x01"
+        and (value[5:7] == b"\x04\x10")
+    ):
+        cookie = None
+        if len(value) > 23:
+            _, n, i = wire.read_tl(value, 23)
+            cookie = value[i : i + n]
+        return value[4], value[7:23], cookie
     _, n, i = wire.read_tl(value, 0)
     parts = wire.elements(value, i, i + n)
     state = wire.decode_int(parts[0][1])

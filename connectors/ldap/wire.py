@@ -161,18 +161,26 @@ Message = Entry | Intermediate | Reference | Done
 
 
 def _parse_controls(buf: bytes, start: int, stop: int) -> list[Control]:
+    # Per entry in syncrepl (Sync State control): no intermediate lists.
     out: list[Control] = []
-    for _, control in elements(buf, start, stop):
-        parts = elements(control, 0, len(control))
-        oid = parts[0][1].decode("ascii")
+    i = start
+    while i < stop:
+        _, n, j = read_tl(buf, i)  # Control SEQUENCE
+        end = j + n
+        _, n, k = read_tl(buf, j)  # controlType
+        oid = buf[k : k + n].decode("ascii")
+        k += n
         critical = False
         value = None
-        for tag, val in parts[1:]:
+        while k < end:
+            tag, n, v = read_tl(buf, k)
             if tag == 0x01:
-                critical = val != b"\x00"
+                critical = buf[v : v + n] != b"\x00"
             elif tag == 0x04:
-                value = val
+                value = buf[v : v + n]
+            k = v + n
         out.append((oid, critical, value))
+        i = end
     return out
 
 

@@ -150,10 +150,24 @@ def test_rfc4533_messages():
     assert parse_info(wire.enc(0xA2, wire.enc(0x01, b"\x00"))).done is False
     state = wire.enc(0x30, wire.enc(0x0A, b"\x03") + wire.enc(0x04, u1))
     assert parse_state(state) == (3, u1, None)
+    with_cookie = wire.enc(
+        0x30, wire.enc(0x0A, b"\x01") + wire.enc(0x04, u2) + wire.enc(0x04, b"c" * 200)
+    )
+    assert parse_state(with_cookie) == (1, u2, b"c" * 200)  # long form: generic path
+    short = wire.enc(0x30, wire.enc(0x0A, b"\x02") + wire.enc(0x04, u1) + wire.enc(0x04, b"k"))
+    assert parse_state(short) == (2, u1, b"k")  # fast path
     assert parse_done(wire.enc(0x30, wire.enc(0x04, b"c"))) == (b"c", False)
     assert parse_done(b"") == (None, False)
     _, critical, value = sync_request_control(b"cookie")
     assert critical and value == wire.enc(0x30, wire.enc(0x0A, b"\x01") + wire.enc(0x04, b"cookie"))
+
+
+def test_controls_of_an_entry():
+    ctrl = wire.enc(0x30, wire.enc(0x04, b"1.2.3") + wire.enc(0x01, b"\xff") + wire.enc(0x04, b"v"))
+    bare = wire.enc(0x30, wire.enc(0x04, b"1.2.4"))
+    body = ctrl + bare
+    parsed = wire._parse_controls(body, 0, len(body))
+    assert parsed == [("1.2.3", True, b"v"), ("1.2.4", False, None)]
 
 
 def test_pick_method():
