@@ -235,9 +235,14 @@ class JobConfig:
     def schedule(self) -> ScheduleSection | None:
         return self.section.schedule
 
+    config_dir: Path = Path()
+
     @property
     def report_dir(self) -> Path | None:
-        return Path(self.section.report_dir) if self.section.report_dir else None
+        """Where run reports go (relative paths are relative to the config file)."""
+        if not self.section.report_dir:
+            return None
+        return self.config_dir / Path(self.section.report_dir).expanduser()
 
 
 @dataclass
@@ -421,6 +426,7 @@ def load_config(path: str | Path, *, load_mappings: bool = True) -> Config:
                 max_deletes=parse_max_deletes(job.max_deletes),
                 section=job,
                 mapping=mapping,
+                config_dir=path.parent.resolve(),
             )
     if problems:
         raise ConfigError(problems)

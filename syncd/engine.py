@@ -250,7 +250,7 @@ class _Run:
                 synced_before=synced_before,
                 read=rep.counts["read"],
                 complete=outcome.complete,
-                deletes=plan.counts.get("delete", 0),
+                deletes=plan.counts.get("delete", 0) + rep.counts.get("disable", 0),
             )
             try:
                 rep.notes.extend(
@@ -420,6 +420,8 @@ class _Run:
             planned = planner.plan_upsert(
                 change.source_id, record.key, record.fields, change.dn, state
             )
+            if any(planner.is_disable(p.action) for p in planned):
+                counts["disable"] += 1
             if not planned:
                 counts["unchanged"] += 1
                 if state.dn != change.dn:
@@ -441,9 +443,11 @@ class _Run:
         if not matches:
             return planned
         if len(matches) > 1:
+            dn_of = getattr(target, "dn_of", None)  # DNs read better than GUIDs
+            shown = [(dn_of(m) if dn_of else None) or m for m in matches[:5]]
             reason = (
                 "ambiguous: matches "
-                + ", ".join(matches[:5])
+                + ", ".join(shown)
                 + (f" and {len(matches) - 5} more" if len(matches) > 5 else "")
             )
             self.quarantine.append((action.source_id, action.dn, reason))

@@ -20,6 +20,7 @@ class PlanTotals:
     """Changes the source delivered (upserts + presents + deletes)."""
     complete: bool
     deletes: int
+    """Deletes plus disables (updates that set ``enabled`` to false)."""
 
 
 def allowed_deletes(max_deletes: int | float, synced_before: int) -> int:
@@ -52,7 +53,10 @@ def check(totals: PlanTotals, max_deletes: int | float, *, allow_deletes: bool) 
             if isinstance(max_deletes, float)
             else str(limit)
         )
-        msg = f"the plan deletes {totals.deletes} objects, more than max_deletes allows ({shown})"
+        msg = (
+            f"the plan deletes or disables {totals.deletes} objects, more than max_deletes "
+            f"allows ({shown})"
+        )
         if not allow_deletes:
             raise GateStopped(
                 msg + "; nothing was written. Check the source, then run once with "

@@ -72,3 +72,13 @@ def plan_unseen(objects: Iterable[object], seen: Container[str]) -> Iterator[Pla
     for state in objects:
         if state.source_id not in seen:
             yield plan_delete(state)
+
+
+def is_disable(action: Action) -> bool:
+    """An update that switches an object off (``enabled`` becomes false): it counts
+    against a job's deletion threshold like a delete, since it locks a person out."""
+    return (
+        action.kind is ActionKind.UPDATE
+        and "enabled" in action.changed
+        and action.fields.get("enabled") is False
+    )

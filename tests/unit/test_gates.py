@@ -14,7 +14,7 @@ def totals(before=100, read=100, complete=True, deletes=0):
 def test_percentage_threshold_stops_above_and_passes_at_limit():
     share = parse_max_deletes("10%")
     assert check(totals(deletes=10), share, allow_deletes=False) == []
-    with pytest.raises(GateStopped, match=r"deletes 11 objects.*10% of 100 = 10"):
+    with pytest.raises(GateStopped, match=r"deletes or disables 11 objects.*10% of 100 = 10"):
         check(totals(deletes=11), share, allow_deletes=False)
 
 

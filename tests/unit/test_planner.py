@@ -50,3 +50,17 @@ def test_plan_unseen_deletes_only_unseen():
     deleted = [p.action.source_id for p in plan_unseen(iter(rows), {"u0", "u2", "u4"})]
     assert deleted == ["u1", "u3"]
     assert plan_delete(rows[0]).action.target_id == "t-1"
+
+
+def test_switching_enabled_off_is_a_disable_for_the_threshold():
+    from syncd.planner import is_disable
+
+    old = {"uid": "ada", "enabled": True}
+    [off] = plan_upsert(
+        "u1", "k1", {"uid": "ada", "enabled": False}, None, state_for("u1", "k1", old)
+    )
+    assert is_disable(off.action)
+    [other] = plan_upsert(
+        "u1", "k1", {"uid": "ada2", "enabled": True}, None, state_for("u1", "k1", old)
+    )
+    assert not is_disable(other.action)
