@@ -342,9 +342,8 @@ def generalized_time(value: Any) -> str | None:
     if m:
         # The usual shape (whenChanged, modifyTimestamp): full seconds, UTC, no or a
         # zero fraction. datetime() validates; the text is built directly.
-        y, mo, d, h, mi, sec = (int(g) for g in m.groups())
         try:
-            datetime(y, mo, d, h, mi, sec)
+            datetime(*map(int, m.groups()))
         except ValueError as err:
             raise ValueError(f"generalized_time: {text[:40]!r}: {err}") from None
         return f"{text[:4]}-{text[4:6]}-{text[6:8]}T{text[8:10]}:{text[10:12]}:{text[12:14]}+00:00"
