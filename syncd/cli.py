@@ -295,6 +295,7 @@ def status(ctx: click.Context, job: str | None, as_json: bool, runs: int) -> Non
                     "runs": [_run_dict(r) for r in store.runs(name, limit=runs)],
                     "quarantine": [_q_dict(q) for q in store.quarantine(name)],
                     "objects": store.count_objects(name),
+                    "report": _report_summary(cfg, name),
                 }
             )
     finally:
@@ -303,6 +304,20 @@ def status(ctx: click.Context, job: str | None, as_json: bool, runs: int) -> Non
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
         return
     _print_status(data)
+
+
+def _report_summary(cfg: Config, job: str) -> str | None:
+    """One line about the job's latest run report, if it writes reports."""
+    directory = cfg.jobs[job].report_dir
+    if directory is None or not directory.is_dir():
+        return None
+    from syncd.report import latest_report, summary_line
+
+    latest = latest_report(directory, job)
+    try:
+        return summary_line(latest) if latest else None
+    except (OSError, ValueError) as err:
+        return f"unreadable report {latest}: {err}"
 
 
 def _iso(value: Any) -> str | None:
@@ -368,6 +383,8 @@ def _print_status(data: list[dict[str, Any]]) -> None:
         if not job["runs"]:
             table.add_row("never run", "", "", "", "", "", "")
         console.print(table)
+        if job.get("report"):
+            console.print(f"  last report: {job['report']}", markup=False, highlight=False)
         latest = job["runs"][0] if job["runs"] else None
         for note in (latest or {}).get("notes") or []:
             console.print(f"  note: {note}", markup=False, highlight=False)

@@ -184,3 +184,19 @@ def test_user_errors_are_one_line_without_traceback(inventory, tmp_path):
     inventory.config.write_text("version: 1\njobs: [\n")
     res = inventory.syncd("validate", check=False)
     assert res.returncode == 2 and f"{inventory.config}:" in res.stderr
+
+
+def test_report_dir_writes_a_report_status_summarises(tmp_path, slapd):
+    from tests.e2e.conftest import Setup
+
+    work = tmp_path / "w"
+    work.mkdir()
+    url = f"sqlite:///{work}/inventory.db"
+    setup = Setup(work, write_config(work, slapd, url, job={"report_dir": "reports"}), slapd, url)
+    load(setup, device("pc-1", "SN-1"), device("pc-2", "SN-2"))
+    setup.syncd("sync", "inventory", "--no-progress")
+    reports = list((work / "reports").glob("inventory-*.txt"))
+    assert len(reports) == 1, "relative report_dir is relative to the config file"
+    [job] = json.loads(setup.syncd("status", "--json").stdout)
+    assert job["report"].startswith("ok: 2 joiners"), job["report"]
+    assert "last report: ok: 2 joiners" in setup.syncd("status").stdout
