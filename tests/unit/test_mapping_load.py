@@ -205,3 +205,22 @@ def test_shipped_mappings_load(name):
     m = Mapping.load(ROOT / "mappings" / name)
     assert "hostname" in m.field_names and "cn" in m.attributes
     assert m.required == ("hostname",)
+
+
+def test_documented_filters_and_tests_exist():
+    from syncd.mapping.sandbox import MappingEnvironment
+
+    env = MappingEnvironment()
+    readme = (ROOT / "mappings" / "README.md").read_text()
+    documented = [
+        "first", "values", "join", "default", "lower", "upper", "strip", "trim", "int",
+        "float", "dn_value", "dn_values", "rdn", "rdn_value", "parent_dn", "dn_parts", "guid",
+        "sid", "filetime", "generalized_time", "uac", "disabled", "phone", "email", "b64",
+        "hex", "b64decode", "lookup",
+    ]  # fmt: skip
+    for name in documented:
+        assert name in env.filters, name
+        assert f"`{name}" in readme, name
+    assert {"disabled", "truthy"} <= set(env.tests)
+    for removed in ("center", "indent", "wordwrap", "urlize", "xmlattr"):
+        assert removed not in env.filters
