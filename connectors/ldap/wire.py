@@ -391,7 +391,13 @@ def search(conn: ldap3.Connection, *args, **kwargs) -> SearchStream:
 
 
 def close_connection(conn: ldap3.Connection) -> None:
-    """Close a connection without raising (used when its stream is in an unknown state)."""
+    """Unbind (politely, no answer awaited) and close a connection, without raising;
+    also fine for a connection whose stream is in an unknown state."""
+    try:
+        if not conn.closed:
+            conn.unbind()
+    except Exception:
+        pass
     try:
         conn.strategy.close()
     except Exception:
