@@ -33,8 +33,9 @@ __all__ = [
 SUPPORTED_VERSION = 1
 _TOP_KEYS = ("version", "description", "key", "fields", "required", "skip")
 _FIELD_KEYS = ("value", "type", "default", "required")
-# RFC 4512 descr or numeric OID, with attribute options (cn;lang-de, userCertificate;binary)
-ATTRIBUTE_NAME = re.compile(r"(?:[A-Za-z][A-Za-z0-9-]*|\d+(?:\.\d+)+)(?:;[A-Za-z0-9-]+)*\Z")
+# LDAP attribute names (RFC 4512 descr or OID, with options) and, for CSV and SQL
+# sources, column names with underscores.
+ATTRIBUTE_NAME = re.compile(r"(?:[A-Za-z_][A-Za-z0-9_-]*|\d+(?:\.\d+)+)(?:;[A-Za-z0-9-]+)*\Z")
 FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*\Z")
 _TEMPLATE_MARKS = ("{{", "{%", "{#")
 _FORBIDDEN_NODES = (nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport)
