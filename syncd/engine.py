@@ -219,7 +219,7 @@ class _Run:
         # quarantined): after a complete read, synced objects not in here are gone.
         self.seen: set[str] = set()
         self.dn_moves: list[tuple[Any, str | None]] = []
-        self._dn_cache: dict[tuple[str, str], str | None] = {}
+        self._dn_cache: dict[tuple[str, str], Any] = {}
         self.reporter: Any = None
 
     # ------------------------------------------------------------------ the run
@@ -466,16 +466,19 @@ class _Run:
         )
         return planner.PlannedAction(linked, planned.fingerprint, planned.digests)
 
-    def _lookup(self, job: str, dn: str) -> str | None:
-        """Target id of the object with ``dn`` synced by ``job`` (for group members)."""
+    def _lookup(self, job: str, dn: str, kind: str = "target_id") -> str | None:
+        """For group members: the ``target_id`` (or record ``key``, or ``source_id``) of
+        the object with ``dn`` that ``job`` synced; None if it synced none."""
+        if kind not in ("target_id", "key", "source_id"):
+            raise MappingError(f"lookup kind must be target_id, key or source_id, not {kind!r}")
         cache_key = (job, dn.lower())
         if cache_key not in self._dn_cache:
-            found = self.store.objects_by_dn(job, [dn])
-            state = next(iter(found.values()), None)
-            self._dn_cache[cache_key] = state.target_id if state else None
-            if len(self._dn_cache) > 100_000:
+            if len(self._dn_cache) >= 100_000:  # bounded memory on huge directories
                 self._dn_cache.clear()
-        return self._dn_cache[cache_key]
+            found = self.store.objects_by_dn(job, [dn])
+            self._dn_cache[cache_key] = next(iter(found.values()), None)
+        state = self._dn_cache[cache_key]
+        return getattr(state, kind) if state is not None else None
 
     # ---------------------------------------------------------- apply, commit
     def apply(self, target: Target, plan: Plan, outcome: Any) -> None:

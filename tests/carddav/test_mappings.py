@@ -68,12 +68,19 @@ def test_ad_user_and_disabled_user():
 
 def test_group_members_through_lookup():
     m = Mapping.load(MAPPINGS / "groups-openldap-vcard.yaml")
-    people = {"uid=a,ou=people,dc=x": '/alice/book/syncd-aaaa-1.vcf "etag-1"'}
+    people = {"uid=a,ou=people,dc=x": "aaaa-1"}  # the people job's record key (UID)
     attrs = {
         "entryuuid": ["9e7f0000-0000-4000-8000-000000000009"],
         "cn": ["ops"],
         "member": ["uid=a,ou=people,dc=x", "uid=ghost,ou=people,dc=x"],
     }
-    rec = m.map(Change(Op.UPSERT, "grp", "cn=ops,dc=x", attrs), lambda job, dn: people.get(dn))
+    asked = []
+
+    def lookup(job, dn, kind="target_id"):
+        asked.append((job, kind))
+        return people.get(dn)
+
+    rec = m.map(Change(Op.UPSERT, "grp", "cn=ops,dc=x", attrs), lookup)
     assert rec.fields["kind"] == "group"
-    assert rec.fields["members"] == ['/alice/book/syncd-aaaa-1.vcf "etag-1"']
+    assert rec.fields["members"] == ["aaaa-1"]
+    assert set(asked) == {("people", "key")}
