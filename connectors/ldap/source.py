@@ -117,6 +117,19 @@ class LdapSourceOptions(BaseModel):
             raise ValueError(f"invalid LDAP filter {value!r}: {err}") from None
         return value
 
+    @model_validator(mode="after")
+    def _ad_needs_guid(self) -> LdapSourceOptions:
+        # AD reports deleted objects by objectGUID only: say so at validate time.
+        if self.changes in ("dirsync", "usn") and self.id_attribute.lower() not in (
+            "auto",
+            "objectguid",
+        ):
+            raise ValueError(
+                f"changes: {self.changes} reports deleted objects by objectGUID only: set "
+                f"id_attribute: auto (or objectGUID), not {self.id_attribute}"
+            )
+        return self
+
     @field_validator("base")
     @classmethod
     def _check_base(cls, value: str) -> str:
@@ -495,7 +508,9 @@ class LdapSource(Source):
         from connectors.ldap import ad  # owned by the AD connector; imported only here
 
         requested, _ = self._attributes(id_attr)
-        options = self.options.model_copy(update={"id_attribute": id_attr, "attributes": requested})
+        options = self.options.model_copy(
+            update={"id_attribute": id_attr, "attributes": requested, "page_size": self.page_size}
+        )
         fn = ad.read_dirsync if method == "dirsync" else ad.read_usn
         inner_cursor = (state or {}).get("ad")
         inner = fn(conn, options, None if due_full else inner_cursor, full=due_full)
@@ -565,6 +580,10 @@ class LdapSource(Source):
             try:
                 method, why = self.resolve_method(conn, root)
                 results.append(CheckResult("change tracking", True, f"using {method} ({why})"))
+                if method in ("dirsync", "usn"):
+                    from connectors.ldap import ad
+
+                    results.extend(ad.check(conn, self.options, method))
             except SourceError as err:
                 results.append(CheckResult("change tracking", False, str(err), "use changes: auto"))
         finally:

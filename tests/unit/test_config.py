@@ -109,3 +109,12 @@ def test_missing_version_and_not_a_mapping(tmp_path):
 
 def test_missing_file(tmp_path):
     assert "no such file" in problems(tmp_path / "absent.yaml")[0]
+
+
+def test_ad_change_tracking_needs_the_guid_as_id(tmp_path):
+    text = GOOD.replace(
+        'base: "ou=devices,dc=example,dc=com"}',
+        'base: "ou=devices,dc=example,dc=com", changes: dirsync, id_attribute: entryUUID}',
+    )
+    [problem] = problems(write(tmp_path, text))
+    assert ":14:" in problem and "objectGUID only" in problem
