@@ -117,4 +117,4 @@ def test_ad_change_tracking_needs_the_guid_as_id(tmp_path):
         'base: "ou=devices,dc=example,dc=com", changes: dirsync, id_attribute: entryUUID}',
     )
     [problem] = problems(write(tmp_path, text))
-    assert ":14:" in problem and "objectGUID only" in problem
+    assert ":13:" in problem and "objectGUID only" in problem
