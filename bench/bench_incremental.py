@@ -5,7 +5,9 @@ against the full run on the same data, on directories of several sizes.
                                                 [--profile DIR]
 
 For each size it loads N generated `device` entries into a private slapd (slapadd), then
-measures, each `syncd` step in its own process (wall time and that process's peak RSS):
+measures, each `syncd` step in its own process (wall time, CPU time and peak RSS of that
+process; all sizes' slapds run at once and the steps alternate between the sizes, so a
+loaded machine slows every size alike):
   * ldapsearch -E pr=1000 dumping the N entries (the baseline of the ratio column),
   * `syncd validate` (process start, imports, config and mapping: the fixed cost),
   * job `sr` (changes: syncrepl) first run: a full read, N creates into SQLite,
@@ -19,8 +21,8 @@ Every run's counts are checked from `syncd status --json` (the run fails loudly 
 incremental run did not read about 15 changes and write 10 updates, 3 creates, 2 deletes;
 timestamp finds deletes only in full scans, by design, so its incremental run must show
 13 changes and no delete, and `ts --full` the 2 deletes of each round). Prints a table per
-size and the 100k/10k (largest/smallest size) ratios of the incremental run times (issue 3
-aims: < 1.5).
+size and the 100k/10k (largest/smallest size) ratios of the incremental run times, wall and
+CPU (issue 3 aims: < 1.5; on a shared machine the CPU ratio is the steadier one).
 
 The syncd under test is this checkout's (PYTHONPATH is set to it for every child), run by
 the `syncd` script beside the Python that runs this file; so a copy of a commit
@@ -40,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,8 +60,19 @@ DEVICES = "ou=devices,dc=example,dc=com"
 OVERLAP = 60  # timestamp_overlap of job ts (the default)
 
 
-def measure(cmd: list[str]) -> tuple[float, float]:
-    """Run cmd; return (wall seconds, peak RSS in MB of that process). Exits on failure."""
+@dataclass
+class Row:
+    """One measured step: wall and CPU (user + system) seconds, peak RSS, change method."""
+
+    step: str
+    wall: float
+    cpu: float
+    rss: float
+    method: str = ""
+
+
+def measure(step: str, cmd: list[str]) -> Row:
+    """Run cmd as its own process; exits with its stderr if it fails."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -66,7 +80,7 @@ def measure(cmd: list[str]) -> tuple[float, float]:
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
         raise SystemExit(f"{cmd} failed ({code}): {proc.stderr.read().decode()[-2000:]}")
-    return wall, usage.ru_maxrss / 1024.0
+    return Row(step, wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024.0)
 
 
 def config(slapd: Slapd, work: Path) -> Path:
@@ -161,78 +175,127 @@ def profile(cmd: list[str], out: Path) -> None:
     )
 
 
-def run_size(n: int, rounds: int, profile_dir: Path | None) -> list[tuple[str, float, float, str]]:
-    """All steps for one size: [(step, wall s, peak RSS MB, method)]."""
-    rows: list[tuple[str, float, float, str]] = []
-    with tempfile.TemporaryDirectory(prefix="syncd-bench-inc-") as tmp:
-        work = Path(tmp)
-        slapd = Slapd(work / "slapd")
-        slapd.setup()
+class Bench:
+    """One size: a private slapd with N devices, the syncd config, the measured rows."""
+
+    def __init__(self, n: int, work: Path):
+        self.n = n
+        self.rows: list[Row] = []
+        self.slapd = Slapd(work / "slapd")
+        self.slapd.setup()
         ldif = work / "devices.ldif"
         write_devices(str(ldif), n)
+        conf = str(self.slapd.conf)
         subprocess.run(
-            ["slapadd", "-q", "-w", "-f", str(slapd.conf), "-b", slapd.base, "-l", str(ldif)],
+            ["slapadd", "-q", "-w", "-f", conf, "-b", self.slapd.base, "-l", str(ldif)],
             check=True,
             capture_output=True,
         )
-        loaded = time.time()
+        self.loaded = time.time()
         ldif.unlink()
-        slapd.start()
-        try:
-            cfg = config(slapd, work)
-            dump = ["ldapsearch", "-x", "-LLL", "-H", slapd.url, "-D", slapd.root_dn]
-            dump += ["-w", slapd.root_pw, "-b", DEVICES, "-E", "pr=1000/noprompt"]
-            dump += ["(objectClass=device)"]
-            rows.append(("ldapsearch dump", *measure(dump), ""))
+        self.slapd.start()
+        self.cfg = config(self.slapd, work)
+        self.live = n  # device entries in the directory now
 
-            def sync(step: str, job: str, *extra: str, read: tuple[int, int], **want: int):
-                cmd = [SYNCD, "-q", "-c", str(cfg), "sync", "--no-progress", *extra, job]
-                wall, rss = measure(cmd)
-                run = check(cfg, job, f"{n}: {step}", read=read, **want)
-                rows.append((step, wall, rss, run.get("method") or ""))
-                print(f"  [{n}] {step}: {wall:.2f}s, {rss:.0f} MB, counts {run['counts']}")
+    def baseline(self) -> None:
+        s = self.slapd
+        dump = ["ldapsearch", "-x", "-LLL", "-H", s.url, "-D", s.root_dn, "-w", s.root_pw]
+        dump += ["-b", DEVICES, "-E", "pr=1000/noprompt", "(objectClass=device)"]
+        self.rows.append(measure("ldapsearch dump", dump))
+        self.rows.append(measure("syncd validate", [SYNCD, "-q", "-c", str(self.cfg), "validate"]))
 
-            rows.append(("syncd validate", *measure([SYNCD, "-q", "-c", str(cfg), "validate"]), ""))
-            sync("sr first run (full)", "sr", read=(n, n), created=n)
-            # The timestamp job re-reads what changed within `timestamp_overlap` of its
-            # watermark: keep the bulk load out of that window, as in a live directory.
-            wait = loaded + OVERLAP + 2 - time.time()
-            if wait > 0:
-                print(f"  [{n}] waiting {wait:.0f}s: bulk load older than the overlap window")
-                time.sleep(wait)
-            round_of_changes(slapd, n, "A", 0)
-            sync("sr incremental (A)", "sr", read=(15, 17), updated=10, created=3, deleted=2)
-            sync("ts first run (full)", "ts", read=(n + 1, n + 1), created=n + 1)
-            for r in range(1, rounds + 1):
-                round_of_changes(slapd, n, f"B{r}", r)
+    def sync(self, step: str, job: str, *extra: str, read: tuple[int, int], **want: int) -> None:
+        """A measured `syncd sync` of job, then its counts checked."""
+        cmd = [SYNCD, "-q", "-c", str(self.cfg), "sync", "--no-progress", *extra, job]
+        row = measure(step, cmd)
+        run = check(self.cfg, job, f"{self.n}: {step}", read=read, **want)
+        row.method = run.get("method") or ""
+        self.rows.append(row)
+        print(
+            f"  [{self.n}] {step}: {row.wall:.2f}s wall, {row.cpu:.2f}s cpu, {row.rss:.0f} MB, "
+            f"counts {run['counts']}",
+            flush=True,
+        )
+
+    def changes(self, tag: str, offset: int) -> None:
+        round_of_changes(self.slapd, self.n, tag, offset)
+        self.live += 1
+
+    def profile(self, profile_dir: Path, offset: int) -> None:
+        profile_dir.mkdir(parents=True, exist_ok=True)
+        self.changes("C", offset)
+        for job in ("sr", "ts"):
+            out = profile_dir / f"{self.n}-{job}.txt"
+            profile([SYNCD, "-q", "-c", str(self.cfg), "sync", "--no-progress", job], out)
+            print(f"  [{self.n}] profile of {job} incremental: {out}")
+
+    def table(self) -> str:
+        base = self.rows[0].wall
+        lines = [f"\n{self.n} entries:"]
+        head = ("step", "wall s", "cpu s", "peak RSS MB", "x ldapsearch", "method")
+        lines.append("  {:26} {:>8} {:>7} {:>12} {:>13}  {}".format(*head))
+        for r in self.rows:
+            lines.append(
+                f"  {r.step:26} {r.wall:8.2f} {r.cpu:7.2f} {r.rss:12.1f} "
+                f"{r.wall / base:13.2f}  {r.method}"
+            )
+        for job in ("sr", "ts"):
+            wall, cpu = self.median(job)
+            lines.append(
+                f"  {job + ' incremental, median':26} {wall:8.2f} {cpu:7.2f} {'':12} "
+                f"{wall / base:13.2f}"
+            )
+        return "\n".join(lines)
+
+    def median(self, job: str) -> tuple[float, float]:
+        """Median wall and CPU seconds of job's incremental runs."""
+        rows = [r for r in self.rows if r.step.startswith(f"{job} incremental")]
+        return statistics.median(r.wall for r in rows), statistics.median(r.cpu for r in rows)
+
+    def get(self, step: str) -> Row:
+        return next(r for r in self.rows if r.step == step)
+
+
+def run_all(sizes: list[int], rounds: int, profile_dir: Path | None, work: Path) -> list[Bench]:
+    """Every size's slapd runs at once and the steps alternate between sizes, so a shared,
+    loaded machine slows all sizes alike (the ratio between sizes is what matters)."""
+    benches: list[Bench] = []
+    try:
+        for n in sizes:
+            (work / str(n)).mkdir()
+            benches.append(Bench(n, work / str(n)))
+        for b in benches:
+            b.baseline()
+            b.sync("sr first run (full)", "sr", read=(b.n, b.n), created=b.n)
+        # The timestamp job re-reads what changed within `timestamp_overlap` of its
+        # watermark: keep the bulk load out of that window, as in a live directory.
+        wait = max(b.loaded for b in benches) + OVERLAP + 2 - time.time()
+        if wait > 0:
+            print(f"  waiting {wait:.0f}s: bulk load older than the overlap window", flush=True)
+            time.sleep(wait)
+        for b in benches:
+            b.changes("A", 0)
+            b.sync("sr incremental (A)", "sr", read=(15, 17), updated=10, created=3, deleted=2)
+        for b in benches:
+            b.sync("ts first run (full)", "ts", read=(b.live, b.live), created=b.live)
+        for r in range(1, rounds + 1):
+            for b in benches:
+                b.changes(f"B{r}", r)
                 # Timestamps cannot see deletes: 13 changes; the full scan below finds them.
-                sync(f"ts incremental (B{r})", "ts", read=(13, 15), updated=10, created=3)
-                sync(
+                b.sync(f"ts incremental (B{r})", "ts", read=(13, 15), updated=10, created=3)
+                b.sync(
                     f"sr incremental (B{r})", "sr", read=(15, 17), updated=10, created=3, deleted=2
                 )
-            live = n + 1 + rounds
-            sync("sr --full", "sr", "--full", read=(live, live))
-            sync("ts --full", "ts", "--full", read=(live, live), deleted=2 * rounds)
-            if profile_dir is not None:
-                profile_dir.mkdir(parents=True, exist_ok=True)
-                round_of_changes(slapd, n, "C", rounds + 1)
-                for job in ("sr", "ts"):
-                    out = profile_dir / f"{n}-{job}.txt"
-                    profile([SYNCD, "-q", "-c", str(cfg), "sync", "--no-progress", job], out)
-                    print(f"  [{n}] profile of {job} incremental: {out}")
-            return rows
-        finally:
-            slapd.stop()
-
-
-def summary(rows: list[tuple[str, float, float, str]]) -> dict[str, float]:
-    """Median wall time of the incremental runs per method, and the other steps."""
-    out = {step: wall for step, wall, _, _ in rows}
-    for job in ("sr", "ts"):
-        walls = [wall for step, wall, _, _ in rows if step.startswith(f"{job} incremental")]
-        out[f"{job} incremental, median"] = statistics.median(walls)
-        out[f"{job} incremental, best"] = min(walls)
-    return out
+        for b in benches:
+            b.sync("sr --full", "sr", "--full", read=(b.live, b.live))
+            b.sync("ts --full", "ts", "--full", read=(b.live, b.live), deleted=2 * rounds)
+        if profile_dir is not None:
+            for b in benches:
+                b.profile(profile_dir, rounds + 1)
+        return benches
+    finally:
+        for b in benches:
+            b.slapd.stop()
 
 
 def main() -> None:
@@ -242,36 +305,23 @@ def main() -> None:
     ap.add_argument("--profile", type=Path, default=None, help="py-spy raw profiles here")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
-    results: dict[int, dict[str, float]] = {}
-    tables = []
-    for n in sizes:
-        rows = run_size(n, args.rounds, args.profile)
-        results[n] = summary(rows)
-        baseline = rows[0][1]
-        lines = [f"\n{n} entries (load average {os.getloadavg()[0]:.1f}):"]
-        head = ("step", "wall s", "peak RSS MB", "x ldapsearch", "method")
-        lines.append("  {:26} {:>8} {:>12} {:>13}  {}".format(*head))
-        for step, wall, rss, method in rows:
-            lines.append(f"  {step:26} {wall:8.2f} {rss:12.1f} {wall / baseline:13.2f}  {method}")
-        for step in ("sr incremental, median", "ts incremental, median"):
-            wall = results[n][step]
-            lines.append(f"  {step:26} {wall:8.2f} {'':12} {wall / baseline:13.2f}")
-        tables.append("\n".join(lines))
-        print(tables[-1], flush=True)
-    print("\n" + "\n".join(tables))
-    if len(sizes) > 1:
-        small, big = min(sizes), max(sizes)
-        print(f"\nratio of run times, {big} / {small} entries (aim for incremental: < 1.5):")
-        for step in (
-            "sr incremental, median",
-            "sr incremental, best",
-            "ts incremental, median",
-            "ts incremental, best",
-            "syncd validate",
-            "sr --full",
-        ):
-            ratio = results[big][step] / results[small][step]
-            print(f"  {step:26} {ratio:6.2f}")
+    print(f"load average at start: {os.getloadavg()}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="syncd-bench-inc-") as tmp:
+        benches = run_all(sizes, args.rounds, args.profile, Path(tmp))
+    print(f"load average at end: {os.getloadavg()}")
+    for b in benches:
+        print(b.table())
+    if len(benches) > 1:
+        small = min(benches, key=lambda b: b.n)
+        big = max(benches, key=lambda b: b.n)
+        print(f"\nratio {big.n} / {small.n} entries (issue 3 aim for incremental runs: < 1.5):")
+        print("  {:26} {:>6} {:>6}".format("step", "wall", "cpu"))
+        for job in ("sr", "ts"):
+            (bw, bc), (sw, sc) = big.median(job), small.median(job)
+            print(f"  {job + ' incremental, median':26} {bw / sw:6.2f} {bc / sc:6.2f}")
+        for step in ("syncd validate", "sr first run (full)", "sr --full", "ts --full"):
+            bg, sm = big.get(step), small.get(step)
+            print(f"  {step:26} {bg.wall / sm.wall:6.2f} {bg.cpu / sm.cpu:6.2f}")
 
 
 if __name__ == "__main__":
