@@ -14,6 +14,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tests.servers.radicale import Radicale  # noqa: E402  (the tests' private Radicale)
 from tests.servers.slapd import Slapd  # noqa: E402  (the same private slapd the tests use)
 
 RUN = ROOT / "demo-run"
@@ -53,7 +54,7 @@ def ldif() -> str:
     return "\n".join(out)
 
 
-def config(slapd: Slapd) -> str:
+def config(slapd: Slapd, dav: Radicale) -> str:
     return f"""\
 version: 1
 state:
@@ -68,6 +69,11 @@ connections:
   inventory-db:
     type: sql
     url: sqlite:///{RUN}/inventory.db
+  demo-dav:
+    type: carddav
+    url: {dav.url}
+    username: {dav.user}
+    password: {{file: {RUN}/dav-password}}
 jobs:
   inventory:
     description: devices from the directory into the inventory table
@@ -79,6 +85,17 @@ jobs:
     target:
       connection: inventory-db
       table: devices
+    max_deletes: 40%
+  address-book:
+    description: people from the directory into a CardDAV address book
+    source:
+      connection: demo-ldap
+      base: ou=people,dc=example,dc=com
+      filter: (objectClass=inetOrgPerson)
+    mapping: {ROOT}/mappings/contacts-openldap-vcard.yaml
+    target:
+      connection: demo-dav
+      addressbook: Company directory
     max_deletes: 40%
 """
 
@@ -105,14 +122,26 @@ def show_table() -> None:
         print(" | ".join("" if values[c] is None else str(values[c]) for c in shown))
 
 
+def show_cards(dav: Radicale) -> None:
+    print("\n-- CardDAV address book 'Company directory' (Radicale) --")
+    for card in sorted(dav.storage.rglob("*.vcf")):
+        if any(part.startswith(".Radicale") for part in card.parts):
+            continue  # Radicale's own caches
+        lines = card.read_text(encoding="utf-8").splitlines()
+        fn = next((line[3:] for line in lines if line.startswith("FN:")), "?")
+        mail = next((line.split(":", 1)[1] for line in lines if line.startswith("EMAIL")), "")
+        print(f"{fn:28} {mail}")
+
+
 def main() -> None:
     if RUN.exists():
         shutil.rmtree(RUN)
     RUN.mkdir()
-    with Slapd(RUN / "slapd", ldif=ldif()) as slapd:
-        (RUN / "ldap-password").write_text(slapd.root_pw + "\n")
-        (RUN / "ldap-password").chmod(0o600)
-        (RUN / "syncd.yaml").write_text(config(slapd))
+    with Slapd(RUN / "slapd", ldif=ldif()) as slapd, Radicale(RUN / "radicale") as dav:
+        for name, secret in (("ldap-password", slapd.root_pw), ("dav-password", dav.password)):
+            (RUN / name).write_text(secret + "\n")
+            (RUN / name).chmod(0o600)
+        (RUN / "syncd.yaml").write_text(config(slapd, dav))
         print(f"demo slapd on {slapd.url}; config in {RUN / 'syncd.yaml'}")
         step("check the config", "validate")
         step("what would the first run do?", "plan", "inventory")
@@ -132,6 +161,8 @@ def main() -> None:
         step("plan", "plan", "inventory")
         step("sync", "sync", "inventory")
         show_table()
+        step("the address book job: people into CardDAV", "sync", "address-book")
+        show_cards(dav)
         step("status", "status")
     print(f"\nDone. The state and inventory databases stay in {RUN}.")
 

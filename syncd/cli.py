@@ -348,11 +348,38 @@ def _q_dict(q: Any) -> dict[str, Any]:
     }
 
 
+_COUNT_ORDER = (
+    "read",
+    "created",
+    "updated",
+    "deleted",
+    "failed",
+    "quarantined",
+    "skipped",
+    "ambiguous",
+    "correlated",
+)
+
+
+def _counts_text(counts: dict[str, int]) -> str:
+    """'read 3: +1 ~1 -1, 2 quarantined' style summary of a run's counts."""
+    if not counts:
+        return "no change"
+    marks = [
+        f"{sign}{counts[k]}"
+        for k, sign in (("created", "+"), ("updated", "~"), ("deleted", "-"))
+        if counts.get(k)
+    ]
+    rest = [f"{counts[k]} {k}" for k in _COUNT_ORDER[4:] if counts.get(k)]
+    text = f"read {counts.get('read', 0)}: " + (" ".join(marks) or "no change")
+    return text + (", " + ", ".join(rest) if rest else "")
+
+
 def _print_status(data: list[dict[str, Any]]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = Console(width=max(120, Console().width))
     for job in data:
         title = f"job {job['job']}: {job['objects']} objects synced"
         if job["next_run"]:
@@ -369,15 +396,13 @@ def _print_status(data: list[dict[str, Any]]) -> None:
                     datetime.fromisoformat(run["finished"]) - datetime.fromisoformat(run["started"])
                 ).total_seconds()
                 took = f"{seconds:.1f}s"
-            counts = run["counts"] or {}
-            shown = ", ".join(f"{k} {v}" for k, v in counts.items() if v)
             table.add_row(
-                str(run["started"] or "")[:19],
+                str(run["started"] or "")[:19].replace("T", " "),
                 took,
                 run["node"] or "",
                 run["method"] or "",
                 run["status"] or "",
-                shown,
+                _counts_text(run["counts"] or {}),
                 run["error"] or "",
             )
         if not job["runs"]:
