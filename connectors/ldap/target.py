@@ -65,6 +65,7 @@ _NO_SUCH_OBJECT = 32
 _NO_SUCH_ATTRIBUTE = 16
 _VALUE_EXISTS = 20
 _ALREADY_EXISTS = 68
+_CONSTRAINT_VIOLATION = 19
 
 
 # --------------------------------------------------------------------------------------
@@ -354,7 +355,12 @@ _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.-]*)\}")
 
 
 class _ActionFailed(Exception):
-    """One action cannot be done; reported in its ActionResult."""
+    """One action cannot be done; reported in its ActionResult. ``code`` is the LDAP
+    result code when a server refused an operation."""
+
+    def __init__(self, message: str, code: int | None = None):
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass
@@ -583,7 +589,7 @@ class LdapTarget(Target):
         code, text = self._result()
         if code == 0 or code in ok_codes:
             return code
-        raise _ActionFailed(f"{op.replace('_', ' ')} {dn}: {text}")
+        raise _ActionFailed(f"{op.replace('_', ' ')} {dn}: {text}", code)
 
     # -- entry look-up -----------------------------------------------------------------
 
@@ -789,9 +795,40 @@ class LdapTarget(Target):
                 drop = [v for v in have if v.lower() in {w.lower() for w in wanted}]
                 if drop:
                     changes[attr] = [(ldap3.MODIFY_DELETE, drop)]
-            elif {h.lower() for h in have} != {w.lower() for w in wanted}:
+                continue
+            have_low = {h.lower() for h in have}
+            add = [w for w in wanted if w.lower() not in have_low]
+            if not add:
+                continue
+            if have:
+                # Other values (employeeType: contractor) are not ours: add the marker
+                # next to them, so re-enabling (which removes only the marker) gives
+                # them back unchanged. A single-valued attribute refuses the add: then
+                # _modify_entry replaces.
+                changes[attr] = [(ldap3.MODIFY_ADD, add)]
+            else:
                 changes[attr] = [(ldap3.MODIFY_REPLACE, wanted)]
         return changes
+
+    def _modify_entry(self, dn: str, changes: dict[str, list[tuple[Any, list]]]) -> None:
+        """Modify ``dn``; a marker value added next to others (see _state_changes) to a
+        single-valued attribute (constraint violation) is retried as a replace."""
+        try:
+            self._write("modify", dn, changes)
+        except _ActionFailed as err:
+            markers = {a.lower(): v for a, v in self.options.disabled_attributes.items()}
+            added = [
+                a
+                for a, mods in changes.items()
+                if a.lower() in markers and any(op == ldap3.MODIFY_ADD for op, _ in mods)
+            ]
+            if err.code != _CONSTRAINT_VIOLATION or not added:
+                raise
+            retry = dict(changes)
+            for a in added:
+                want = markers[a.lower()]
+                retry[a] = [(ldap3.MODIFY_REPLACE, [want] if isinstance(want, str) else want)]
+            self._write("modify", dn, retry)
 
     # -- apply -------------------------------------------------------------------------
 
@@ -1082,7 +1119,7 @@ class LdapTarget(Target):
             changes[name] = [(ldap3.MODIFY_REPLACE, want)]
         changes.update(self._state_changes(entry, enable, owned))
         if changes:
-            self._write("modify", entry.dn, changes)
+            self._modify_entry(entry.dn, changes)
 
     def _delete(self, action: Action) -> ActionResult:
         o = self.options
@@ -1117,7 +1154,7 @@ class LdapTarget(Target):
         if o.on_delete == "disable":
             changes = self._state_changes(entry, False, {})
             if changes:
-                self._write("modify", entry.dn, changes)
+                self._modify_entry(entry.dn, changes)
             details.insert(0, "disabled")
         return ActionResult(action, ok=True, detail="; ".join(details))
 

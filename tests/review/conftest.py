@@ -1,0 +1,3 @@
+"""Fixtures of the review tests (re-exported from the HR tests)."""
+
+from tests.hr.conftest import root_pw_file  # noqa: F401 - pytest fixture
