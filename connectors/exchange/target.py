@@ -33,7 +33,7 @@ from exchangelib import Q
 from exchangelib import errors as ewserr
 from exchangelib.extended_properties import ExtendedProperty
 from exchangelib.fields import FieldPath
-from exchangelib.folders import Folder, FolderCollection
+from exchangelib.folders import Contacts, Folder, FolderCollection
 from exchangelib.items import Contact, DistributionList
 from exchangelib.restriction import Restriction
 from exchangelib.services import (
@@ -252,6 +252,14 @@ class ExchangeTarget(Target):
             found = [f for f in found if not isinstance(f, Exception)]
             if found:
                 cur = found[0]
+                fclass = getattr(cur, "folder_class", None) or ""
+                if not fclass.startswith("IPF.Contact"):
+                    log.warning(
+                        "Exchange folder %r is a %s folder, not a contacts folder: Outlook "
+                        "will not show its contacts as an address book",
+                        shown,
+                        fclass or "generic",
+                    )
                 continue
             if not create:
                 raise TargetError(
@@ -268,6 +276,13 @@ class ExchangeTarget(Target):
                 raise TargetError(f"cannot create Exchange folder {shown!r}: {made[0]}")
             log.info("created Exchange folder %r", shown)
             cur = made[0]
+        if not any(m in cur.supported_item_models for m in (Contact, DistributionList)):
+            # exchangelib builds restrictions and parses answers per folder class; a
+            # folder of another class (a mail folder holding contacts) is addressed
+            # through a contacts folder object with the same id.
+            cur = Contacts(
+                root=cur.root, id=cur.id, changekey=cur.changekey, name=cur.name, parent=cur.parent
+            )
         return cur
 
     # ------------------------------------------------------------------ lookup

@@ -521,3 +521,16 @@ def test_http_503_is_retried_after_a_pause(ews_server, make_exchange_target):
     assert res[0].ok
     assert len(t.slept) == 2 and all(s > 0 for s in t.slept)
     assert list(stored(ews_server)) == ["k1"]
+
+
+def test_existing_non_contacts_folder_is_used_with_a_warning(
+    ews_server, make_exchange_target, caplog
+):
+    ews_server.make_folder("Contacts/Mailish", folder_class="IPF.Note")
+    t = make_exchange_target(folder="Contacts/Mailish")
+    with caplog.at_level("WARNING"):
+        t.open()
+    assert "not a contacts folder" in caplog.text
+    assert t.apply([create("k1", **person(1))])[0].ok
+    assert len(ews_server.items_in("Contacts/Mailish")) == 1
+    assert sum(1 for f in ews_server.folders.values() if f.name == "Mailish") == 1
