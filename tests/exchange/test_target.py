@@ -534,3 +534,17 @@ def test_existing_non_contacts_folder_is_used_with_a_warning(
     assert t.apply([create("k1", **person(1))])[0].ok
     assert len(ews_server.items_in("Contacts/Mailish")) == 1
     assert sum(1 for f in ews_server.folders.values() if f.name == "Mailish") == 1
+
+
+def test_folder_outside_contacts(ews_server, make_exchange_target):
+    t = make_exchange_target(folder="Address Book/People")
+    t.open()
+    assert t.apply([create("k1", **person(1))])[0].ok
+    t2 = make_exchange_target(folder="Address Book/People")
+    t2.open()
+    assert t2.apply([update("k1", ("job_title",), **person(1, job_title="Chief"))])[0].ok
+    [item] = ews_server.items_in("Address Book/People")
+    d = ews_server.item_dict(item)
+    assert d["JobTitle"] == "Chief" and d["extended"]["syncd-key"] == "k1"
+    top = ews_server.folder_by_path("Address Book")
+    assert top is not None and top.folder_class == "IPF.Contact"
