@@ -33,6 +33,7 @@ import logging
 import re
 import secrets
 import string
+import unicodedata
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -163,9 +164,21 @@ def build_dn(rdns: Iterable[Rdn]) -> str:
 
 
 def norm_dn(dn: str) -> tuple[tuple[tuple[str, str], ...], ...]:
-    """A comparable form: types and values lower-cased, AVAs of an RDN sorted
-    (names in DNs match case-insensitively on both OpenLDAP and AD)."""
-    return tuple(tuple(sorted((t.lower(), v.lower()) for t, v in rdn)) for rdn in parse_dn(dn))
+    """A comparable form: types and values lower-cased and in Unicode NFC, AVAs of an
+    RDN sorted (names in DNs match case-insensitively on both OpenLDAP and AD, and a
+    decomposed 'José' is the same name as a composed one)."""
+    return tuple(
+        tuple(sorted((t.lower(), _nfc(v).lower()) for t, v in rdn)) for rdn in parse_dn(dn)
+    )
+
+
+def _nfc(value: str) -> str:
+    return value if value.isascii() else unicodedata.normalize("NFC", value)
+
+
+def _comparable(values: Sequence[str | bytes]) -> list[str]:
+    """Values in a form where the same text in NFC and NFD compares equal."""
+    return sorted(repr(_nfc(v) if isinstance(v, str) else v) for v in values)
 
 
 def same_dn(a: str, b: str) -> bool:
@@ -1104,17 +1117,18 @@ class LdapTarget(Target):
                 equal = len(have) == len(want) and all(
                     same_dn(str(h), str(w)) for h, w in zip(have, want, strict=False)
                 )
-            elif len(want) <= 1 and len(have) <= 1:
-                equal = have == want
             else:
-                equal = sorted(map(repr, have)) == sorted(map(repr, want))
+                # The same text in another Unicode normal form is the same value to the
+                # server: rewriting it every run would be churn, not a change.
+                equal = _comparable(have) == _comparable(want)
             if equal:
                 continue
             if name.lower() in rdn_attrs:
                 # The naming value must stay; the move already made it right.
                 rdn_vals = [v for a, v in parse_dn(entry.dn)[0] if a.lower() == name.lower()]
-                want = want + [v for v in rdn_vals if v not in want]
-                if sorted(map(repr, have)) == sorted(map(repr, want)):
+                have_forms = {_nfc(w) for w in want if isinstance(w, str)}
+                want = want + [v for v in rdn_vals if _nfc(v) not in have_forms]
+                if _comparable(have) == _comparable(want):
                     continue
             changes[name] = [(ldap3.MODIFY_REPLACE, want)]
         changes.update(self._state_changes(entry, enable, owned))
