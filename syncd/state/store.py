@@ -132,6 +132,14 @@ def _now() -> _dt.datetime:
     return _dt.datetime.now(_dt.UTC)
 
 
+def _text(value: str | None) -> str | None:
+    """Free text (a DN, a reason, an error) as the store keeps it: PostgreSQL text
+    cannot hold NUL, and one hostile value must not make every commit of a job fail."""
+    if value is None or "\x00" not in value:
+        return value
+    return value.replace("\x00", "\\x00")
+
+
 def _chunks(items: Sequence[Any], size: int = IN_CHUNK) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -149,8 +157,12 @@ def safe_url(url: URL | str) -> str:
 def _parse_url(url: str) -> URL:
     try:
         u = make_url(url)
-    except ArgumentError:
-        raise ConfigError(f"state: url {url!r} is not a database URL") from None
+    except (ArgumentError, ValueError):
+        # Not echoed: an unparsable URL may hold a password nobody can mask.
+        raise ConfigError(
+            "state: url is not a database URL (sqlite:///PATH or "
+            "postgresql+psycopg://user@host:port/db)"
+        ) from None
     # "postgresql://" means psycopg2 to SQLAlchemy; syncd ships psycopg 3.
     if u.drivername in ("postgresql", "postgres"):
         u = u.set(drivername="postgresql+psycopg")
@@ -409,7 +421,7 @@ class StateStore:
         Keyed by the DN as asked for."""
         wanted: dict[str, list[str]] = {}
         for dn in dns:
-            wanted.setdefault(dn.lower(), []).append(dn)
+            wanted.setdefault(_text(dn.lower()) or "", []).append(dn)
         found: dict[str, ObjectState] = {}
         if not wanted:
             return found
@@ -493,8 +505,8 @@ class StateStore:
                 o.target_id,
                 o.fingerprint,
                 _dump_digests(o.digests),
-                o.dn,
-                o.dn.lower() if o.dn is not None else None,
+                _text(o.dn),
+                _text(o.dn.lower()) if o.dn is not None else None,
                 stamp,
             )
             rows[o.source_id] = (
@@ -509,8 +521,8 @@ class StateStore:
             problems[q.source_id] = {
                 "job": job,
                 "source_id": q.source_id,
-                "dn": q.dn,
-                "reason": q.reason,
+                "dn": _text(q.dn),
+                "reason": _text(q.reason),
                 "first_seen": now,
                 "last_seen": now,
                 "attempts": 1,
@@ -570,8 +582,8 @@ class StateStore:
             "status": status,
             "finished": _now(),
             "counts": json.dumps(dict(counts), sort_keys=True),
-            "error": error,
-            "notes": json.dumps(list(notes)),
+            "error": _text(error),
+            "notes": json.dumps(list(notes)),  # JSON writes NUL as \u0000
         }
         if method is not None:
             values["method"] = method
