@@ -316,6 +316,11 @@ class Daemon:
             self._failed(job, "gated", started, err)
             return
         except UserError as err:
+            if self.stop_event.is_set():
+                # Shutting down: the engine gave up before writing anything. Not a failure.
+                log.info("job %s: stopped by the shutdown (%s)", job, err)
+                self._failed(job, "stopped", started, err, logged=True)
+                return
             self._failed(job, "failed", started, err)
             return
         except Exception as err:

@@ -64,7 +64,9 @@ class Notifier:
                     self._sock = socket.socket(
                         socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC
                     )
-                self._sock.sendto(payload, target)
+                # Never block: a notify socket nobody reads (a full buffer) must not stall
+                # the scheduler or a run; a lost STATUS line is harmless.
+                self._sock.sendto(payload, socket.MSG_DONTWAIT, target)
                 return True
             except OSError as err:
                 if not self._warned:
@@ -86,6 +88,9 @@ class Notifier:
         return self.notify(STATUS=text)
 
     def watchdog(self) -> bool:
+        """WATCHDOG=1, only when systemd asked for pings ($WATCHDOG_USEC)."""
+        if not self._watchdog_usec:
+            return False
         return self.notify(WATCHDOG=1)
 
     def stopping(self, status: str | None = None) -> bool:

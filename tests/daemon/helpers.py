@@ -75,7 +75,7 @@ class NotifySocket:
         shutil.rmtree(self._dir, ignore_errors=True)
 
 
-def stop(proc: subprocess.Popen, timeout: float = 10.0) -> int:
+def stop(proc: subprocess.Popen, timeout: float = 30.0) -> int:
     """SIGTERM and wait; kill if it does not stop. Returns the exit code."""
     if proc.poll() is None:
         proc.terminate()
@@ -84,7 +84,7 @@ def stop(proc: subprocess.Popen, timeout: float = 10.0) -> int:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-            raise AssertionError("the daemon did not stop within 10 s of SIGTERM") from None
+            raise AssertionError(f"the daemon did not stop within {timeout} s of SIGTERM") from None
     return proc.returncode
 
 

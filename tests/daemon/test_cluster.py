@@ -38,13 +38,23 @@ def _runs(url: str, since: dt.datetime) -> list[tuple[str, dt.datetime, str]]:
     return [(r[0], r[1] if r[1].tzinfo else r[1].replace(tzinfo=dt.UTC), r[2]) for r in rows]
 
 
+def _wait_runs(url: str, since: dt.datetime, count: int, timeout: float = 30.0) -> list:
+    """Runs started since ``since`` once there are ``count`` of them (a loaded machine
+    coalesces late ticks, so this waits for runs rather than for seconds)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        runs = _runs(url, since)
+        if len(runs) >= count or time.monotonic() > deadline:
+            return runs
+        time.sleep(0.2)
+
+
 def _assert_once_per_tick(runs: list[tuple[str, dt.datetime, str]]) -> None:
-    """No two runs in one tick: with 1 s ticks, starts are at least half a second apart."""
+    """No tick ran twice: with 1 s ticks, run starts are at least half a second apart
+    (minus the few milliseconds between a node's check and its run record)."""
     starts = [r[1] for r in runs]
     gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(starts)]
-    assert all(g > 0.5 for g in gaps), f"two runs in one tick: {runs}"
-    ticks = [s.replace(microsecond=0) for s in starts]
-    assert len(set(ticks)) == len(ticks), f"two runs in one tick: {runs}"
+    assert all(g > 0.45 for g in gaps), f"two runs in one tick: {runs}"
 
 
 def test_each_tick_runs_on_exactly_one_node_and_survives_kill_9(tmp_path, postgres_url):
@@ -52,23 +62,24 @@ def test_each_tick_runs_on_exactly_one_node_and_survives_kill_9(tmp_path, postgr
     env["SYNCD_TEST_DB_PW"] = db_password(postgres_url)
     nodes = {}
     sockets = {}
+    logs = {}
     try:
         for name in ("n1", "n2", "n3"):
             config = job_config(tmp_path, postgres_url, postgres_url, node=name, interval=1)
             sockets[name] = NotifySocket()
+            # A file, not a pipe nobody reads: a full pipe would block the daemon.
+            logs[name] = (tmp_path / f"{name}.log").open("w")
             nodes[name] = subprocess.Popen(
                 syncd_cmd(config, "daemon"),
                 env={**env, "NOTIFY_SOCKET": sockets[name].address},
                 stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                text=True,
+                stderr=logs[name],
             )
         for name in nodes:
             sockets[name].wait_for("READY", "1", timeout=60)
         t0 = dt.datetime.now(dt.UTC)
-        time.sleep(4.2)
-        runs = _runs(postgres_url, t0)
-        assert len(runs) >= 3, runs
+        runs = _wait_runs(postgres_url, t0, 4)
+        assert len(runs) >= 4, runs
         _assert_once_per_tick(runs)
         assert {r[0] for r in runs} <= {"n1", "n2", "n3"}
 
@@ -77,9 +88,8 @@ def test_each_tick_runs_on_exactly_one_node_and_survives_kill_9(tmp_path, postgr
         nodes[victim].send_signal(signal.SIGKILL)
         nodes[victim].wait(10)
         t1 = dt.datetime.now(dt.UTC)
-        time.sleep(3.2)
-        after = _runs(postgres_url, t1)
-        assert len(after) >= 2, after
+        after = _wait_runs(postgres_url, t1, 3)
+        assert len(after) >= 3, after
         assert victim not in {r[0] for r in after}, after
         _assert_once_per_tick(after)
         # The survivors' runs succeed (the newest may still be in flight).
@@ -94,3 +104,7 @@ def test_each_tick_runs_on_exactly_one_node_and_survives_kill_9(tmp_path, postgr
             proc.wait()
         for sock in sockets.values():
             sock.close()
+        for name, f in logs.items():
+            f.close()
+            # Shown by pytest when the test fails.
+            print(f"--- {name}:\n" + (tmp_path / f"{name}.log").read_text()[-3000:])

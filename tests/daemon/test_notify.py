@@ -14,7 +14,7 @@ from tests.daemon.helpers import NotifySocket
 def test_messages_arrive_as_key_value_datagrams(abstract):
     sock = NotifySocket(abstract=abstract)
     try:
-        n = Notifier(environ={"NOTIFY_SOCKET": sock.address})
+        n = Notifier(environ={"NOTIFY_SOCKET": sock.address, "WATCHDOG_USEC": "2000000"})
         assert n.enabled
         assert n.ready(status="scheduling 2 jobs")
         assert n.status("inventory: ok 12s, 3 created\nsecond line")
@@ -40,6 +40,30 @@ def test_without_notify_socket_everything_is_a_no_op():
     assert not n.enabled
     assert n.ready() is False
     assert n.watchdog_interval() is None
+
+
+def test_watchdog_pings_only_when_systemd_asked_for_them():
+    sock = NotifySocket()
+    try:
+        assert Notifier(environ={"NOTIFY_SOCKET": sock.address}).watchdog() is False
+        assert sock.poll(0.2) == []
+    finally:
+        sock.close()
+
+
+def test_a_socket_nobody_reads_never_blocks_the_sender():
+    """systemd reads its socket; a stalled reader must not stall the daemon's threads."""
+    import time
+
+    sock = NotifySocket()
+    try:
+        n = Notifier(environ={"NOTIFY_SOCKET": sock.address})
+        started = time.monotonic()
+        sent = [n.status("x" * 1000) for _ in range(5000)]
+        assert time.monotonic() - started < 10
+        assert sent[0] is True and sent[-1] is False  # the buffer filled up; later ones dropped
+    finally:
+        sock.close()
 
 
 def test_unreachable_socket_does_not_raise(tmp_path):
