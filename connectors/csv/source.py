@@ -39,6 +39,47 @@ csv.field_size_limit(1 << 20)
 
 _MAX_NOTED_DUPLICATES = 20
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+"""An id with a control character (NUL...) is not an id a person typed: such a row is
+treated like one without an id (PostgreSQL cannot even store it)."""
+
+
+def _line_breaks(encoding: str) -> tuple[bytes, ...]:
+    """The bytes of a line break in ``encoding`` (a UTF-16 export ends with
+    b"\\n\\x00", not b"\\n"), without a byte order mark, in either byte order."""
+    name = codecs.lookup(encoding).name
+    variants = [name]
+    if name in ("utf-16", "utf-32"):
+        variants += [f"{name}-le", f"{name}-be"]
+    out: set[bytes] = set()
+    for variant in variants:
+        for ch in "\n\r":
+            one, two = ch.encode(variant), (ch + ch).encode(variant)
+            out.add(two[len(one) :])  # the second one: no BOM in front
+    return tuple(out)
+
+
+class _Lines:
+    """The lines of a text file for csv.reader, counting them (physical line numbers
+    for messages; a ``sep=`` line pushed back is not counted twice)."""
+
+    def __init__(self, handle: Iterator[str]):
+        self._it = iter(handle)
+        self.count = 0
+        self._pushed: list[str] = []
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        line = self._pushed.pop() if self._pushed else next(self._it)
+        self.count += 1
+        return line
+
+    def push_back(self, line: str) -> None:
+        self.count -= 1
+        self._pushed.append(line)
+
 
 class CsvConnection(BaseModel):
     """Where the CSV file is and how it is written (``connections.NAME``, ``type: csv``)."""
@@ -217,13 +258,37 @@ class CsvSource(Source):
     def _open(self, path: Path):
         return open(path, encoding=self.connection.encoding, newline="")
 
-    def _reader(self, handle) -> Iterator[list[str]]:
+    def _reader(self, lines: _Lines) -> Iterator[list[str]]:
+        """Rows of ``lines``. Excel's optional first line ``sep=;`` names the delimiter
+        (and is not the header)."""
+        delimiter = self.connection.delimiter
+        try:
+            first = next(lines)
+        except StopIteration:
+            first = None
+        if first is not None:
+            head = first.lstrip("\ufeff").rstrip("\r\n")
+            if len(head) == 5 and head.lower().startswith("sep="):
+                delimiter = head[4]
+            else:
+                lines.push_back(first)
         return csv.reader(
-            handle,
-            delimiter=self.connection.delimiter,
+            lines,
+            delimiter=delimiter,
             quotechar=self.connection.quotechar,
             strict=True,
         )
+
+    @staticmethod
+    def _fit(row: list[str], width: int) -> list[str] | None:
+        """``row`` cut to the header's named columns: Excel writes trailing empty columns
+        (``a,b,,``) that have no header; they may only hold empty values. None when the
+        row does not fit (too short, or a value in a column without a name)."""
+        if len(row) == width:
+            return row
+        if len(row) > width and not any(v.strip() for v in row[width:]):
+            return row[:width]
+        return None
 
     def _scan(self, path: Path) -> _Scan:
         try:
@@ -244,10 +309,12 @@ class CsvSource(Source):
             with open(path, "rb") as raw:
                 while chunk := raw.read(1 << 20):
                     digest.update(chunk)
-                    last = chunk
+                    last = (last + chunk)[-8:]
         except OSError as err:
             raise SourceError(f"csv: cannot read {path}: {err.strerror}") from None
-        if self.connection.require_final_newline and not last.endswith((b"\n", b"\r")):
+        if self.connection.require_final_newline and not last.endswith(
+            _line_breaks(self.connection.encoding)
+        ):
             raise SourceError(
                 f"csv: {path} does not end with a line break: truncated or still being "
                 "written (set require_final_newline: false if the export never ends with one)"
@@ -255,7 +322,8 @@ class CsvSource(Source):
         line = 0
         try:
             with self._open(path) as handle:
-                reader = self._reader(handle)
+                lines = _Lines(handle)
+                reader = self._reader(lines)
                 header = self._header(reader, path)
                 attrs = self._attribute_names(header)
                 id_index = self._index_of(self.options.id_column, header, attrs, path)
@@ -264,22 +332,23 @@ class CsvSource(Source):
                 scan = _Scan(path, st, digest.hexdigest(), header, attrs, id_index)
                 first_line: dict[str, int] = {}
                 width = len(header)
-                line = reader.line_num
+                line = lines.count
                 for row in reader:
-                    start, line = line + 1, reader.line_num
+                    start, line = line + 1, lines.count
                     if not row:
                         continue  # blank line
-                    if len(row) != width:
+                    if self._fit(row, width) is None:
                         raise SourceError(
                             f"csv: {path.name} line {start}: {len(row)} fields where the "
                             f"header has {width}: truncated or malformed file"
                         )
                     scan.rows += 1
                     ident = row[id_index].strip()
-                    if not ident:
+                    if not ident or _CONTROL.search(ident):
                         if not self.options.skip_rows_without_id:
+                            what = "empty" if not ident else "control character in"
                             raise SourceError(
-                                f"csv: {path.name} line {start}: empty "
+                                f"csv: {path.name} line {start}: {what} "
                                 f"{self.options.id_column} (set skip_rows_without_id: true "
                                 "to skip such rows)"
                             )
@@ -312,6 +381,8 @@ class CsvSource(Source):
         header = [h.strip() for h in header]
         if not any(header):
             raise SourceError(f"csv: {path.name}: the first line is not a header")
+        while header and header[-1] == "":
+            header.pop()  # Excel's trailing empty columns (see _fit)
         if "" in header:
             raise SourceError(f"csv: {path.name}: column {header.index('') + 1} has no name")
         dupes = sorted({h for h in header if header.count(h) > 1})
@@ -389,15 +460,17 @@ class CsvSource(Source):
         id_index = scan.id_index
         try:
             with self._open(scan.path) as handle:
-                reader = self._reader(handle)
+                reader = self._reader(_Lines(handle))
                 next(reader)
                 for row in reader:
                     if not row:
                         continue
-                    if len(row) != len(attrs):
+                    fitted = self._fit(row, len(attrs))
+                    if fitted is None:
                         raise SourceError(f"csv: {scan.path} changed while being read")
+                    row = fitted
                     ident = row[id_index].strip()
-                    if not ident:
+                    if not ident or _CONTROL.search(ident):
                         continue
                     if ident in scan.duplicates:
                         if ident not in dup_sent:
@@ -439,7 +512,7 @@ class CsvSource(Source):
         try:
             path = self._pick_file()
             with self._open(path) as handle:
-                header = self._header(self._reader(handle), path)
+                header = self._header(self._reader(_Lines(handle)), path)
             attrs = self._attribute_names(header)
             self._index_of(self.options.id_column, header, attrs, path)
             for col in self.options.required_columns:
