@@ -165,3 +165,26 @@ def db_password(url: str) -> str:
     import sqlalchemy as sa
 
     return sa.make_url(url).password or ""
+
+
+def start_daemon(config: Path | str, env: dict[str, str]) -> subprocess.Popen:
+    """``syncd -c CONFIG daemon`` with its log (stderr) going to a file beside the config.
+
+    A file, not a pipe: a pipe nobody reads fills up and blocks the daemon's logging.
+    Read the log with :func:`read_logs`.
+    """
+    log_path = Path(config).with_suffix(f".{time.monotonic_ns()}.log")
+    with log_path.open("w") as log_file:
+        proc = subprocess.Popen(
+            syncd_cmd(config, "daemon"), env=env, stdout=subprocess.DEVNULL, stderr=log_file
+        )
+    proc.log_path = log_path  # type: ignore[attr-defined]
+    return proc
+
+
+def read_logs(proc: subprocess.Popen) -> list[dict]:
+    """The daemon's JSON log records so far."""
+    import json
+
+    text = proc.log_path.read_text()  # type: ignore[attr-defined]
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]

@@ -5,7 +5,6 @@ elsewhere (Busy is info, not an error), SIGTERM mid-run (finish the batch, commi
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import time
@@ -17,7 +16,15 @@ import sqlalchemy as sa
 
 from syncd.locks import job_lock
 from syncd.state import StateStore
-from tests.daemon.helpers import NotifySocket, db_password, job_config, stop, syncd_cmd
+from tests.daemon.helpers import (
+    NotifySocket,
+    db_password,
+    job_config,
+    read_logs,
+    start_daemon,
+    stop,
+    syncd_cmd,
+)
 from tests.servers.ports import free_port
 
 
@@ -34,17 +41,11 @@ def _env(notify: NotifySocket | None, url: str = "") -> dict[str, str]:
 
 
 def _start(config: Path, env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen(
-        syncd_cmd(config, "daemon"),
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return start_daemon(config, env)
 
 
 def _logs(proc: subprocess.Popen) -> list[dict]:
-    return [json.loads(x) for x in proc.stderr.read().splitlines() if x.startswith("{")]
+    return read_logs(proc)
 
 
 def _count(url: str, table: str) -> int:

@@ -6,7 +6,6 @@ tests with jobs are in test_cluster.py / test_daemon_jobs.py.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import time
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.daemon.helpers import NotifySocket, stop, syncd_cmd
+from tests.daemon.helpers import NotifySocket, read_logs, start_daemon, stop, syncd_cmd
 from tests.servers.ports import free_port, wait_port
 
 CONFIG = """\
@@ -39,17 +38,11 @@ def _start(config: Path, notify: NotifySocket | None, **env: str) -> subprocess.
     if notify is not None:
         environ["NOTIFY_SOCKET"] = notify.address
     environ.update(env)
-    return subprocess.Popen(
-        syncd_cmd(config, "daemon"),
-        env=environ,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return start_daemon(config, environ)
 
 
 def _logs(proc: subprocess.Popen) -> list[dict]:
-    return [json.loads(line) for line in proc.stderr.read().splitlines() if line.startswith("{")]
+    return read_logs(proc)
 
 
 def test_ready_watchdog_health_and_clean_stop(tmp_path):
