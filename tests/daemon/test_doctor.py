@@ -214,3 +214,29 @@ def test_endpoints_from_connection_urls():
     assert endpoints_of(SimpleNamespace(url="sqlite:///x.db")) == []
     (https,) = endpoints_of(SimpleNamespace(service_endpoint="https://mail.example/EWS"))
     assert (https.port, https.tls) == (443, "tls")
+
+
+class _WrongNameSlapd:
+    """A real slapd whose certificate names another host (wrong.example)."""
+
+    def __new__(cls, directory):
+        from tests.servers.slapd import Slapd
+        from tests.servers.tls import make_ca_and_cert
+
+        class WrongName(Slapd):
+            def _make_tls(self):
+                files = make_ca_and_cert(self.dir / "tls", hosts=["wrong.example"])
+                self.ca_file = files["ca"]
+                return files
+
+        return WrongName(directory, tls=True)
+
+
+def test_certificate_for_another_host_names_both(tmp_path, monkeypatch):
+    with _WrongNameSlapd(tmp_path / "slapd") as server:
+        monkeypatch.setenv("SYNCD_TEST_LDAP_PW", server.root_pw)
+        cfg = load_config(_config(tmp_path, server.ldaps_url, ca_file=server.ca_file))
+        findings = run_doctor(cfg, "dir")
+    (tls,) = _rows(findings, "TLS handshake")
+    assert tls.failed and "mismatch" in tls.detail.lower()
+    assert "the certificate is for wrong.example, not 127.0.0.1" in tls.hint
