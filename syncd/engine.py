@@ -77,63 +77,90 @@ class RunReport:
 class Plan:
     """The actions of one run, spooled to an unlinked temporary file.
 
-    Only the counts per kind stay in memory.
+    Only the counts per kind and one chunk of rows stay in memory.
     """
+
+    CHUNK = 500
+    """Rows pickled together: one pickle per chunk shares its memo (field names,
+    repeated strings) across the chunk, several times cheaper than one per row, while
+    memory stays bounded by the chunk."""
 
     def __init__(self) -> None:
         self._file = tempfile.TemporaryFile(prefix="syncd-plan-")  # noqa: SIM115
         self.counts: Counter = Counter()
         self._closed = False
+        self._pending: list[tuple] = []
 
     def add(self, planned: planner.PlannedAction) -> None:
         a = planned.action
         self.counts[a.kind.value] += 1
         # Plain tuples pickle several times faster than slotted dataclasses.
-        row = (
-            a.kind.value,
-            a.source_id,
-            a.key,
-            a.fields,
-            a.changed,
-            a.target_id,
-            a.dn,
-            planned.fingerprint,
-            planned.digests,
+        self._pending.append(
+            (
+                a.kind.value,
+                a.source_id,
+                a.key,
+                a.fields,
+                a.changed,
+                a.target_id,
+                a.dn,
+                planned.fingerprint,
+                planned.digests,
+            )
         )
-        # One pickle per row: a shared Pickler's memo would keep every row alive.
-        pickle.dump(row, self._file, protocol=pickle.HIGHEST_PROTOCOL)
+        if len(self._pending) >= self.CHUNK:
+            self._spill()
+
+    def _spill(self) -> None:
+        if self._pending:
+            pickle.dump(self._pending, self._file, protocol=pickle.HIGHEST_PROTOCOL)
+            self._pending = []
 
     def __len__(self) -> int:
         return sum(self.counts.values())
 
-    def __iter__(self) -> Iterator[planner.PlannedAction]:
+    def _chunks(self) -> Iterator[list[tuple]]:
         # Our own file, written by this process a moment ago: pickle is safe here.
+        self._spill()
         self._file.flush()
         self._file.seek(0)
         while True:
             try:
-                kind, sid, key, fields, changed, target_id, dn, fp, digests = pickle.load(
-                    self._file
-                )
+                yield pickle.load(self._file)
             except EOFError:
                 return
-            action = Action(ActionKind(kind), sid, key, fields, changed, target_id, dn)
-            yield planner.PlannedAction(action, fp, digests)
+
+    def __iter__(self) -> Iterator[planner.PlannedAction]:
+        for chunk in self._chunks():
+            yield from _unspool(chunk)
 
     def batches(self, size: int) -> Iterator[list[planner.PlannedAction]]:
         batch: list[planner.PlannedAction] = []
-        for planned in self:
-            batch.append(planned)
-            if len(batch) >= size:
-                yield batch
-                batch = []
+        for chunk in self._chunks():
+            for planned in _unspool(chunk):
+                batch.append(planned)
+                if len(batch) >= size:
+                    yield batch
+                    batch = []
         if batch:
             yield batch
 
     def close(self) -> None:
         if not self._closed:
             self._file.close()
+            self._pending = []
             self._closed = True
+
+
+def _unspool(chunk: list[tuple]) -> Iterator[planner.PlannedAction]:
+    kinds = _KINDS
+    planned_action = planner.PlannedAction
+    for kind, sid, key, fields, changed, target_id, dn, fp, digests in chunk:
+        action = Action(kinds[kind], sid, key, fields, changed, target_id, dn)
+        yield planned_action(action, fp, digests)
+
+
+_KINDS = {k.value: k for k in ActionKind}
 
 
 def run_job(
@@ -221,6 +248,8 @@ class _Run:
         self.dn_moves: list[tuple[Any, str | None]] = []
         self._dn_cache: dict[tuple[str, str], Any] = {}
         self.reporter: Any = None
+        # No synced object at all (a first run): no state row to fetch per batch.
+        self.state_empty = False
 
     # ------------------------------------------------------------------ the run
     def execute(self) -> RunReport:
@@ -240,6 +269,7 @@ class _Run:
                 q.source_id for q in self.store.quarantine(self.job.name)
             }
             synced_before = self.store.count_objects(self.job.name)
+            self.state_empty = synced_before == 0
             correlating = self._correlating(target)
             if correlating or self.apply_mode:
                 target.open()
@@ -386,7 +416,11 @@ class _Run:
     def _plan_batch(self, changes: list[Change], plan: Plan, correlator: Target | None) -> None:
         counts = self.report.counts
         counts["read"] += len(changes)
-        states = self.store.objects_for(self.job.name, [c.source_id for c in changes])
+        states = (
+            {}
+            if self.state_empty
+            else self.store.objects_for(self.job.name, [c.source_id for c in changes])
+        )
         for change in changes:
             state = states.get(change.source_id)
             if change.op is Op.PRESENT:

@@ -71,6 +71,11 @@ def field_digest(value: Any) -> str:
     return blake2b(encode(value), digest_size=FIELD_DIGEST_SIZE).hexdigest()
 
 
+_ORDER: dict[tuple[str, ...], list[str]] = {}
+"""Field names as a record holds them -> sorted: every record of a mapping has the same
+few layouts, so the sort is done once per layout (bounded below)."""
+
+
 def fingerprint(fields: Mapping[str, Any]) -> tuple[str, dict[str, str]]:
     """``(fingerprint, {field: digest})`` of a record.
 
@@ -78,17 +83,29 @@ def fingerprint(fields: Mapping[str, Any]) -> tuple[str, dict[str, str]]:
     always-empty field to a mapping does not make every record look changed.
     Raises TypeError naming the field whose value has an unsupported type.
     """
+    # Hot path of every planned record: text values are encoded inline (the same bytes
+    # as encode()), the sorted field order is cached per layout.
     digests: dict[str, str] = {}
+    b2 = blake2b
     for name, value in fields.items():
-        if value is None:
+        if type(value) is str:
+            enc = b"s" + value.encode("utf-8", "surrogatepass")
+        elif value is None:
             continue
-        try:
-            enc = encode(value)
-        except TypeError as err:
-            raise TypeError(f"field {name!r}: {err}") from None
-        digests[name] = blake2b(enc, digest_size=FIELD_DIGEST_SIZE).hexdigest()
-    overall = "\x00".join(f"{name}\x00{digests[name]}" for name in sorted(digests))
-    return blake2b(
+        else:
+            try:
+                enc = encode(value)
+            except TypeError as err:
+                raise TypeError(f"field {name!r}: {err}") from None
+        digests[name] = b2(enc, digest_size=FIELD_DIGEST_SIZE).hexdigest()
+    names = tuple(digests)
+    order = _ORDER.get(names)
+    if order is None:
+        order = sorted(names)
+        if len(_ORDER) < 1000:
+            _ORDER[names] = order
+    overall = "\x00".join([f"{name}\x00{digests[name]}" for name in order])
+    return b2(
         overall.encode("utf-8", "surrogatepass"), digest_size=FINGERPRINT_SIZE
     ).hexdigest(), digests
 
