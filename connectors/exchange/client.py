@@ -10,6 +10,7 @@ what the server asked (``BackOffMilliseconds``) a bounded number of times.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -71,6 +72,47 @@ class _SyncdAdapter(requests.adapters.HTTPAdapter):
     ) -> Any:
         verify = self._verify_for(request.url, verify)
         return super().get_connection_with_tls_context(request, verify, proxies=proxies, cert=cert)
+
+
+_SECRET_HEADER = re.compile(
+    r"""(['"]?(?:Authorization|Proxy-Authorization|Cookie|Set-Cookie)['"]?\s*[:=]\s*)"""
+    r"""(?:'[^']*'|"[^"]*"|[^,}\r\n]*)""",
+    re.IGNORECASE,
+)
+
+
+class _RedactHeaders(logging.Filter):
+    """exchangelib logs every request's headers (DEBUG, and ERROR on a failed POST):
+    ``Authorization: Basic`` is the password in base64, NTLM's a crackable response.
+    This masks those header values in the records of its logger."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string: let the handler report it
+            return True
+        masked = _SECRET_HEADER.sub(r"\1'[redacted]'", message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        return True
+
+
+class _DropNtlmTokens(logging.Filter):
+    """pyspnego logs every NTLM token at DEBUG; the client's AUTHENTICATE message is an
+    offline-crackable response to the password."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("NTLM step")
+
+
+def _install_log_redaction() -> None:
+    for name, cls in (("exchangelib.util", _RedactHeaders), ("spnego._ntlm", _DropNtlmTokens)):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, cls) for f in logger.filters):
+            logger.addFilter(cls())
+
+
+_install_log_redaction()
 
 
 def _install_tls(conn: ExchangeConnection) -> None:
