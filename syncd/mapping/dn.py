@@ -115,6 +115,21 @@ _NOT_SIMPLE = re.compile(r'[\\"#;]')
 _NOT_SIMPLE_SPLIT = re.compile(r'[\\"#;+]')
 
 
+_TYPE = r"(?:[A-Za-z][A-Za-z0-9-]*|[0-9]+(?:\.[0-9]+)*)"
+_PLAIN_VALUE = r'[^,+\\"#;]*'
+_PLAIN_DN = re.compile(rf"[ ]*({_TYPE})[ ]*=({_PLAIN_VALUE})(?:,[ ]*{_TYPE}[ ]*={_PLAIN_VALUE})*")
+"""A DN :func:`_parse_simple` parses (no escapes, quotes, '#', ';' or multi-valued
+RDNs), checked in one match; groups: the leftmost RDN's type and value."""
+
+
+def first_ava(dn: str) -> tuple[str, str] | None:
+    """``(type, value)`` of the leftmost RDN, the same as ``parse_dn(dn).rdns[0][0]``,
+    for a plain DN (the common case, a single regex match instead of a parse of every
+    RDN); None when the DN is not plain: parse it with :func:`parse_dn` then."""
+    m = _PLAIN_DN.fullmatch(dn)
+    return (m.group(1), m.group(2).strip(" ")) if m else None
+
+
 def _parse_simple(dn: str) -> ParsedDN | None:
     """The common case, no escapes or quotes: plain splitting, about 5x faster than the
     full parser. None when the DN is not well-formed (the full parser then says why)."""

@@ -28,7 +28,7 @@ from typing import Any
 from jinja2 import Undefined, pass_context
 from jinja2.runtime import Context
 
-from syncd.mapping.dn import parse_dn, split_first
+from syncd.mapping.dn import first_ava, parse_dn, split_first
 
 __all__ = ["FILTERS", "LOOKUP_KEY", "TESTS", "UAC_FLAGS"]
 
@@ -220,7 +220,11 @@ def rdn(dn: Any) -> str | None:
 def rdn_value(dn: Any, attr: str | None = None) -> str | None:
     """Unescaped value of the leftmost RDN (of its ``attr`` component when the RDN is
     multi-valued and ``attr`` is given): ``cn=Smith\\, John,ou=x`` -> ``Smith, John``."""
-    parsed = parse_dn(_text(dn, "rdn_value"))
+    text = _text(dn, "rdn_value")
+    ava = first_ava(text)
+    if ava is not None:  # a plain DN: its leftmost RDN has one type and value
+        return ava[1] if attr is None or ava[0].lower() == attr.lower() else None
+    parsed = parse_dn(text)
     if not parsed.rdns:
         return None
     if attr is None:
