@@ -47,8 +47,8 @@ class SqlConnection(BaseModel):
     def _check_url(cls, value: str, info: ValidationInfo) -> str:
         try:
             u = make_url(value)
-        except ArgumentError:
-            raise ValueError("not a database URL (dialect+driver://user@host/db)") from None
+        except (ArgumentError, ValueError):  # ValueError: a port that is not a number
+            raise ValueError("not a database URL (dialect+driver://user@host:port/db)") from None
         if u.password is not None:
             raise ValueError(
                 "the URL must not contain the password; use password: {env: NAME} "

@@ -346,9 +346,17 @@ class SqlTarget(Target):
         """The error for columns the table lacks, with the statement that adds them
         (syncd never alters an existing table itself)."""
         o = self.options
-        name = f"{o.db_schema}.{o.table}" if o.db_schema else o.table
+        # Quoted as the database needs (mixed case, spaces, reserved words like
+        # "order"), so the statement can be run as it is shown.
+        quote = (
+            self.engine.dialect.identifier_preparer.quote
+            if self.engine is not None
+            else (lambda n: n)
+        )
+        name = quote(o.table) if not o.db_schema else f"{quote(o.db_schema)}.{quote(o.table)}"
         adds = "; ".join(
-            f"ALTER TABLE {name} ADD COLUMN {c} {'TIMESTAMP' if c == o.deleted_column else 'TEXT'}"
+            f"ALTER TABLE {name} ADD COLUMN {quote(c)} "
+            f"{'TIMESTAMP' if c == o.deleted_column else 'TEXT'}"
             for c in missing
         )
         return TargetError(
