@@ -14,6 +14,7 @@ caller to judge.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import ssl
 import threading
@@ -175,6 +176,29 @@ def _transport_problem(err: httpx.TransportError) -> str:
     return text or type(err).__name__
 
 
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def same_site(host: str, configured: str) -> bool:
+    """True when a request to ``host`` may carry the credentials of ``configured``: the
+    same host, or a sibling in the configured host's parent domain (iCloud answers
+    contacts.icloud.com with an address book home on pNN-contacts.icloud.com). IP
+    addresses must match exactly; a two-label name admits only its own subdomains."""
+    host, configured = host.lower().rstrip("."), configured.lower().rstrip(".")
+    if host == configured:
+        return True
+    if _is_ip(host) or _is_ip(configured):
+        return False
+    labels = configured.split(".")
+    parent = ".".join(labels[1:]) if len(labels) >= 3 else configured
+    return host.endswith("." + parent)
+
+
 class DavClient:
     """An authenticated HTTP client for one CardDAV account. Thread-safe.
 
@@ -190,6 +214,7 @@ class DavClient:
     ):
         self.conn = conn
         self.base = conn.url if conn.url.endswith("/") else conn.url + "/"
+        self._host = (urlsplit(self.base).hostname or "").lower()
         auth: httpx.Auth | None = None
         if conn.username:
             password = conn.password.reveal() if conn.password else ""
@@ -224,7 +249,9 @@ class DavClient:
 
     def _guard(self, request: httpx.Request) -> None:
         # Every request, redirects included: never send credentials or contacts over
-        # plaintext to a host that is not loopback unless the config allows it.
+        # plaintext to a host that is not loopback unless the config allows it, nor to
+        # a host outside the configured server's domain (a redirect or an absolute
+        # href in a server's answer must not carry the password elsewhere).
         with self._lock:
             self.stats[request.method] += 1
         url = request.url
@@ -232,6 +259,12 @@ class DavClient:
             raise ConnectionFailed(
                 f"refusing plain http:// to {url.host} (redirected there?); use https:// or "
                 "set allow_plaintext: true"
+            )
+        if not same_site(url.host, self._host):
+            raise ConnectionFailed(
+                f"the CardDAV server {self._host} sent syncd to another host, {url.host}; "
+                "refusing to send the credentials there (set url to that server if it is "
+                "the right one)"
             )
 
     def close(self) -> None:
