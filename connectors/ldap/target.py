@@ -311,6 +311,18 @@ class LdapTargetOptions(BaseModel):
             raise ValueError(f"dn_template must produce DNs under base {self.base!r}")
         if not _PLACEHOLDER.search(self.dn_template.split(",")[0]):
             raise ValueError("dn_template's first RDN must contain a {field}")
+        if self.entry_filter is not None and not _valid_filter(self.filter):
+            raise ValueError(f"entry_filter {self.entry_filter!r} is not an LDAP filter")
+        names = [
+            ("key_attribute", self.key_attribute),
+            ("member_attribute", self.member_attribute),
+            *(("correlate attribute", r.attribute) for r in self.correlate),
+            *(("references attribute", a) for a in self.references.values()),
+        ]
+        for what, name in names:
+            if name is not None and not _ATTRIBUTE.fullmatch(name):
+                # It goes into filters: (name=value); only the value is escaped.
+                raise ValueError(f"{what} {name!r} is not an attribute name")
         if self.on_delete == "move" and not self.disabled_ou:
             raise ValueError("on_delete: move needs disabled_ou")
         if (
@@ -361,6 +373,21 @@ class LdapTargetOptions(BaseModel):
 
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.-]*)\}")
+_ATTRIBUTE = re.compile(r"([A-Za-z][A-Za-z0-9-]*|\d+(\.\d+)+)(;[A-Za-z0-9-]+)*")
+"""An attribute name or OID (RFC 4512 descr / numericoid)."""
+
+
+def _valid_filter(text: str) -> bool:
+    from ldap3.core.exceptions import LDAPInvalidFilterError
+    from ldap3.operation.search import parse_filter
+
+    try:
+        parse_filter(
+            text, None, auto_escape=False, auto_encode=False, validator=None, check_names=False
+        )
+    except LDAPInvalidFilterError:
+        return False
+    return True
 
 
 # --------------------------------------------------------------------------------------
@@ -677,7 +704,15 @@ class LdapTarget(Target):
             filt = f"(&{self.options.filter}({rule.attribute}={escape_filter_chars(value)}))"
             found: dict[str, _Entry] = {}
             for scope in self.options.scopes:
-                for entry in self._search(scope, filt, [self.options.id_attr, key_attr]):
+                try:
+                    entries = self._search(scope, filt, [self.options.id_attr, key_attr])
+                except _ActionFailed as err:
+                    # Not one record's problem (a size limit, a refused search): the
+                    # run stops with one line, before anything is written.
+                    raise TargetError(
+                        f"ldap target: correlation by {rule.attribute}: {err}"
+                    ) from None
+                for entry in entries:
                     taken = _first_text(entry.values(key_attr))  # type: ignore[arg-type]
                     if taken and own_key and taken != own_key:
                         continue

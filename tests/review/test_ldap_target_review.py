@@ -5,6 +5,7 @@ from __future__ import annotations
 import unicodedata
 
 import ldap3
+import pytest
 
 from tests.hr.conftest import PEOPLE, Reader, create, delete, make_target, person, update
 
@@ -76,3 +77,118 @@ def test_disable_marker_in_a_single_valued_attribute_replaces(slapd, root_pw_fil
     [res] = target.apply([delete("E3", res.target_id)])
     assert res.ok, res.error
     assert _by_key(reader, "E3")["preferredLanguage"].values == ["x-off"]
+
+
+HOSTILE = [
+    'Smith, John+Jr "the" <boss>; =x',
+    "#hash leading",
+    " leading and trailing ",
+    "back\\slash*()",
+    "a\x00nul",
+    "עברית مرحبا 👩‍💻",
+]
+
+
+def test_hostile_names_round_trip_without_moves(slapd, root_pw_file):
+    """DN specials, leading '#' and spaces, filter metacharacters, NUL, RTL and emoji in
+    the RDN value and the department OU: created, found again by id and key, not moved
+    on a repeat, disabled into disabled_ou and re-enabled back, groups kept right."""
+    target = make_target(
+        slapd,
+        root_pw_file,
+        dn_template="uid={uid},ou={department},ou=people,dc=example,dc=com",
+        disabled_attributes={},
+    )
+    reader = Reader(slapd)
+    reader.conn.add(
+        "cn=staff,ou=groups,dc=example,dc=com",
+        ["groupOfNames"],
+        {"cn": "staff", "member": ["cn=nobody"]},
+    )
+    for i, name in enumerate(HOSTILE):
+        key = f"H{i}"
+        fields = person(key, "X", "Y", department=name, uid=name, groups=["staff"])
+        fields["mail"] = f"h{i}@example.com"
+        [res] = target.apply([create(key, fields)])
+        assert res.ok, (name, res.error)
+        tid = res.target_id
+        [again] = target.apply([update(key, fields, tid)])
+        assert again.ok and "moved" not in (again.detail or ""), (name, again.detail)
+        [gone] = target.apply([delete(key, tid)])
+        assert gone.ok and "moved" in (gone.detail or ""), (name, gone.detail)
+        [back] = target.apply([update(key, fields, tid)])
+        assert back.ok and "re-enabled" in (back.detail or ""), (name, back.detail)
+        entry = reader.one(f"(employeeNumber={key})")
+        assert entry["uid"].values == [name.strip()] or name in entry["uid"].values
+        members = reader.members("cn=staff,ou=groups,dc=example,dc=com")
+        assert entry.entry_dn.lower() in members, (name, entry.entry_dn, members)
+
+
+def _reader_bind(slapd, tmp_path):
+    """A non-root account: default ACL (read for all), the server's sizelimit 500."""
+    from connectors.ldap.connection import LdapConnection
+    from connectors.ldap.target import LdapTarget, LdapTargetOptions
+    from tests.hr.conftest import default_options
+
+    slapd.add(
+        "dn: cn=reader,dc=example,dc=com\nobjectClass: person\ncn: reader\nsn: r\n"
+        "userPassword: readerpw\n"
+    )
+    pw = tmp_path / "reader.pw"
+    pw.write_text("readerpw\n")
+    conn = LdapConnection.model_validate(
+        {
+            "url": slapd.url,
+            "start_tls": False,
+            "bind_dn": "cn=reader,dc=example,dc=com",
+            "password": {"file": str(pw)},
+        }
+    )
+
+    def target(**overrides):
+        t = LdapTarget(
+            conn, LdapTargetOptions.model_validate(default_options(**overrides)), job="j"
+        )
+        t.open()
+        return t
+
+    return target
+
+
+def test_size_limited_correlation_is_one_clear_error(slapd, tmp_path):
+    """A correlation search over the size limit of a non-root bind stops the run with a
+    TargetError (one line), not an internal error with a traceback."""
+    from syncd.errors import TargetError
+
+    ldif = "".join(
+        f"dn: uid=p{i},ou=people,dc=example,dc=com\nobjectClass: inetOrgPerson\n"
+        f"uid: p{i}\ncn: p{i}\nsn: p\ndepartmentNumber: Sales\n\n"
+        for i in range(510)
+    )
+    slapd.stop()
+    slapd.slapadd(ldif)
+    slapd.start()
+    target = _reader_bind(slapd, tmp_path)(
+        correlate=[{"field": "departmentNumber", "attribute": "departmentNumber"}]
+    )
+    with pytest.raises(TargetError, match=r"correlation by departmentNumber: .*sizeLimit"):
+        target.correlate(person("E9", "A", "B"))
+    # A read-only bind: every write fails per action, with the server's reason.
+    [res] = target.apply([create("E9", person("E9", "A", "B"))])
+    assert not res.ok and "insufficientAccessRights" in (res.error or "")
+
+
+def test_bad_filter_and_attribute_names_are_config_errors():
+    from pydantic import ValidationError
+
+    from connectors.ldap.target import LdapTargetOptions
+    from tests.hr.conftest import default_options
+
+    with pytest.raises(ValidationError, match="not an LDAP filter"):
+        LdapTargetOptions.model_validate(default_options(entry_filter="(objectClass=person"))
+    with pytest.raises(ValidationError, match="not an attribute name"):
+        LdapTargetOptions.model_validate(
+            default_options(correlate=[{"field": "mail", "attribute": "mail)(uid=*"}])
+        )
+    ok = LdapTargetOptions.model_validate(default_options(entry_filter="objectClass=person"))
+    assert ok.filter == "(objectClass=person)"
