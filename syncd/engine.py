@@ -421,53 +421,60 @@ class _Run:
             if self.state_empty
             else self.store.objects_for(self.job.name, [c.source_id for c in changes])
         )
+        # The loop runs once per entry of the directory: names bound once per batch.
+        seen_add = self.seen.add
+        get_state = states.get
+        map_record = self.job.mapping.map
+        lookup = self._lookup
+        plan_upsert = planner.plan_upsert
+        plan_add = plan.add
+        quarantined_before = self.previously_quarantined
+        upsert = Op.UPSERT
+        unchanged = 0
         for change in changes:
-            state = states.get(change.source_id)
-            if change.op is Op.PRESENT:
-                self.seen.add(change.source_id)
-                counts["unchanged"] += 1
-                continue
-            if change.op is Op.DELETE:
-                # accounted for: a complete read must not plan its delete a second time
-                self.seen.add(change.source_id)
-                if state is not None:
-                    plan.add(planner.plan_delete(state))
+            sid = change.source_id
+            state = get_state(sid)
+            seen_add(sid)  # whatever happens below, the read decided this object's fate
+            if change.op is not upsert:
+                if change.op is Op.PRESENT:
+                    unchanged += 1
+                elif change.op is Op.DELETE and state is not None:
+                    # accounted for: a complete read must not plan its delete again
+                    plan_add(planner.plan_delete(state))
                 continue
             try:
-                record = self.job.mapping.map(change, lookup=self._lookup)
+                record = map_record(change, lookup=lookup)
             except MappingError as err:
                 # A bad entry must not look deleted: it counts as seen, nothing is planned.
-                self.seen.add(change.source_id)
-                self.quarantine.append((change.source_id, change.dn, str(err)))
+                self.quarantine.append((sid, change.dn, str(err)))
                 counts["quarantined"] += 1
-                log.warning("quarantined %s: %s", change.dn or change.source_id, err)
+                log.warning("quarantined %s: %s", change.dn or sid, err)
                 continue
             if record is None:  # skipped by the mapping: out of scope, so gone if synced
                 counts["skipped"] += 1
-                self.seen.add(change.source_id)
                 if state is not None:
-                    plan.add(planner.plan_delete(state))
+                    plan_add(planner.plan_delete(state))
                 continue
-            self.seen.add(change.source_id)
-            if change.source_id in self.previously_quarantined:
-                self.mapped_ok_quarantined.append(change.source_id)
-            planned = planner.plan_upsert(
-                change.source_id, record.key, record.fields, change.dn, state
-            )
-            if any(planner.is_disable(p.action) for p in planned):
-                counts["disable"] += 1
+            if sid in quarantined_before:
+                self.mapped_ok_quarantined.append(sid)
+            planned = plan_upsert(sid, record.key, record.fields, change.dn, state)
             if not planned:
-                counts["unchanged"] += 1
+                unchanged += 1
                 if state.dn != change.dn:
                     # Renamed but the record is the same: only the state learns the new
                     # DN (group member look-ups go by DN).
                     self.dn_moves.append((state, change.dn))
+                continue
+            if any(planner.is_disable(p.action) for p in planned):
+                counts["disable"] += 1
             for item in planned:
                 if correlator is not None and item.action.kind is ActionKind.CREATE:
                     item = self._correlate(correlator, item)
                     if item is None:
                         continue
-                plan.add(item)
+                plan_add(item)
+        if unchanged:
+            counts["unchanged"] += unchanged
 
     def _correlate(
         self, target: Target, planned: planner.PlannedAction
