@@ -241,6 +241,20 @@ class CardDavTarget(Target):
         except TargetError as err:
             return ActionResult(w.action, ok=False, error=str(err))
 
+    def _written(self, w: _Work, resp: Any, detail: str | None = None) -> ActionResult:
+        """A successful PUT. A server that changed the card while storing it (sabre/dav:
+        Nextcloud, Baikal; iCloud) answers without an ETag; read it back at once, else
+        every later write of this card would look like an edit made outside syncd."""
+        etag = _etag(resp)
+        if etag is None:
+            try:
+                got = self.client.get(w.url) if self.client is not None else None
+            except TargetError as err:
+                log.debug("reading back %s for its ETag failed: %s", w.name, err)
+                got = None
+            etag = got[1] if got else None
+        return self._ok(w, etag, detail)
+
     def _ok(self, w: _Work, etag: str | None, detail: str | None = None) -> ActionResult:
         self.etags[w.name] = etag
         return ActionResult(w.action, ok=True, target_id=f"{w.path} {etag or '-'}", detail=detail)
@@ -267,7 +281,7 @@ class CardDavTarget(Target):
                 if resp.is_success:
                     if w.action.kind is ActionKind.UPDATE and w.action.target_id:
                         detail = "re-created: the card had been deleted outside syncd"
-                    return self._ok(w, _etag(resp), detail)
+                    return self._written(w, resp, detail)
                 if resp.status_code != 412:
                     return self._fail(w, resp, "PUT")
                 self._refresh(w)
@@ -275,7 +289,7 @@ class CardDavTarget(Target):
             if w.fetched is None and w.stored is not None and w.stored == current:
                 resp = self.client.put(w.url, w.body, if_match=current)
                 if resp.is_success:
-                    return self._ok(w, _etag(resp), detail)
+                    return self._written(w, resp, detail)
                 if resp.status_code != 412:
                     return self._fail(w, resp, "PUT")
                 self._refresh(w)
@@ -311,7 +325,7 @@ class CardDavTarget(Target):
             if resp is None:  # the server gave no ETag: rewrite unconditionally
                 resp = self.client.put(w.url, w.body)
             if resp.is_success:
-                return self._ok(w, _etag(resp), detail)
+                return self._written(w, resp, detail)
             if resp.status_code != 412:
                 return self._fail(w, resp, "PUT")
             w.fetched = None

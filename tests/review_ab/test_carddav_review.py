@@ -11,6 +11,7 @@ import pytest
 from connectors.carddav import CardDavConnection, CardDavTarget, CardDavTargetOptions
 from syncd.errors import ConnectionFailed
 from tests.review_ab.hostile_dav import BOOK_PROPS, HostileDav, multistatus
+from tests.review_ab.rewriting_proxy import RewritingProxy
 
 PASSWORD = "Very-Secret-pw-42"
 
@@ -70,3 +71,71 @@ def test_same_site_rule():
     assert not same_site("example.com.evil.net", "dav.example.com")
     assert not same_site("127.0.0.2", "127.0.0.1")
     assert not same_site("localhost", "127.0.0.1")
+
+
+def _radicale_target(server, tmp_path: Path, url: str, book: str) -> CardDavTarget:
+    pw = tmp_path / "radicale-pw"
+    pw.write_text(server.password)
+    conn = CardDavConnection.model_validate(
+        {"url": url, "username": server.user, "password": {"file": str(pw)}, "timeout": 5}
+    )
+    opts = CardDavTargetOptions.model_validate({"addressbook": book})
+    return CardDavTarget(conn, opts, job="review")
+
+
+@pytest.mark.radicale
+def test_server_that_rewrites_cards_is_not_an_external_edit(
+    radicale_server, carddav_book, tmp_path, caplog
+):
+    """A server that adds to every card it stores and so sends no ETag (sabre/dav,
+    iCloud): the next update of that card is not 'changed outside syncd' (that warning
+    would come back on every change, forever), while a real edit still is."""
+    from syncd.contracts import Action, ActionKind
+
+    proxy = RewritingProxy(radicale_server.url)
+    key = "0d2c8a52-5b0e-4c5e-9d51-1b1c1c1c1c01"
+    try:
+        t = _radicale_target(radicale_server, tmp_path, proxy.url, carddav_book)
+        t.open()
+        made = t.apply([Action(ActionKind.CREATE, "s1", key, fields={"fn": "Ann"})])
+        t.close()
+        assert made[0].ok, made[0].error
+
+        caplog.set_level("WARNING")
+        t = _radicale_target(radicale_server, tmp_path, proxy.url, carddav_book)
+        t.open()
+        upd = Action(
+            ActionKind.UPDATE,
+            "s1",
+            key,
+            fields={"fn": "Ann B"},
+            changed=("fn",),
+            target_id=made[0].target_id,
+        )
+        res = t.apply([upd])
+        t.close()
+        assert res[0].ok, res[0].error
+        assert res[0].detail is None
+        assert "changed outside syncd" not in caplog.text
+
+        # A person edits the card (straight on Radicale): still noticed and reported.
+        with radicale_server.client() as c:
+            href = res[0].target_id.split(" ")[0]
+            text = c.get(href).text.replace("FN:Ann B", "FN:Edited by hand")
+            assert c.put(href, content=text.encode()).status_code in (201, 204)
+        t = _radicale_target(radicale_server, tmp_path, proxy.url, carddav_book)
+        t.open()
+        upd2 = Action(
+            ActionKind.UPDATE,
+            "s1",
+            key,
+            fields={"fn": "Ann C"},
+            changed=("fn",),
+            target_id=res[0].target_id,
+        )
+        res2 = t.apply([upd2])
+        t.close()
+        assert res2[0].ok, res2[0].error
+        assert res2[0].detail == "overwrote a change made outside syncd"
+    finally:
+        proxy.stop()

@@ -1,0 +1,70 @@
+"""A reverse proxy in front of a real Radicale that behaves like sabre/dav (Nextcloud,
+Baikal) or iCloud on PUT: the server changes the card it stores (here: adds a property)
+and therefore answers without an ETag (RFC 4918/6352: a server that alters the body
+must not return a strong ETag for it). Everything else goes to Radicale unchanged."""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+
+ADDED = "X-SERVER-ADDED:by the server\r\n"
+_HOP = {
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "content-length",
+    "host",
+    "content-encoding",
+    "accept-encoding",
+}
+
+
+class RewritingProxy:
+    def __init__(self, upstream: str):
+        self.upstream = upstream.rstrip("/")
+        self.client = httpx.Client(timeout=30)
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _any(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
+                rewrite = self.command == "PUT" and b"END:VCARD" in body
+                if rewrite:
+                    body = body.replace(b"END:VCARD", ADDED.encode() + b"END:VCARD")
+                resp = outer.client.request(
+                    self.command, outer.upstream + self.path, content=body, headers=headers
+                )
+                self.send_response(resp.status_code)
+                for k, v in resp.headers.items():
+                    if k.lower() in _HOP or (rewrite and k.lower() == "etag"):
+                        continue
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(resp.content)))
+                self.end_headers()
+                self.wfile.write(resp.content)
+
+            do_GET = do_PUT = do_DELETE = do_PROPFIND = do_REPORT = do_MKCOL = _any
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.client.close()
