@@ -962,6 +962,13 @@ class LdapTarget(Target):
             was_disabled = not enable
         else:
             linked_to = _first_text(entry.values(o.key_attr))
+            if linked_to and linked_to != action.key:
+                # Someone else's entry (correlated by mail, say, by a mapping without a
+                # key attribute field): never overwrite their key and attributes.
+                raise _ActionFailed(
+                    f"{entry.dn} has {o.key_attr} {linked_to}, not {action.key}: it belongs "
+                    "to another record; left alone"
+                )
             if action.kind is ActionKind.CREATE or linked_to != action.key:
                 details.append(f"linked {entry.dn}")
             was_disabled = self._is_disabled(entry)

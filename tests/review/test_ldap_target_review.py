@@ -192,3 +192,20 @@ def test_bad_filter_and_attribute_names_are_config_errors():
         )
     ok = LdapTargetOptions.model_validate(default_options(entry_filter="objectClass=person"))
     assert ok.filter == "(objectClass=person)"
+
+
+def test_correlation_never_takes_over_an_entry_with_another_key(slapd, root_pw_file):
+    """A mapping without an employeeNumber field correlates by mail; the entry with that
+    mail already belongs to employee E5: linking E7 to it would overwrite E5's number
+    and attributes. The record fails alone instead."""
+    target = make_target(slapd, root_pw_file)
+    e5 = person("E5", "Eve", "Five")
+    [res] = target.apply([create("E5", e5)])
+    assert res.ok, res.error
+    e7 = {k: v for k, v in person("E7", "Sam", "Seven").items() if k != "employeeNumber"}
+    e7["mail"] = e5["mail"]  # an HR typo
+    [tid] = target.correlate(e7)  # nothing in the record says it is someone else's
+    [res] = target.apply([update("E7", e7, tid)])
+    assert not res.ok and "belongs to another record" in (res.error or "")
+    entry = Reader(slapd).one("(mail=eve.five@example.com)")
+    assert entry["employeeNumber"].value == "E5" and entry["sn"].value == "Five"
