@@ -16,9 +16,11 @@ personal data); keys, DNs, what was done and why are.
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import os
+import re
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -237,10 +239,16 @@ def latest_report(directory: Path | str, job: str) -> Path | None:
     """The newest JSON report of ``job`` in ``directory`` (for ``syncd status``)."""
     directory = Path(directory)
     safe_job = "".join(c if c.isalnum() or c in "-_." else "_" for c in job)
-    found = sorted(directory.glob(f"{safe_job}-*-run*.json"))
-    # File names sort by time (UTC stamp), and the job prefix is exact up to "-2...".
-    found = [p for p in found if p.name[len(safe_job) + 1 : len(safe_job) + 2].isdigit()]
-    return found[-1] if found else None
+    # Exactly this job's names: job "hr" must not pick up "hr-2024-<stamp>-run1.json"
+    # of a job called "hr-2024".
+    pattern = re.compile(re.escape(safe_job) + r"-(\d{8}T\d{6}Z)-run(\d+)\.json")
+    found = []
+    for path in directory.glob(f"{glob.escape(safe_job)}-*-run*.json"):
+        match = pattern.fullmatch(path.name)
+        if match:
+            found.append((match.group(1), int(match.group(2)), path))
+    # Newest by UTC stamp, then by run id (two runs within one second).
+    return max(found)[2] if found else None
 
 
 def summary_line(json_path: Path | str) -> str:
