@@ -117,7 +117,10 @@ def decode_attributes(
             decoded: list[str | bytes] = list(values)
         else:
             try:
-                decoded = [v.decode("utf-8") for v in values]
+                if len(values) == 1:  # most attributes: no comprehension frame
+                    decoded = [values[0].decode("utf-8")]
+                else:
+                    decoded = [v.decode("utf-8") for v in values]
             except UnicodeDecodeError:
                 decoded = decode_values(name, values, binary)
         if name in attrs:

@@ -236,12 +236,24 @@ def _parse_entry(buf: bytes, i: int) -> tuple[bytes, list[tuple[bytes, list[byte
 
 def parse_message(buf: bytes) -> tuple[int, Message | None]:
     """Decode one complete LDAPMessage: (messageID, message). Unknown ops give None."""
-    _, n, i = read_tl(buf, 0)  # LDAPMessage SEQUENCE
+    # Once per message: lengths decoded inline (read_tl costs a call per element).
+    n = buf[1]  # LDAPMessage SEQUENCE
+    i = 2
+    if n & 0x80:
+        k = n & 0x7F
+        n = int.from_bytes(buf[2 : 2 + k], "big")
+        i = 2 + k
     end = i + n
     _, n, i = read_tl(buf, i)  # messageID
-    msgid = decode_int(buf[i : i + n])
+    msgid = int.from_bytes(buf[i : i + n], "big", signed=True) if n else 0
     i += n
-    op_tag, op_len, op_start = read_tl(buf, i)
+    op_tag = buf[i]
+    op_len = buf[i + 1]
+    op_start = i + 2
+    if op_len & 0x80:
+        k = op_len & 0x7F
+        op_len = int.from_bytes(buf[op_start : op_start + k], "big")
+        op_start += k
     op_end = op_start + op_len
     controls: list[Control] = []
     if op_end < end:
