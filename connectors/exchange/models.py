@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -49,6 +50,14 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def split_folder_path(path: str) -> list[str]:
+    """The folder names of a path: '/' separates them, '\\/' is a '/' inside a name
+    (Exchange allows "Sales/Marketing" as one folder). Blank parts are dropped."""
+    parts = re.split(r"(?<!\\)/", path)
+    names = [p.replace("\\/", "/").strip() for p in parts]
+    return [n for n in names if n]
 
 
 class OAuthSettings(BaseModel):
@@ -201,6 +210,6 @@ class ExchangeTargetOptions(BaseModel):
     @classmethod
     def _check_folder(cls, value: str) -> str:
         rest = value[len("public:") :] if value.startswith("public:") else value
-        if not [p for p in rest.split("/") if p.strip()] and not value.startswith("public:"):
+        if not split_folder_path(rest) and not value.startswith("public:"):
             raise ValueError("folder must name at least one folder, e.g. Contacts")
         return value

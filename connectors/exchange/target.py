@@ -49,7 +49,11 @@ from exchangelib.services import (
 
 from connectors.exchange import fields as F
 from connectors.exchange.client import make_account, translate, with_backoff
-from connectors.exchange.models import ExchangeConnection, ExchangeTargetOptions
+from connectors.exchange.models import (
+    ExchangeConnection,
+    ExchangeTargetOptions,
+    split_folder_path,
+)
 from syncd.contracts import Action, ActionKind, ActionResult, CheckResult, Target, batched
 from syncd.errors import ConnectionFailed, SecretError, TargetError
 
@@ -227,11 +231,11 @@ class ExchangeTarget(Target):
         path = self.options.folder
         acc = self.account
         if path.startswith("public:"):
-            parts = [p.strip() for p in path[len("public:") :].split("/") if p.strip()]
+            parts = split_folder_path(path[len("public:") :])
             cur = self._call("GetFolder publicfoldersroot", lambda: acc.public_folders_root)
             shown = "public:"
         else:
-            parts = [p.strip() for p in path.split("/") if p.strip()]
+            parts = split_folder_path(path)
             if parts and parts[0].lower() == "contacts":
                 cur = self._call("GetFolder contacts", lambda: acc.contacts)
                 parts = parts[1:]
@@ -352,6 +356,9 @@ class ExchangeTarget(Target):
         for i in idx:
             a = actions[i]
             mine = [f for f in found.get(a.key, []) if f.kind == self.kind]
+            # The item the state points at (and lists' member ids with it) is the one
+            # kept; the server's order of the others means nothing.
+            mine.sort(key=lambda f, tid=a.target_id: f.id != tid)
             if a.key in seen:
                 results[i] = ActionResult(a, False, error="key appears twice in one batch")
                 continue

@@ -40,3 +40,176 @@ def test_debug_logging_never_shows_the_password(ews_server, make_exchange_target
     assert basic not in text
     assert "TlRMTVNT" not in text  # base64 of "NTLMSSP": an NTLM handshake message
     assert "Authorization" not in text or "[redacted]" in text
+
+
+def _update(key, changed, target_id=None, **fields) -> Action:
+    return Action(
+        ActionKind.UPDATE, f"src-{key}", key, fields=fields, changed=changed, target_id=target_id
+    )
+
+
+def _delete(key, target_id=None) -> Action:
+    return Action(ActionKind.DELETE, f"src-{key}", key, target_id=target_id)
+
+
+def _owned(emu, folder: str = FOLDER) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for item in emu.items_in(folder):
+        d = emu.item_dict(item)
+        if "syncd-key" in d["extended"]:
+            out.setdefault(d["extended"]["syncd-key"], []).append(d)
+    return out
+
+
+def test_four_email_addresses_keep_three(ews_server, make_exchange_target, caplog):
+    t = make_exchange_target()
+    t.open()
+    mails = [f"a{n}@example.com" for n in range(1, 5)]
+    res = t.apply([_create("k", display_name="Ann", email_addresses=mails)])
+    assert res[0].ok, res[0].error
+    item = _owned(ews_server)["k"][0]
+    assert item["EmailAddresses"] == {
+        "EmailAddress1": "a1@example.com",
+        "EmailAddress2": "a2@example.com",
+        "EmailAddress3": "a3@example.com",
+    }
+    assert "dropping 1 more" in caplog.text
+    # the fourth goes when the list shrinks, the others move up
+    res = t.apply(
+        [_update("k", ("email_addresses",), display_name="Ann", email_addresses=mails[1:3])]
+    )
+    assert res[0].ok, res[0].error
+    assert _owned(ews_server)["k"][0]["EmailAddresses"] == {
+        "EmailAddress1": "a2@example.com",
+        "EmailAddress2": "a3@example.com",
+    }
+    t.close()
+
+
+def test_every_phone_kind_and_emptying_one(ews_server, make_exchange_target):
+    from connectors.exchange.fields import PHONE_FIELDS
+
+    t = make_exchange_target()
+    t.open()
+    phones = {f: f"+41 44 000 {n:02d}" for n, f in enumerate(PHONE_FIELDS)}
+    res = t.apply([_create("k", display_name="Ann", **phones)])
+    assert res[0].ok, res[0].error
+    stored = _owned(ews_server)["k"][0]["PhoneNumbers"]
+    assert stored == {PHONE_FIELDS[f]: v for f, v in phones.items()}
+    less = dict(phones, mobile_phone=None)
+    res = t.apply([_update("k", ("mobile_phone",), display_name="Ann", **less)])
+    assert res[0].ok, res[0].error
+    stored = _owned(ews_server)["k"][0]["PhoneNumbers"]
+    assert "MobilePhone" not in stored and len(stored) == len(PHONE_FIELDS) - 1
+    t.close()
+
+
+def test_long_and_unicode_values(ews_server, make_exchange_target):
+    t = make_exchange_target(folder="Contacts/Société Δ 名簿")
+    t.open()
+    note = "Zeile ü € 𝄞\n" * 5000
+    res = t.apply([_create("k", display_name="Zoë 𝄞 " + "x" * 250, notes=note)])
+    assert res[0].ok, res[0].error
+    item = _owned(ews_server, "Contacts/Société Δ 名簿")["k"][0]
+    assert item["DisplayName"] == "Zoë 𝄞 " + "x" * 250
+    assert item["Body"] == note
+    t.close()
+    # a second run finds the folder again instead of creating a twin
+    t = make_exchange_target(folder="Contacts/Société Δ 名簿")
+    t.open()
+    t.close()
+    contacts = ews_server.folder_by_path("Contacts")
+    twins = [
+        f
+        for f in ews_server.folders.values()
+        if f.parent_id == contacts.id and f.name == "Société Δ 名簿"
+    ]
+    assert len(twins) == 1
+
+
+def test_folder_name_with_a_slash(ews_server, make_exchange_target):
+    """Exchange allows '/' in a folder name ("Sales/Marketing"); the path writes it as
+    '\\/'. Without that the target made two nested folders and wrote there."""
+    contacts = ews_server.folder_by_path("Contacts")
+    real = ews_server._add_folder(contacts.id, "Sales/Marketing", "IPF.Contact")
+    t = make_exchange_target(folder="Contacts/Sales\\/Marketing")
+    t.open()
+    res = t.apply([_create("k", display_name="Ann")])
+    t.close()
+    assert res[0].ok, res[0].error
+    assert [i.folder_id for i in ews_server.items.values()] == [real.id]
+    assert ews_server.folder_by_path("Contacts/Sales") is None
+
+
+def test_hand_made_twin_and_moved_item_are_never_touched(ews_server, make_exchange_target):
+    t = make_exchange_target()
+    t.open()
+    res = t.apply([_create("k", display_name="Ann Smith", department="Sales")])
+    assert res[0].ok
+    twin = ews_server.add_contact_by_hand(FOLDER, "Ann Smith", "ann@private.example")
+    # the user moves the synced contact to another folder (EWS MoveItem: a new id)
+    other = ews_server.make_folder("Contacts/Mine")
+    moved = ews_server.items.pop(res[0].target_id)
+    moved.id, moved.folder_id = "moved-by-user", other.id
+    ews_server.items[moved.id] = moved
+    before_twin = ews_server.item_dict(twin)
+    before_moved = ews_server.item_dict(moved.id)
+
+    res2 = t.apply(
+        [
+            _update(
+                "k", ("department",), res[0].target_id, display_name="Ann Smith", department="Ops"
+            )
+        ]
+    )
+    assert res2[0].ok and "re-created" in (res2[0].detail or "")
+    res3 = t.apply([_delete("k", res2[0].target_id)])
+    assert res3[0].ok
+    t.close()
+    assert ews_server.item_dict(twin) == before_twin
+    assert ews_server.item_dict(moved.id) == before_moved
+    assert res2[0].target_id not in ews_server.items
+
+
+def test_duplicate_cleanup_keeps_the_item_the_state_points_at(ews_server, make_exchange_target):
+    """Two items carry one key (a user copied a synced contact back into the folder, a
+    create answer was lost): the one syncd's state and the lists' member ids point at
+    stays; the other goes."""
+    import copy
+
+    from tests.servers.ews_emulator import Item
+
+    t = make_exchange_target()
+    t.open()
+    res = t.apply([_create("k", display_name="Ann")])
+    mine = ews_server.items[res[0].target_id]
+    older = Item("older-copy", "ck", mine.folder_id, copy.deepcopy(mine.elem), seq=0)
+    ews_server.items[older.id] = older
+    res2 = t.apply(
+        [_update("k", ("department",), res[0].target_id, display_name="Ann", department="Ops")]
+    )
+    t.close()
+    assert res2[0].ok and res2[0].target_id == res[0].target_id
+    assert set(ews_server.items) == {res[0].target_id}
+
+
+def test_distribution_list_of_5000_members(ews_server, make_exchange_target):
+    people = make_exchange_target()
+    people.open()
+    made = people.apply([_create(f"p{n}", display_name=f"P {n}") for n in range(100)])
+    people.close()
+    ids = [r.target_id for r in made]
+    members = ids + [f"ext{n}@partner.example" for n in range(4900)]
+    dls = make_exchange_target(kind="distribution_list")
+    dls.open()
+    ews_server.reset_counters()
+    res = dls.apply([_create("g", display_name="Everyone", members=members)])
+    assert res[0].ok, res[0].error
+    assert ews_server.operations["CreateItem"] == 1
+    res = dls.apply(
+        [_update("g", ("members",), res[0].target_id, display_name="Everyone", members=members[1:])]
+    )
+    dls.close()
+    assert res[0].ok, res[0].error
+    dl = _owned(ews_server)["g"][0]
+    assert len(dl["Members"]) == 4999 and dl["Members"][0]["ItemId"] == ids[1]
