@@ -126,3 +126,23 @@ def test_a_url_with_a_bad_port_is_a_clear_config_problem():
         SqlConnection.model_validate({"url": "postgresql://inv@db.example.com:5432x/inv"})
     [problem] = err.value.errors()
     assert "not a database URL" in problem["msg"]
+
+
+def test_target_table_in_a_non_public_schema(pg):
+    pg.sql('CREATE SCHEMA "Inventory"')
+    opts = SqlTargetOptions.model_validate(
+        {"table": "Devices", "schema": "Inventory", "on_delete": "soft"}
+    )
+    target = SqlTarget(pg.connection, opts, job="j")
+    try:
+        target.open()
+        acts = [Action(ActionKind.CREATE, "s1", "k1", {"name": "a", "ips": ["1", "2"]})]
+        assert all(r.ok for r in target.apply(acts))
+        assert all(r.ok for r in target.apply([Action(ActionKind.DELETE, "s1", "k1")]))
+    finally:
+        target.close()
+    rows = pg.sql('SELECT "key", name, deleted_at IS NOT NULL FROM "Inventory"."Devices"')
+    assert rows == [("k1", "a", True)]
+    assert pg.sql("SELECT count(*) FROM information_schema.tables WHERE table_name='Devices'") == [
+        (1,)
+    ]
