@@ -498,10 +498,12 @@ class DavClient:
             else:
                 out[name] = strong_etag(item.text(DAV, "getetag"))
 
-    def multiget(self, book: str, names: list[str]) -> dict[str, tuple[str, str | None]]:
-        """{name: (vCard text, etag)} for the cards that exist among ``names``, by
-        addressbook-multiget in chunks of 100. Raises TargetError if the server refuses."""
-        out: dict[str, tuple[str, str | None]] = {}
+    def multiget(self, book: str, names: list[str]) -> dict[Any, Any]:
+        """{name: (vCard text, etag)} for the cards that came back among ``names``, by
+        addressbook-multiget in chunks of 100, plus under the key ``None`` the set of
+        names the server answered 404 for (a card with another per-href status is in
+        neither). Raises TargetError if the server refuses."""
+        out: dict[Any, Any] = {None: set()}
         base_path = urlsplit(book).path
         for start in range(0, len(names), 100):
             chunk = names[start : start + 100]
@@ -519,9 +521,12 @@ class DavClient:
                 raise TargetError(f"addressbook-multiget: {err}") from None
             for item in items:
                 data = item.text(CARD, "address-data")
+                name = item.path.rpartition("/")[2]
                 if data:
                     etag = strong_etag(item.text(DAV, "getetag"))
-                    out[item.path.rpartition("/")[2]] = (data, etag)
+                    out[name] = (data, etag)
+                elif item.status == 404:
+                    out[None].add(name)
         return out
 
     def get(self, url: str) -> tuple[str, str | None] | None:

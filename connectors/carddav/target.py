@@ -203,14 +203,17 @@ class CardDavTarget(Target):
         except TargetError as err:
             log.warning("addressbook-multiget failed (%s): reading cards one by one", err)
             return
+        gone = found.pop(None, None) or {}  # names the server answered 404 for
         for w in work:
             if w.name in names:
                 got = found.get(w.name)
-                if got is None:
-                    self.etags.pop(w.name, None)
-                else:
+                if got is not None:
                     w.fetched = got
                     self.etags[w.name] = got[1]
+                elif w.name in gone:
+                    self.etags.pop(w.name, None)
+                # Any other per-card answer (500, 403, nothing) says nothing about the
+                # card: it stays listed and is read on its own (GET) before any write.
 
     def _refresh(self, w: _Work) -> None:
         assert self.client is not None

@@ -5,6 +5,7 @@ must not return a strong ETag for it). Everything else goes to Radicale unchange
 
 from __future__ import annotations
 
+import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -24,8 +25,13 @@ _HOP = {
 
 
 class RewritingProxy:
-    def __init__(self, upstream: str):
+    def __init__(self, upstream: str, *, rewrite_puts: bool = True, multiget_500: bool = False):
+        """``rewrite_puts``: add a property to PUT bodies and drop the ETag of the
+        answer. ``multiget_500``: answer addressbook-multiget with a 207 whose every
+        href failed (500), as a server with a broken card or a transient error does."""
         self.upstream = upstream.rstrip("/")
+        self.rewrite_puts = rewrite_puts
+        self.multiget_500 = multiget_500
         self.client = httpx.Client(timeout=30)
         outer = self
 
@@ -39,7 +45,10 @@ class RewritingProxy:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
-                rewrite = self.command == "PUT" and b"END:VCARD" in body
+                rewrite = outer.rewrite_puts and self.command == "PUT" and b"END:VCARD" in body
+                if outer.multiget_500 and b"addressbook-multiget" in body:
+                    self._fail_every_href(body)
+                    return
                 if rewrite:
                     body = body.replace(b"END:VCARD", ADDED.encode() + b"END:VCARD")
                 resp = outer.client.request(
@@ -53,6 +62,21 @@ class RewritingProxy:
                 self.send_header("Content-Length", str(len(resp.content)))
                 self.end_headers()
                 self.wfile.write(resp.content)
+
+            def _fail_every_href(self, body: bytes) -> None:
+                hrefs = re.findall(rb"<d:href>([^<]*)</d:href>", body)
+                out = b"".join(
+                    b"<d:response><d:href>" + h + b"</d:href>"
+                    b"<d:status>HTTP/1.1 500 Internal Server Error</d:status></d:response>"
+                    for h in hrefs
+                )
+                xml = b'<?xml version="1.0"?><d:multistatus xmlns:d="DAV:">' + out
+                xml += b"</d:multistatus>"
+                self.send_response(207)
+                self.send_header("Content-Type", "application/xml; charset=utf-8")
+                self.send_header("Content-Length", str(len(xml)))
+                self.end_headers()
+                self.wfile.write(xml)
 
             do_GET = do_PUT = do_DELETE = do_PROPFIND = do_REPORT = do_MKCOL = _any
 

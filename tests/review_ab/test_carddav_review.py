@@ -139,3 +139,35 @@ def test_server_that_rewrites_cards_is_not_an_external_edit(
         assert res2[0].detail == "overwrote a change made outside syncd"
     finally:
         proxy.stop()
+
+
+@pytest.mark.radicale
+def test_multiget_with_per_href_errors_is_not_already_gone(radicale_server, carddav_book, tmp_path):
+    """addressbook-multiget answers 207 but the card's own status is 500: the card was
+    NOT found missing. A delete must not report 'already gone' (and leave a departed
+    person's card in the address book forever, forgotten by the state)."""
+    from syncd.contracts import Action, ActionKind
+
+    key = "0d2c8a52-5b0e-4c5e-9d51-1b1c1c1c1c02"
+    t = _radicale_target(radicale_server, tmp_path, radicale_server.url, carddav_book)
+    t.open()
+    made = t.apply([Action(ActionKind.CREATE, "s2", key, fields={"fn": "Bob"})])
+    t.close()
+    assert made[0].ok, made[0].error
+    href = made[0].target_id.split(" ")[0]
+    with radicale_server.client() as c:  # someone edits it: the ETag is not syncd's
+        text = c.get(href).text.replace("FN:Bob", "FN:Bobby")
+        assert c.put(href, content=text.encode()).status_code in (201, 204)
+
+    proxy = RewritingProxy(radicale_server.url, rewrite_puts=False, multiget_500=True)
+    try:
+        t = _radicale_target(radicale_server, tmp_path, proxy.url, carddav_book)
+        t.open()
+        res = t.apply([Action(ActionKind.DELETE, "s2", key, target_id=made[0].target_id)])
+        t.close()
+    finally:
+        proxy.stop()
+    assert res[0].ok, res[0].error
+    assert res[0].detail != "already gone"
+    with radicale_server.client() as c:
+        assert c.get(href).status_code == 404
