@@ -209,3 +209,30 @@ def test_correlation_never_takes_over_an_entry_with_another_key(slapd, root_pw_f
     assert not res.ok and "belongs to another record" in (res.error or "")
     entry = Reader(slapd).one("(mail=eve.five@example.com)")
     assert entry["employeeNumber"].value == "E5" and entry["sn"].value == "Five"
+
+
+def test_huge_group_membership_add_and_remove(slapd, root_pw_file):
+    """A managed group with 12k members (bulk path: the members are read once)."""
+    import time
+
+    members = "".join(f"member: uid=m{i},ou=people,dc=example,dc=com\n" for i in range(12000))
+    slapd.stop()
+    slapd.slapadd(
+        "dn: cn=staff,ou=groups,dc=example,dc=com\nobjectClass: groupOfNames\ncn: staff\n" + members
+    )
+    slapd.start()
+    target = make_target(slapd, root_pw_file, disabled_groups="remove")
+    people = {f"B{i}": person(f"B{i}", "Big", f"Group{i}", groups=["staff"]) for i in range(60)}
+    started = time.monotonic()
+    results = target.apply([create(k, f) for k, f in people.items()])
+    assert all(r.ok for r in results), [r.error for r in results if not r.ok][:3]
+    reader = Reader(slapd)
+    staff = "cn=staff,ou=groups,dc=example,dc=com"
+    assert len(reader.members(staff)) == 12050
+    ids = {r.action.key: r.target_id for r in results}
+    gone = target.apply([delete(k, ids[k]) for k in list(people)[:25]])
+    assert all(r.ok for r in gone), [r.error for r in gone if not r.ok][:3]
+    got = reader.members(staff)
+    assert len(got) == 12025
+    assert not any("group0," in m for m in got) and any("group49," in m for m in got)
+    assert time.monotonic() - started < 20

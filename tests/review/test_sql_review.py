@@ -146,3 +146,24 @@ def test_target_table_in_a_non_public_schema(pg):
     assert pg.sql("SELECT count(*) FROM information_schema.tables WHERE table_name='Devices'") == [
         (1,)
     ]
+
+
+def test_a_nul_value_fails_only_its_own_row_on_postgres(pg):
+    """PostgreSQL refuses NUL in text and in JSONB: that record fails alone (retried
+    next run), the rest of the batch is written."""
+    opts = SqlTargetOptions.model_validate({"table": "people"})
+    target = SqlTarget(pg.connection, opts, job="j")
+    try:
+        target.open()
+        acts = [
+            Action(ActionKind.CREATE, "s1", "k1", {"name": "ok", "tags": ["a"]}),
+            Action(ActionKind.CREATE, "s2", "k2", {"name": "bad\x00", "tags": ["a"]}),
+            Action(ActionKind.CREATE, "s3", "k3", {"name": "ok", "tags": ["b\x00"]}),
+            Action(ActionKind.CREATE, "s4", "k4", {"name": "ok", "tags": ["c"]}),
+        ]
+        results = target.apply(acts)
+    finally:
+        target.close()
+    assert [r.ok for r in results] == [True, False, False, True]
+    assert all(r.error and "\x00" not in r.error for r in results if not r.ok)
+    assert sorted(r[0] for r in pg.sql("SELECT key FROM people")) == ["k1", "k4"]
