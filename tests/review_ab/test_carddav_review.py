@@ -171,3 +171,76 @@ def test_multiget_with_per_href_errors_is_not_already_gone(radicale_server, card
     assert res[0].detail != "already gone"
     with radicale_server.client() as c:
         assert c.get(href).status_code == 404
+
+
+@pytest.mark.radicale
+@pytest.mark.parametrize("key", ["../../../etc/passwd", "a%2Fb", "A/B?c#d", "CN=x,OU=y", " "])
+def test_hostile_keys_stay_inside_the_book(radicale_server, carddav_book, tmp_path, key):
+    from syncd.contracts import Action, ActionKind
+
+    t = _radicale_target(radicale_server, tmp_path, radicale_server.url, carddav_book)
+    t.open()
+    made = t.apply([Action(ActionKind.CREATE, "s", key, fields={"fn": "Eve"})])
+    assert made[0].ok, made[0].error
+    href = made[0].target_id.split(" ")[0]
+    assert href.startswith(t.book_path) and "/" not in href[len(t.book_path) :]
+    upd = t.apply(
+        [Action(ActionKind.UPDATE, "s", key, {"fn": "Eve 2"}, ("fn",), made[0].target_id)]
+    )
+    assert upd[0].ok and upd[0].target_id.split(" ")[0] == href
+    gone = t.apply([Action(ActionKind.DELETE, "s", key, target_id=upd[0].target_id)])
+    t.close()
+    assert gone[0].ok and gone[0].detail != "already gone"
+    with radicale_server.client() as c:
+        assert c.get(href).status_code == 404
+    home = radicale_server.storage
+    stray = [p for p in home.rglob("*") if "passwd" in p.name or p.name == "b.vcf"]
+    assert stray == []
+
+
+def test_listing_10k_cards_in_truncated_pages(tmp_path):
+    """A server lists a 10 000-card book by sync-collection in pages: 507 on the
+    collection plus a token means 'more' (RFC 6578 3.6). Every card is listed once,
+    the rounds follow the tokens, and it takes well under a few seconds."""
+    import time
+
+    book = "/dav/u/book/"
+    total, page = 10_000, 4_000
+    tokens: list[str] = []
+
+    def answer(method: str, path: str):
+        if method == "PROPFIND":
+            return 207, {"Content-Type": "application/xml"}, multistatus(path, BOOK_PROPS)
+        start = len(tokens) * page
+        tokens.append(f"http://x/token/{len(tokens) + 1}")
+        end = min(start + page, total)
+        rows = "".join(
+            f"<d:response><d:href>{book}card-{n}.vcf</d:href><d:propstat><d:prop>"
+            f'<d:getetag>"e{n}"</d:getetag></d:prop><d:status>HTTP/1.1 200 OK</d:status>'
+            "</d:propstat></d:response>"
+            for n in range(start, end)
+        )
+        more = (
+            f"<d:response><d:href>{book}</d:href>"
+            "<d:status>HTTP/1.1 507 Insufficient Storage</d:status></d:response>"
+            if end < total
+            else ""
+        )
+        body = (
+            '<?xml version="1.0"?><d:multistatus xmlns:d="DAV:">'
+            f"{rows}{more}<d:sync-token>{tokens[-1]}</d:sync-token></d:multistatus>"
+        )
+        return 207, {"Content-Type": "application/xml"}, body.encode()
+
+    server = HostileDav(answer)
+    target = _target(tmp_path, f"http://127.0.0.1:{server.port}{book}")
+    try:
+        began = time.monotonic()
+        target.open()
+        took = time.monotonic() - began
+        assert len(target.etags) == total and target.etags["card-9999.vcf"] == '"e9999"'
+        assert len(tokens) == 3 and target.sync_token == tokens[-1]
+        assert took < 5, took
+    finally:
+        target.close()
+        server.stop()
