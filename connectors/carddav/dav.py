@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 import ssl
 import threading
 from collections import Counter
@@ -120,6 +121,11 @@ def parse_multistatus(content: bytes) -> tuple[list[DavResponse], str | None]:
         out.append(item)
     token = root.findtext(_tag(DAV, "sync-token"))
     return out, token.strip() if token else None
+
+
+def _norm(path: str) -> str:
+    """A path with runs of '/' collapsed (servers normalise '//' away in their hrefs)."""
+    return re.sub(r"/{2,}", "/", path)
 
 
 def _propfind_body(props: list[str]) -> str:
@@ -454,7 +460,7 @@ class DavClient:
         """Every member resource of the address book: {name: etag}, the sync-token and the
         method used ("sync-collection" or "propfind"). A truncated sync-collection answer
         (507 on the collection, RFC 6578 section 3.6) is continued from its token."""
-        base = unquote(urlsplit(book).path).rstrip("/")
+        base = _norm(unquote(urlsplit(book).path)).rstrip("/")
         out: dict[str, str | None] = {}
         token: str | None = None
         method = "sync-collection"
@@ -479,7 +485,7 @@ class DavClient:
             except ValueError as err:
                 raise TargetError(f"REPORT sync-collection: {err}") from None
             self._merge(out, items, base)
-            truncated = any(i.status == 507 and i.path.rstrip("/") == base for i in items)
+            truncated = any(i.status == 507 and _norm(i.path).rstrip("/") == base for i in items)
             if not truncated or not token:
                 return out, token, method
         raise TargetError(f"listing {unquote(urlsplit(book).path)}: the server never finished")
@@ -487,7 +493,7 @@ class DavClient:
     @staticmethod
     def _merge(out: dict[str, str | None], items: list[DavResponse], base: str) -> None:
         for item in items:
-            path = item.path
+            path = _norm(item.path)
             if path.rstrip("/") == base or item.is_collection():
                 continue
             parent, _, name = path.rpartition("/")

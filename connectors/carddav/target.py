@@ -340,8 +340,17 @@ class CardDavTarget(Target):
     def _delete(self, w: _Work) -> ActionResult:
         assert self.client is not None
         detail: str | None = None
+        checked = False
         for _ in range(_ATTEMPTS):
             current = self.etags.get(w.name, _MISSING)
+            if current is _MISSING and not checked and w.fetched is None:
+                # Not in the listing: make sure before saying so. A listing can miss a
+                # card (hrefs spelled otherwise than the book URL, a card written since
+                # open()), and a wrong "already gone" leaves the card forever while the
+                # state forgets it. One GET, only for deletes of unlisted cards.
+                checked = True
+                self._refresh(w)
+                continue
             if current is _MISSING:
                 return ActionResult(w.action, ok=True, detail=detail or "already gone")
             if w.fetched is None and w.stored is not None and w.stored == current:

@@ -244,3 +244,33 @@ def test_listing_10k_cards_in_truncated_pages(tmp_path):
     finally:
         target.close()
         server.stop()
+
+
+@pytest.mark.radicale
+def test_delete_is_not_already_gone_when_the_listing_missed_the_card(
+    radicale_server, carddav_book, tmp_path
+):
+    """The listing at open() did not name the card (here: the book configured with a
+    '//' that the server normalises away, so its hrefs do not match; likewise any href
+    spelling the client does not expect). A delete must check before it answers
+    'already gone', else the card stays forever and the state forgets it."""
+    from syncd.contracts import Action, ActionKind
+
+    key = "0d2c8a52-5b0e-4c5e-9d51-1b1c1c1c1c03"
+    t = _radicale_target(radicale_server, tmp_path, radicale_server.url, carddav_book)
+    t.open()
+    made = t.apply([Action(ActionKind.CREATE, "s3", key, fields={"fn": "Cy"})])
+    user = t.book_path.strip("/").split("/")[0]
+    t.close()
+    assert made[0].ok, made[0].error
+    href = made[0].target_id.split(" ")[0]
+
+    odd = _radicale_target(
+        radicale_server, tmp_path, radicale_server.url, f"/{user}//{carddav_book}/"
+    )
+    odd.open()
+    res = odd.apply([Action(ActionKind.DELETE, "s3", key, target_id=None)])
+    odd.close()
+    assert res[0].ok, res[0].error
+    with radicale_server.client() as c:
+        assert c.get(href).status_code == 404, res[0].detail
