@@ -25,10 +25,19 @@ _HOP = {
 
 
 class RewritingProxy:
-    def __init__(self, upstream: str, *, rewrite_puts: bool = True, multiget_500: bool = False):
+    def __init__(
+        self,
+        upstream: str,
+        *,
+        rewrite_puts: bool = True,
+        multiget_500: bool = False,
+        drop: tuple[str, ...] = (),
+    ):
         """``rewrite_puts``: add a property to PUT bodies and drop the ETag of the
         answer. ``multiget_500``: answer addressbook-multiget with a 207 whose every
-        href failed (500), as a server with a broken card or a transient error does."""
+        href failed (500), as a server with a broken card or a transient error does.
+        ``drop``: property names the server does not keep (some drop unknown X- ones)."""
+        self.drop = drop
         self.upstream = upstream.rstrip("/")
         self.rewrite_puts = rewrite_puts
         self.multiget_500 = multiget_500
@@ -51,6 +60,8 @@ class RewritingProxy:
                     return
                 if rewrite:
                     body = body.replace(b"END:VCARD", ADDED.encode() + b"END:VCARD")
+                    for name in outer.drop:
+                        body = re.sub(rb"(?m)^" + name.encode() + rb"[;:][^\r\n]*\r?\n", b"", body)
                 resp = outer.client.request(
                     self.command, outer.upstream + self.path, content=body, headers=headers
                 )

@@ -274,3 +274,37 @@ def test_delete_is_not_already_gone_when_the_listing_missed_the_card(
     assert res[0].ok, res[0].error
     with radicale_server.client() as c:
         assert c.get(href).status_code == 404, res[0].detail
+
+
+@pytest.mark.radicale
+def test_server_dropping_syncd_properties_does_not_orphan_the_card(
+    radicale_server, carddav_book, tmp_path
+):
+    """A server that keeps no unknown X- properties (X-SYNCD-KEY, X-SYNCD-DIGEST gone):
+    the card at syncd's own name whose UID is the key is still syncd's. After someone
+    edits it, the next update must not fail forever with 'a card syncd did not write'."""
+    from syncd.contracts import Action, ActionKind
+
+    proxy = RewritingProxy(radicale_server.url, drop=("X-SYNCD-KEY", "X-SYNCD-DIGEST"))
+    key = "0d2c8a52-5b0e-4c5e-9d51-1b1c1c1c1c04"
+    try:
+        t = _radicale_target(radicale_server, tmp_path, proxy.url, carddav_book)
+        t.open()
+        made = t.apply([Action(ActionKind.CREATE, "s4", key, fields={"fn": "Dee"})])
+        t.close()
+        assert made[0].ok, made[0].error
+        href = made[0].target_id.split(" ")[0]
+        with radicale_server.client() as c:
+            text = c.get(href).text
+            assert "X-SYNCD-KEY" not in text
+            assert c.put(href, content=text.replace("FN:Dee", "FN:Deedee").encode()).is_success
+        t = _radicale_target(radicale_server, tmp_path, proxy.url, carddav_book)
+        t.open()
+        upd = Action(ActionKind.UPDATE, "s4", key, {"fn": "Dee 2"}, ("fn",), made[0].target_id)
+        res = t.apply([upd])
+        t.close()
+        assert res[0].ok, res[0].error
+        with radicale_server.client() as c:
+            assert "FN:Dee 2" in c.get(href).text
+    finally:
+        proxy.stop()
