@@ -274,6 +274,17 @@ class CardDavTarget(Target):
             self.options.on_external_edit,
         )
 
+    def _owned(self, w: _Work, text: str) -> bool:
+        """Is this card syncd's for the action's key? Its X-SYNCD-KEY says so; on a
+        server that keeps no unknown X- properties, a card without one counts when its
+        UID is the key (syncd writes UID = key) AND the state says syncd wrote this very
+        resource. A card someone put at syncd's name by hand has neither."""
+        owner = vcard.owner_key(text)
+        if owner is not None:
+            return owner == w.action.key
+        wrote_here = self._parse_target_id(w.action.target_id)[0] == w.path
+        return wrote_here and vcard.read_props(text, ["UID"]).get("UID") == w.action.key
+
     def _upsert(self, w: _Work) -> ActionResult:
         assert self.client is not None and w.body is not None
         detail: str | None = None
@@ -301,8 +312,7 @@ class CardDavTarget(Target):
                 self._refresh(w)
                 continue
             text, etag = w.fetched
-            owner = vcard.owner_key(text)
-            if owner != w.action.key:
+            if not self._owned(w, text):
                 return ActionResult(
                     w.action,
                     ok=False,
@@ -360,7 +370,7 @@ class CardDavTarget(Target):
                 continue
             else:
                 text, etag = w.fetched
-                if vcard.owner_key(text) != w.action.key:
+                if not self._owned(w, text):
                     return ActionResult(
                         w.action,
                         ok=True,

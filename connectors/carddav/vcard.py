@@ -467,11 +467,8 @@ def _unescape(value: str) -> str:
 
 
 def owner_key(text: str) -> str | None:
-    """The record key a card at syncd's own resource name belongs to: its X-SYNCD-KEY,
-    or, on a server that keeps no unknown X- properties, its UID (syncd writes
-    UID = key). None: no such property."""
-    props = read_props(text, [KEY_PROPERTY, "UID"])
-    return props.get(KEY_PROPERTY) or props.get("UID")
+    """The X-SYNCD-KEY of a card (None: not a card syncd wrote)."""
+    return read_props(text, [KEY_PROPERTY]).get(KEY_PROPERTY)
 
 
 def edited_elsewhere(text: str) -> bool:
