@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import logging
 import pickle
 import sys
@@ -198,21 +199,56 @@ def run_job(
             stop_event=stop_event or threading.Event(),
             progress=progress,
         )
-        if not apply:
-            return run.execute()
-        with _job_lock(store, job_name) as lock:
-            run.lock = lock
-            return run.execute()
+        with _quiet_gc():
+            if not apply:
+                return run.execute()
+            with _job_lock(store, job_name, config.daemon.node) as lock:
+                run.lock = lock
+                return run.execute()
     finally:
         if own_store:
             store.close()
 
 
+_gc_lock = threading.Lock()
+_gc_runs = 0
+_gc_threshold: tuple[int, int, int] = (700, 10, 10)
+
+
 @contextlib.contextmanager
-def _job_lock(store: Any, job: str) -> Iterator[Any]:
+def _quiet_gc() -> Iterator[None]:
+    """Keep the cyclic garbage collector from rescanning, again and again, the objects
+    that outlive a run (modules, config, compiled mapping, connections).
+
+    A run allocates a few short-lived objects per entry; each full collection scans
+    every long-lived object, which cost about 10% of a 100k-entry run. ``gc.freeze()``
+    takes what exists now out of those scans and a higher first threshold makes young
+    collections rarer; both are undone when the last concurrent run ends. Memory is
+    unaffected: reference counting still frees objects at once, only reference cycles
+    frozen here wait for the end of the run.
+    """
+    global _gc_runs, _gc_threshold
+    with _gc_lock:
+        if _gc_runs == 0:
+            _gc_threshold = gc.get_threshold()
+            gc.freeze()
+            gc.set_threshold(max(_gc_threshold[0], 5000), *_gc_threshold[1:])
+        _gc_runs += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_runs -= 1
+            if _gc_runs == 0:
+                gc.set_threshold(*_gc_threshold)
+                gc.unfreeze()
+
+
+@contextlib.contextmanager
+def _job_lock(store: Any, job: str, node: str) -> Iterator[Any]:
     from syncd.locks import job_lock
 
-    with job_lock(store, job) as lock:
+    with job_lock(store, job, node=node) as lock:
         yield lock
 
 
