@@ -1,6 +1,7 @@
 """CSV source: an HR export (or any table) dropped as a file on the host.
 
-The file is read twice, both times streamed through the :mod:`csv` module: the first
+The file is opened once and read twice (a new export renamed over it in between does
+not matter), both times streamed through the :mod:`csv` module: the first
 pass validates the whole file (header, column counts, encoding, duplicate ids, row
 count against the last good run) before a single change is emitted; the second pass
 emits the changes. So a truncated, empty or half-written file fails the read before the
@@ -17,14 +18,17 @@ from __future__ import annotations
 import codecs
 import csv
 import hashlib
+import io
 import json
 import logging
 import os
 import re
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
@@ -182,6 +186,9 @@ class _Scan:
     """What the validating first pass learned about the file."""
 
     path: Path
+    raw: BinaryIO
+    """The file, open: both passes read this one file even if the export at ``path``
+    is replaced in between (the HR system dropping the next one)."""
     stat: os.stat_result
     sha256: str
     header: list[str]
@@ -230,6 +237,14 @@ class CsvSource(Source):
         """
         path = self._pick_file()
         scan = self._scan(path)
+        try:
+            return self._start(scan, cursor, full)
+        except BaseException:
+            scan.raw.close()
+            raise
+
+    def _start(self, scan: _Scan, cursor: str | None, full: bool) -> Read:
+        path = scan.path
         notes: list[str] = [f"read {path.name}: {scan.rows} rows"]
         if _previous(cursor, "sha256") == scan.sha256:
             # Not an error (a quiet day), but a stale export is worth a look.
@@ -257,6 +272,16 @@ class CsvSource(Source):
 
     def _open(self, path: Path):
         return open(path, encoding=self.connection.encoding, newline="")
+
+    @contextmanager
+    def _text(self, raw: BinaryIO) -> Iterator[io.TextIOWrapper]:
+        """The open file ``raw`` from its start as text (left open afterwards)."""
+        raw.seek(0)
+        handle = io.TextIOWrapper(raw, encoding=self.connection.encoding, newline="")
+        try:
+            yield handle
+        finally:
+            handle.detach()
 
     def _reader(self, lines: _Lines) -> Iterator[list[str]]:
         """Rows of ``lines``. Excel's optional first line ``sep=;`` names the delimiter
@@ -292,9 +317,17 @@ class CsvSource(Source):
 
     def _scan(self, path: Path) -> _Scan:
         try:
-            st = path.stat()
+            raw = open(path, "rb")  # noqa: SIM115 - kept open for the emitting pass
         except OSError as err:
             raise SourceError(f"csv: cannot read {path}: {err.strerror}") from None
+        try:
+            return self._scan_open(path, raw)
+        except BaseException:
+            raw.close()
+            raise
+
+    def _scan_open(self, path: Path, raw: BinaryIO) -> _Scan:
+        st = os.fstat(raw.fileno())
         if st.st_size == 0:
             raise SourceError(f"csv: {path} is empty")
         age = time.time() - st.st_mtime
@@ -306,10 +339,9 @@ class CsvSource(Source):
         digest = hashlib.sha256()
         last = b""
         try:
-            with open(path, "rb") as raw:
-                while chunk := raw.read(1 << 20):
-                    digest.update(chunk)
-                    last = (last + chunk)[-8:]
+            while chunk := raw.read(1 << 20):
+                digest.update(chunk)
+                last = (last + chunk)[-8:]
         except OSError as err:
             raise SourceError(f"csv: cannot read {path}: {err.strerror}") from None
         if self.connection.require_final_newline and not last.endswith(
@@ -321,7 +353,7 @@ class CsvSource(Source):
             )
         line = 0
         try:
-            with self._open(path) as handle:
+            with self._text(raw) as handle:
                 lines = _Lines(handle)
                 reader = self._reader(lines)
                 header = self._header(reader, path)
@@ -329,7 +361,7 @@ class CsvSource(Source):
                 id_index = self._index_of(self.options.id_column, header, attrs, path)
                 for name in self.options.required_columns:
                     self._index_of(name, header, attrs, path)
-                scan = _Scan(path, st, digest.hexdigest(), header, attrs, id_index)
+                scan = _Scan(path, raw, st, digest.hexdigest(), header, attrs, id_index)
                 first_line: dict[str, int] = {}
                 width = len(header)
                 line = lines.count
@@ -366,7 +398,7 @@ class CsvSource(Source):
             ) from None
         except OSError as err:
             raise SourceError(f"csv: cannot read {path}: {err.strerror}") from None
-        self._same_file(path, st)
+        self._same_file(path, raw, st)
         return scan
 
     def _header(self, reader: Iterator[list[str]], path: Path) -> list[str]:
@@ -408,16 +440,11 @@ class CsvSource(Source):
             f"csv: {path.name}: required column {name!r} is missing (header: {', '.join(header)})"
         )
 
-    def _same_file(self, path: Path, before: os.stat_result) -> None:
-        try:
-            now = path.stat()
-        except OSError:
-            raise SourceError(f"csv: {path} disappeared while being read") from None
-        if (now.st_size, now.st_mtime_ns, now.st_ino) != (
-            before.st_size,
-            before.st_mtime_ns,
-            before.st_ino,
-        ):
+    def _same_file(self, path: Path, raw: BinaryIO, before: os.stat_result) -> None:
+        """SourceError when the open file was written to since ``before`` (rewritten in
+        place). A new file renamed over ``path`` does not matter: ``raw`` is the old one."""
+        now = os.fstat(raw.fileno())
+        if (now.st_size, now.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
             raise SourceError(f"csv: {path} changed while being read; try again later")
 
     def _check_counts(self, scan: _Scan, cursor: str | None, full: bool, notes: list[str]) -> None:
@@ -459,7 +486,7 @@ class CsvSource(Source):
         dup_sent: set[str] = set()
         id_index = scan.id_index
         try:
-            with self._open(scan.path) as handle:
+            with self._text(scan.raw) as handle:
                 reader = self._reader(_Lines(handle))
                 next(reader)
                 for row in reader:
@@ -491,9 +518,11 @@ class CsvSource(Source):
                         else:
                             values[name] = [value]
                     yield Change(op=Op.UPSERT, source_id=ident, attributes=values)
+            self._same_file(scan.path, scan.raw, scan.stat)
         except (csv.Error, UnicodeDecodeError, OSError):
             raise SourceError(f"csv: {scan.path} changed while being read") from None
-        self._same_file(scan.path, scan.stat)
+        finally:
+            scan.raw.close()
         cursor = json.dumps(
             {
                 "rows": scan.rows,

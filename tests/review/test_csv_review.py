@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+
 import pytest
 
 from syncd.contracts import Op
@@ -68,3 +71,19 @@ def test_nul_in_an_id_is_not_an_id(tmp_path):
     changes, outcome = read_all(source(f, skip_rows_without_id=True))
     assert [c.source_id for c in changes if c.op is Op.UPSERT] == ["1", "3"]
     assert any("without employee_id" in n for n in outcome.notes)
+
+
+def test_export_replaced_between_the_passes_reads_the_validated_file(tmp_path):
+    """The HR system renames tonight's second export over the file after it was
+    validated: the read goes on with the file it validated (not rows of an unchecked
+    one, not a failed night)."""
+
+    f = write(tmp_path / "hr.csv", _excel(sep=",", rows=5))
+    read = source(f).read(None)
+    nxt = write(tmp_path / "next.csv", _excel(sep=",", rows=2).replace("Müller", "Neu"))
+    os.replace(nxt, f)
+    changes = list(read.changes)
+    assert [c.source_id for c in changes] == ["1", "2", "3", "4", "5"]
+    assert changes[0].attributes["surname"] == ["Müller"]
+    assert read.outcome is not None and read.outcome.complete
+    assert json.loads(read.outcome.cursor)["rows"] == 5
