@@ -8,7 +8,8 @@ then measures, each in its own process so peak RSS is that process's alone:
   * ldapsearch -E pr=1000 dumping them (the baseline),
   * `syncd sync inventory` first run (full read, N creates into SQLite),
   * `syncd sync inventory` second run (no changes).
-Prints wall time, entries/s, peak RSS and the ratio to the ldapsearch time.
+Prints wall time, entries/s, peak RSS, the ratio to the ldapsearch time, the process's
+CPU time (steadier than wall time on a shared machine) and the load average.
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ from tests.servers.slapd import Slapd  # noqa: E402
 SYNCD = str(ROOT / ".venv" / "bin" / "syncd")
 
 
-def measure(cmd: list[str], **kw) -> tuple[float, float]:
-    """Run cmd; return (wall seconds, peak RSS in MB of that process)."""
+def measure(cmd: list[str], **kw) -> tuple[float, float, float]:
+    """Run cmd; return (wall seconds, peak RSS in MB, CPU seconds (user + system)) of
+    that process. CPU time is the steadier figure on a shared, loaded machine."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **kw)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -40,7 +42,7 @@ def measure(cmd: list[str], **kw) -> tuple[float, float]:
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise SystemExit(f"{cmd} failed ({proc.returncode}): {proc.stderr.read().decode()[-2000:]}")
-    return wall, usage.ru_maxrss / 1024.0
+    return wall, usage.ru_maxrss / 1024.0, usage.ru_utime + usage.ru_stime
 
 
 def config(slapd: Slapd, work: Path) -> Path:
@@ -63,7 +65,16 @@ jobs:
     return path
 
 
-def run_size(n: int, repeat: int) -> dict[str, tuple[float, float]]:
+def median_of(runs: list[tuple[float, float, float]]) -> tuple[float, float, float]:
+    """Median wall time, highest peak RSS, median CPU time."""
+    return (
+        statistics.median(w for w, _, _ in runs),
+        max(r for _, r, _ in runs),
+        statistics.median(c for _, _, c in runs),
+    )
+
+
+def run_size(n: int, repeat: int) -> dict[str, tuple[float, float, float]]:
     with tempfile.TemporaryDirectory(prefix="syncd-bench-") as tmp:
         work = Path(tmp)
         slapd = Slapd(work / "slapd")
@@ -96,10 +107,7 @@ def run_size(n: int, repeat: int) -> dict[str, tuple[float, float]]:
                 "pr=1000/noprompt",
                 "(objectClass=device)",
             ]
-            base = [measure(dump) for _ in range(repeat)]
-            results = {
-                "ldapsearch": (statistics.median(w for w, _ in base), max(r for _, r in base))
-            }
+            results = {"ldapsearch": median_of([measure(dump) for _ in range(repeat)])}
             firsts, seconds = [], []
             for _ in range(repeat):
                 for f in ("state.db", "inventory.db"):
@@ -110,14 +118,8 @@ def run_size(n: int, repeat: int) -> dict[str, tuple[float, float]]:
                 seconds.append(
                     measure([SYNCD, "-q", "-c", str(cfg), "sync", "--no-progress", "inventory"])
                 )
-            results["syncd first run"] = (
-                statistics.median(w for w, _ in firsts),
-                max(r for _, r in firsts),
-            )
-            results["syncd no-change run"] = (
-                statistics.median(w for w, _ in seconds),
-                max(r for _, r in seconds),
-            )
+            results["syncd first run"] = median_of(firsts)
+            results["syncd no-change run"] = median_of(seconds)
             return results
         finally:
             slapd.stop()
@@ -129,13 +131,21 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1)
     args = ap.parse_args()
     for n in (int(s) for s in args.sizes.split(",")):
+        load_before = os.getloadavg()[0]
         res = run_size(n, args.repeat)
         baseline = res["ldapsearch"][0]
-        print(f"\n{n} entries (median of {args.repeat}):")
-        head = ("step", "wall s", "entries/s", "peak RSS MB", "x ldapsearch")
-        print("  {:22} {:>8} {:>10} {:>12} {:>13}".format(*head))
-        for name, (wall, rss) in res.items():
-            print(f"  {name:22} {wall:8.2f} {n / wall:10.0f} {rss:12.1f} {wall / baseline:13.2f}")
+        print(
+            f"\n{n} entries (median of {args.repeat}; load average "
+            f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after, {os.cpu_count()} CPUs):"
+        )
+        head = ("step", "wall s", "entries/s", "peak RSS MB", "x ldapsearch", "CPU s")
+        print("  {:22} {:>8} {:>10} {:>12} {:>13} {:>7}".format(*head))
+        for name, (wall, rss, cpu) in res.items():
+            print(
+                f"  {name:22} {wall:8.2f} {n / wall:10.0f} {rss:12.1f} "
+                f"{wall / baseline:13.2f} {cpu:7.2f}"
+            )
+        print("  (CPU s: the process's own user+system time; ldapsearch's excludes slapd's)")
 
 
 if __name__ == "__main__":
