@@ -331,7 +331,25 @@ class CsvSource(Source):
         if st.st_size == 0:
             raise SourceError(f"csv: {path} is empty")
         age = time.time() - st.st_mtime
-        if age < self.connection.min_age:
+        if age < -1.0:
+            # A modification time in the future (the writer's clock is ahead: an SMB or
+            # NFS server): its age says nothing, and would refuse the file for hours.
+            # Watch the file for min_age instead.
+            log.warning(
+                "csv: %s has a modification time %.0fs in the future (clock skew?): "
+                "checking that it stays unchanged for %ss",
+                path,
+                -age,
+                self.connection.min_age,
+            )
+            time.sleep(self.connection.min_age)
+            now = os.fstat(raw.fileno())
+            if (now.st_size, now.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
+                raise SourceError(
+                    f"csv: {path} is still being written (it changed within "
+                    f"{self.connection.min_age}s); try again later"
+                )
+        elif age < self.connection.min_age:
             raise SourceError(
                 f"csv: {path} changed {age:.1f}s ago (min_age {self.connection.min_age}s): "
                 "it may still be being written; try again later"

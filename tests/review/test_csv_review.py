@@ -87,3 +87,27 @@ def test_export_replaced_between_the_passes_reads_the_validated_file(tmp_path):
     assert changes[0].attributes["surname"] == ["Müller"]
     assert read.outcome is not None and read.outcome.complete
     assert json.loads(read.outcome.cursor)["rows"] == 5
+
+
+def test_a_modification_time_in_the_future_is_not_a_file_being_written(tmp_path):
+    """An SMB/NFS server whose clock is an hour ahead: the export is complete, but
+    `changed -3600s ago` refused it every run for an hour (a whole nightly window)."""
+    import threading
+
+    f = write(tmp_path / "hr.csv", _excel(sep=","), age=-3600)
+    changes, _ = read_all(source(f, {"min_age": 0.3}))
+    assert len(changes) == 3
+    # ... and one that grows while it is watched is still refused
+    g = write(tmp_path / "g.csv", _excel(sep=","), age=-3600)
+
+    def append() -> None:
+        with open(g, "a") as out:
+            out.write("4,A,B,C,d@x.de\r\n")
+
+    timer = threading.Timer(0.1, append)
+    timer.start()
+    try:
+        with pytest.raises(SourceError, match="still being written"):
+            source(g, {"min_age": 0.5}).read(None)
+    finally:
+        timer.join()
