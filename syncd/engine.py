@@ -75,6 +75,10 @@ class RunReport:
         )
 
 
+class _StoppedReading(Exception):
+    """The stop event was set while the source was being read."""
+
+
 class Plan:
     """The actions of one run, spooled to an unlinked temporary file.
 
@@ -334,6 +338,10 @@ class _Run:
                 return rep
             self._open_reporter()
             self.apply(target, plan, outcome)
+        except _StoppedReading:
+            # SIGTERM while reading: nothing was written; the next run reads again.
+            rep.status = "stopped"
+            rep.notes.append("stopped while reading; nothing was written")
         except GateStopped as err:
             rep.status, rep.error = "gated", str(err)
             raise
@@ -416,7 +424,7 @@ class _Run:
             with self._progress("reading") as tick:
                 for change in read.changes:
                     if self.stop.is_set():
-                        raise SourceError("stopped while reading; nothing was written")
+                        raise _StoppedReading
                     batch.append(change)
                     if len(batch) >= READ_BATCH:
                         self._plan_batch(batch, plan, correlator)
@@ -603,11 +611,15 @@ class _Run:
         upserts, deletes, unquarantined, problems = [], [], [], []
         failed = 0
         counts = self.report.counts
+        done: Counter = Counter()
+        log_changes = change_log.isEnabledFor(logging.INFO)
+        reporter = self.reporter
+        quarantined_before = self.previously_quarantined
         for planned, result in zip(batch, results, strict=True):
             action = planned.action
-            if self.reporter is not None:
+            if reporter is not None:
                 with contextlib.suppress(Exception):
-                    self.reporter.action(result)
+                    reporter.action(result)
             if not result.ok:
                 failed += 1
                 counts["failed"] += 1
@@ -617,9 +629,10 @@ class _Run:
                 )
                 log.warning("%s %s: %s", action.kind.value, action.dn or action.key, reason)
                 continue
-            counts[_DONE[action.kind]] += 1
-            _log_change(action, result)
-            if action.source_id in self.previously_quarantined:
+            done[action.kind] += 1
+            if log_changes:
+                _log_change(action, result)
+            if action.source_id in quarantined_before:
                 unquarantined.append(action.source_id)
             if action.kind is ActionKind.DELETE:
                 deletes.append(action.source_id)
@@ -634,6 +647,8 @@ class _Run:
                         dn=action.dn,
                     )
                 )
+        for kind, n in done.items():
+            counts[_DONE[kind]] += n
         self.store.commit(
             self.job.name,
             upserts=upserts,
