@@ -244,9 +244,15 @@ class DavClient:
         )
 
     def _ssl_context(self) -> ssl.SSLContext:
-        ctx = ssl.create_default_context(
-            cafile=str(self.conn.ca_file) if self.conn.ca_file else None
-        )
+        try:
+            ctx = ssl.create_default_context(
+                cafile=str(self.conn.ca_file) if self.conn.ca_file else None
+            )
+        except (OSError, ssl.SSLError) as err:  # missing, unreadable or not PEM
+            reason = getattr(err, "strerror", None) or getattr(err, "reason", None) or err
+            raise ConnectionFailed(
+                f"CardDAV ca_file {self.conn.ca_file}: cannot load CA certificates ({reason})"
+            ) from None
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         if not self.conn.verify:
             ctx.check_hostname = False

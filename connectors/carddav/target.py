@@ -450,6 +450,8 @@ class CardDavTarget(Target):
             client = self._client()
         except SecretError as err:
             return [CheckResult("carddav credentials", False, str(err))]
+        except ConnectionFailed as err:  # an unusable ca_file
+            return [CheckResult("carddav server", False, str(err), "check ca_file")]
         try:
             book = client.discover(
                 self.options.addressbook, create=False, display_name=self.options.display_name

@@ -734,6 +734,8 @@ def _err(exc: Any) -> str:
 
 def _hint(err: Exception) -> str:
     text = str(err)
+    if "ca_file" in text:
+        return "ca_file must name a readable PEM file of your CA's certificate(s)"
     if "401" in text:
         return "check username/password and auth (ntlm needs DOMAIN\\user)"
     if "TLS" in text:

@@ -308,3 +308,20 @@ def test_server_dropping_syncd_properties_does_not_orphan_the_card(
             assert "FN:Dee 2" in c.get(href).text
     finally:
         proxy.stop()
+
+
+@pytest.mark.parametrize("ca", ["missing", "not-pem", "directory"])
+def test_unusable_ca_file_is_one_clear_line(tmp_path, ca):
+    """A ca_file that is missing, not PEM or a directory: ConnectionFailed naming it
+    (open) and a failed doctor line (check), not an OSError/SSLError traceback."""
+    path = {"missing": tmp_path / "nope.pem", "not-pem": tmp_path / "x.pem", "directory": tmp_path}[
+        ca
+    ]
+    if ca == "not-pem":
+        path.write_text("not a certificate")
+    conn = CardDavConnection.model_validate({"url": "https://127.0.0.1:9/", "ca_file": str(path)})
+    target = CardDavTarget(conn, CardDavTargetOptions.model_validate({"addressbook": "x"}), job="j")
+    with pytest.raises(ConnectionFailed, match="ca_file"):
+        target.open()
+    checks = target.check()
+    assert [c.ok for c in checks] == [False] and "ca_file" in checks[0].detail

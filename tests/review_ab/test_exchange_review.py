@@ -213,3 +213,10 @@ def test_distribution_list_of_5000_members(ews_server, make_exchange_target):
     assert res[0].ok, res[0].error
     dl = _owned(ews_server)["g"][0]
     assert len(dl["Members"]) == 4999 and dl["Members"][0]["ItemId"] == ids[1]
+
+
+def test_doctor_hint_for_a_missing_ca_file(ews_server, make_exchange_target, tmp_path):
+    t = make_exchange_target(connection={"ca_file": str(tmp_path / "nope.pem")})
+    checks = t.check()
+    assert checks[0].ok is False and "ca_file" in checks[0].detail
+    assert "folder" not in checks[0].hint and "ca_file" in checks[0].hint
