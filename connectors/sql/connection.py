@@ -22,6 +22,8 @@ from syncd.secrets import SecretRef
 
 log = logging.getLogger(__name__)
 
+_SECRET_ARGS = frozenset({"password", "passwd", "sslpassword"})
+
 
 class SqlConnection(BaseModel):
     """A database reachable through SQLAlchemy (SQLite, PostgreSQL, others by driver)."""
@@ -41,6 +43,18 @@ class SqlConnection(BaseModel):
         description="extra driver arguments, e.g. {sslmode: verify-full, sslrootcert: ca.pem}",
     )
     timeout: float = Field(10.0, gt=0, description="seconds to wait for a connection")
+
+    @field_validator("connect_args")
+    @classmethod
+    def _no_literal_secrets(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # A password here would sit in the config file in clear, past every secret rule.
+        found = sorted(k for k in value if k.lower() in _SECRET_ARGS)
+        if found:
+            raise ValueError(
+                f"connect_args must not hold {', '.join(found)}: use password: "
+                "{env: NAME} (or {file: PATH}, {credential: NAME})"
+            )
+        return value
 
     @field_validator("url")
     @classmethod

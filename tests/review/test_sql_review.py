@@ -167,3 +167,18 @@ def test_a_nul_value_fails_only_its_own_row_on_postgres(pg):
     assert [r.ok for r in results] == [True, False, False, True]
     assert all(r.error and "\x00" not in r.error for r in results if not r.ok)
     assert sorted(r[0] for r in pg.sql("SELECT key FROM people")) == ["k1", "k4"]
+
+
+def test_a_password_in_connect_args_is_refused():
+    """connect_args would carry a clear-text password past the secret rules (and
+    `syncd validate` refuses literal secrets everywhere else)."""
+    from pydantic import ValidationError
+
+    from connectors.sql import SqlConnection
+
+    with pytest.raises(ValidationError) as err:
+        SqlConnection.model_validate(
+            {"url": "postgresql://inv@db/inv", "connect_args": {"password": "hunter2"}}
+        )
+    [problem] = err.value.errors()
+    assert "must not hold password" in problem["msg"] and "hunter2" not in problem["msg"]
