@@ -220,7 +220,8 @@ class DavClient:
     ):
         self.conn = conn
         self.base = conn.url if conn.url.endswith("/") else conn.url + "/"
-        self._host = (urlsplit(self.base).hostname or "").lower()
+        # As httpx spells it (IDNA, lower case), so it compares with request URLs.
+        self._host = httpx.URL(self.base).host
         auth: httpx.Auth | None = None
         if conn.username:
             password = conn.password.reveal() if conn.password else ""

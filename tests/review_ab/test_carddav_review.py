@@ -325,3 +325,19 @@ def test_unusable_ca_file_is_one_clear_line(tmp_path, ca):
         target.open()
     checks = target.check()
     assert [c.ok for c in checks] == [False] and "ca_file" in checks[0].detail
+
+
+@pytest.mark.parametrize("url", ["https://dav.bücher.de/", "https://DAV.xn--bcher-kva.de/"])
+def test_guard_accepts_the_configured_host_however_it_is_spelled(url):
+    import httpx
+
+    from connectors.carddav.dav import DavClient
+
+    conn = CardDavConnection.model_validate({"url": url})
+    client = DavClient(conn)
+    try:
+        client._guard(httpx.Request("PROPFIND", url + "dav/"))  # no ConnectionFailed
+        with pytest.raises(ConnectionFailed):
+            client._guard(httpx.Request("PROPFIND", "https://other.example/dav/"))
+    finally:
+        client.close()
