@@ -126,6 +126,7 @@ class Slapd:
         self._ldif = ldif
         self._extra_main = extra_main
         self.proc: subprocess.Popen | None = None
+        self._started_once = False
 
     @property
     def url(self) -> str:
@@ -161,6 +162,22 @@ class Slapd:
         )
 
     def start(self) -> None:
+        """Start slapd and wait until it listens. On the first start a port taken by
+        another process in the meantime (tests run in parallel) is retried with new
+        ports; a restart keeps its ports, since clients hold its URL."""
+        attempts = 1 if self._started_once else 3
+        for attempt in range(attempts):
+            err = self._start_once()
+            if err is None:
+                self._started_once = True
+                return
+            if attempt + 1 < attempts:
+                self.port = free_port()
+                if self.tls:
+                    self.ldaps_port = free_port()
+        raise RuntimeError(f"slapd did not start: {err}")
+
+    def _start_once(self) -> str | None:
         urls = self.url + "/"
         if self.tls:
             urls += f" {self.ldaps_url}/"
@@ -171,10 +188,16 @@ class Slapd:
         )
         try:
             wait_port(self.port, timeout=15)
+            if self.ldaps_port:
+                wait_port(self.ldaps_port, timeout=15)
         except TimeoutError:
-            err = self.proc.stderr.read().decode() if self.proc.poll() is not None else ""
+            status = self.proc.poll()
+            err = self.proc.stderr.read().decode() if status is not None else ""
             self.stop()
-            raise RuntimeError(f"slapd did not start: {err}") from None
+            if status is None:
+                return "not listening after 15 s"
+            return err or f"exited with status {status}"
+        return None
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
