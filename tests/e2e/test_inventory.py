@@ -200,3 +200,19 @@ def test_report_dir_writes_a_report_status_summarises(tmp_path, slapd):
     [job] = json.loads(setup.syncd("status", "--json").stdout)
     assert job["report"].startswith("ok: 2 joiners"), job["report"]
     assert "last report: ok: 2 joiners" in setup.syncd("status").stdout
+
+
+def test_stop_while_reading_writes_nothing_and_says_stopped(inventory):
+    import threading
+
+    from syncd.config import load_config
+    from syncd.engine import run_job
+
+    load(inventory, device("pc-1", "SN-1"), device("pc-2", "SN-2"))
+    stop = threading.Event()
+    stop.set()  # as if SIGTERM arrived during the read
+    report = run_job(load_config(inventory.config), "inventory", stop_event=stop)
+    assert report.status == "stopped" and report.error is None
+    assert not (inventory.dir / "inventory.db").exists() or rows(inventory) == {}
+    [job] = json.loads(inventory.syncd("status", "--json").stdout)
+    assert job["runs"][0]["status"] == "stopped" and job["objects"] == 0
