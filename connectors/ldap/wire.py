@@ -392,7 +392,10 @@ class SearchStream:
         except (OSError, ssl.SSLError) as err:
             raise SourceError(f"connection to the LDAP server lost mid-read: {err}") from None
         finally:
-            self.conn.strategy._outstanding.pop(self.msgid, None)
+            # After an unbind ldap3 drops its table of outstanding requests (None).
+            outstanding = getattr(self.conn.strategy, "_outstanding", None)
+            if outstanding is not None:
+                outstanding.pop(self.msgid, None)
             if not self.finished:
                 close_connection(self.conn)
 
