@@ -159,6 +159,12 @@ def _kind(col_type: TypeEngine) -> str:
         return "other"
     if py is str:
         return "text"
+    if py is _dt.datetime:
+        return "datetime"
+    if py is _dt.date:
+        return "date"
+    if py is bool:
+        return "boolean"
     return "other"
 
 
@@ -190,7 +196,45 @@ def _to_column(value: Any, kind: str) -> Any:
         if isinstance(value, _dt.date | _dt.datetime | _dt.time):
             return value.isoformat()
         return str(value)
+    if isinstance(value, str):
+        # Mappings give dates as ISO text and LDAP booleans as TRUE/FALSE; SQLite's
+        # DateTime/Date/Boolean types take only Python objects (every row failed).
+        # Text that does not parse goes as it is: the database takes it or refuses
+        # that row.
+        if kind == "datetime":
+            return _parse_datetime(value)
+        if kind == "date":
+            return _parse_date(value)
+        if kind == "boolean":
+            return _BOOLEANS.get(value.strip().lower(), value)
     return value
+
+
+_BOOLEANS = {
+    "true": True,
+    "false": False,
+    "yes": True,
+    "no": False,
+    "on": True,
+    "off": False,
+    "1": True,
+    "0": False,
+}
+
+
+def _parse_datetime(text: str) -> Any:
+    try:
+        return _dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        return text
+
+
+def _parse_date(text: str) -> Any:
+    try:
+        return _dt.date.fromisoformat(text.strip())
+    except ValueError:
+        parsed = _parse_datetime(text)
+        return parsed.date() if isinstance(parsed, _dt.datetime) else text
 
 
 def _fatal(err: StatementError) -> bool:

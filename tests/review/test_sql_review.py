@@ -182,3 +182,43 @@ def test_a_password_in_connect_args_is_refused():
         )
     [problem] = err.value.errors()
     assert "must not hold password" in problem["msg"] and "hunter2" not in problem["msg"]
+
+
+def test_typed_columns_take_the_values_mappings_produce(db):
+    """column_types datetime/date/boolean: mappings give ISO text (type: datetime,
+    filetime, generalized_time) and LDAP booleans as TRUE/FALSE. On SQLite every such
+    row failed ('SQLite DateTime type only accepts Python datetime'), on both 'TRUE'."""
+    opts = SqlTargetOptions.model_validate(
+        {
+            "table": "dev",
+            "column_types": {"seen": "datetime", "born": "date", "ok": "boolean"},
+        }
+    )
+    target = SqlTarget(db.connection, opts, job="j")
+    try:
+        target.open()
+        acts = [
+            Action(
+                ActionKind.CREATE,
+                "s1",
+                "k1",
+                {"seen": "2026-11-28T01:02:03+00:00", "born": "1990-05-17", "ok": "TRUE"},
+            ),
+            Action(
+                ActionKind.CREATE,
+                "s2",
+                "k2",
+                {"seen": "2026-11-28T01:02:03Z", "born": "1990-05-17T00:00:00Z", "ok": False},
+            ),
+            Action(ActionKind.CREATE, "s3", "k3", {"seen": None, "born": None, "ok": "no"}),
+        ]
+        results = target.apply(acts)
+    finally:
+        target.close()
+    assert [r.error for r in results] == [None, None, None]
+    rows = db.sql("SELECT key, born, ok FROM dev ORDER BY key")
+    assert [(k, str(b) if b else None, bool(o)) for k, b, o in rows] == [
+        ("k1", "1990-05-17", True),
+        ("k2", "1990-05-17", False),
+        ("k3", None, False),
+    ]
