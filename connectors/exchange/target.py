@@ -25,6 +25,7 @@ import hashlib
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -66,17 +67,30 @@ _MAX_REQUEST_PHOTO_BYTES = 8 * 1024 * 1024  # photo bytes per CreateItem (base64
 _EWS_CHUNK = 100  # page size of FindItem; creates/updates/deletes follow batch_size
 
 
+class _PerItemBackOff:
+    """exchangelib reads BackOffMilliseconds only from a SOAP fault; a per-item
+    ErrorServerBusy carries it in the response message's MessageXml too."""
+
+    @staticmethod
+    def _get_exception(code: Any, text: Any, msg_xml: Any = None, rule_errors: Any = None) -> Any:
+        if code == "ErrorServerBusy" and msg_xml is not None:
+            for value in msg_xml.iter("{*}Value"):
+                if value.get("Name") == "BackOffMilliseconds" and (value.text or "").isdigit():
+                    return ewserr.ErrorServerBusy(text, back_off=int(value.text) / 1000.0)
+        return CreateItem._get_exception(code, text, msg_xml, rule_errors)
+
+
 # Per-item errors come back as values, not exceptions, so one bad item does not abort
 # the whole batch (exchangelib raises most of them by default).
-class _CreateItem(CreateItem):
+class _CreateItem(_PerItemBackOff, CreateItem):
     ERRORS_TO_CATCH_IN_RESPONSE = ewserr.ResponseMessageError
 
 
-class _UpdateItem(UpdateItem):
+class _UpdateItem(_PerItemBackOff, UpdateItem):
     ERRORS_TO_CATCH_IN_RESPONSE = ewserr.ResponseMessageError
 
 
-class _DeleteItem(DeleteItem):
+class _DeleteItem(_PerItemBackOff, DeleteItem):
     ERRORS_TO_CATCH_IN_RESPONSE = ewserr.ResponseMessageError
 
 
@@ -225,6 +239,37 @@ class ExchangeTarget(Target):
     def _call(self, what: str, fn: Callable[[], Any]) -> Any:
         kwargs = {"sleep": self.sleep} if self.sleep is not None else {}
         return with_backoff(self.connection, what, fn, **kwargs)
+
+    def _per_item_busy(
+        self, what: str, items: list[Any], send: Callable[[list[Any]], list[Any]]
+    ) -> list[Any]:
+        """``send(items)`` (one request), then send again, after the back-off, the items
+        the server answered one by one with ErrorServerBusy: a throttled mailbox leaves
+        those unprocessed, so they are retried (at most ``max_retries`` times), not
+        reported as failed changes. Items still busy after that keep the error."""
+        res = list(send(items))
+        conn = self.connection
+        for attempt in range(1, conn.max_retries + 1):
+            busy = [k for k, r in enumerate(res) if isinstance(r, ewserr.ErrorServerBusy)]
+            if not busy:
+                break
+            asked = max((res[k].back_off or 0 for k in busy), default=0)
+            wait = asked or min(2.0**attempt, conn.max_backoff)
+            if wait > conn.max_backoff:
+                break  # those changes fail now; the next run repeats them
+            log.warning(
+                "Exchange is busy for %d item(s) of %s: backing off %.2fs before retry %d/%d",
+                len(busy),
+                what,
+                wait,
+                attempt,
+                conn.max_retries,
+            )
+            (self.sleep or time.sleep)(wait)
+            again = send([items[k] for k in busy])
+            for k, r in zip(busy, again, strict=True):
+                res[k] = r
+        return res
 
     # ------------------------------------------------------------------ folders
     def _resolve_folder(self, *, create: bool) -> Any:
@@ -487,17 +532,21 @@ class ExchangeTarget(Target):
 
     def _create_items(self, items: list[Any]) -> list[Any]:
         acc = self.account
-        return self._call(
-            f"CreateItem x{len(items)}",
-            lambda: list(
-                _CreateItem(account=acc, chunk_size=len(items)).call(
-                    items=items,
-                    folder=self.folder,
-                    message_disposition="SaveOnly",
-                    send_meeting_invitations="SendToNone",
-                )
-            ),
-        )
+
+        def send(part: list[Any]) -> list[Any]:
+            return self._call(
+                f"CreateItem x{len(part)}",
+                lambda: list(
+                    _CreateItem(account=acc, chunk_size=len(part)).call(
+                        items=part,
+                        folder=self.folder,
+                        message_disposition="SaveOnly",
+                        send_meeting_invitations="SendToNone",
+                    )
+                ),
+            )
+
+        return self._per_item_busy("CreateItem", items, send)
 
     def _do_updates(
         self,
@@ -528,18 +577,22 @@ class ExchangeTarget(Target):
                 # an Outlook add-in might have stripped).
                 setattr(item, self.tag, found.key)
                 batch.append((item, [*names, self.tag]))
-            res = self._call(
-                f"UpdateItem x{len(batch)}",
-                lambda batch=batch: list(
-                    _UpdateItem(account=acc, chunk_size=self.batch_size).call(
-                        items=batch,
-                        conflict_resolution="AutoResolve",
-                        message_disposition="SaveOnly",
-                        send_meeting_invitations_or_cancellations="SendToNone",
-                        suppress_read_receipts=True,
-                    )
-                ),
-            )
+
+            def send(part: list[Any]) -> list[Any]:
+                return self._call(
+                    f"UpdateItem x{len(part)}",
+                    lambda: list(
+                        _UpdateItem(account=acc, chunk_size=self.batch_size).call(
+                            items=part,
+                            conflict_resolution="AutoResolve",
+                            message_disposition="SaveOnly",
+                            send_meeting_invitations_or_cancellations="SendToNone",
+                            suppress_read_receipts=True,
+                        )
+                    ),
+                )
+
+            res = self._per_item_busy("UpdateItem", batch, send)
             conflicts = []
             for u, r in zip(pending, res, strict=True):
                 i = u[0]
@@ -683,18 +736,22 @@ class ExchangeTarget(Target):
         acc = self.account
         for part in batched(deletes, self.batch_size):
             ids = [(f.id, f.changekey) for _i, f in part]
-            res = self._call(
-                f"DeleteItem x{len(ids)}",
-                lambda ids=ids: list(
-                    _DeleteItem(account=acc, chunk_size=self.batch_size).call(
-                        items=ids,
-                        delete_type="HardDelete",
-                        send_meeting_cancellations="SendToNone",
-                        affected_task_occurrences="AllOccurrences",
-                        suppress_read_receipts=True,
-                    )
-                ),
-            )
+
+            def send(some: list[Any]) -> list[Any]:
+                return self._call(
+                    f"DeleteItem x{len(some)}",
+                    lambda: list(
+                        _DeleteItem(account=acc, chunk_size=self.batch_size).call(
+                            items=some,
+                            delete_type="HardDelete",
+                            send_meeting_cancellations="SendToNone",
+                            affected_task_occurrences="AllOccurrences",
+                            suppress_read_receipts=True,
+                        )
+                    ),
+                )
+
+            res = self._per_item_busy("DeleteItem", ids, send)
             for (i, found), r in zip(part, res, strict=True):
                 if i is None:
                     if isinstance(r, Exception):

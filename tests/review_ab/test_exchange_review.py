@@ -220,3 +220,27 @@ def test_doctor_hint_for_a_missing_ca_file(ews_server, make_exchange_target, tmp
     checks = t.check()
     assert checks[0].ok is False and "ca_file" in checks[0].detail
     assert "folder" not in checks[0].hint and "ca_file" in checks[0].hint
+
+
+def test_per_item_server_busy_is_backed_off_not_failed(ews_server, make_exchange_target):
+    """A throttled mailbox may answer part of a batch item by item with ErrorServerBusy
+    (HTTP 200, ResponseClass=Error): those items were not processed. They are retried
+    after the back-off, not reported as failed changes."""
+    t = make_exchange_target()
+    t.open()
+    ews_server.inject_item_busy(2, back_off_ms=700)
+    made = t.apply([_create(f"k{n}", display_name=f"P {n}") for n in range(4)])
+    assert [r.ok for r in made] == [True] * 4, [r.error for r in made]
+    assert len(_owned(ews_server)) == 4
+    ews_server.inject_item_busy(1)
+    upd = t.apply(
+        [_update("k0", ("department",), made[0].target_id, display_name="P 0", department="X")]
+    )
+    assert upd[0].ok, upd[0].error
+    assert _owned(ews_server)["k0"][0]["Department"] == "X"
+    ews_server.inject_item_busy(1)
+    gone = t.apply([_delete("k1", made[1].target_id)])
+    assert gone[0].ok, gone[0].error
+    assert "k1" not in _owned(ews_server)
+    t.close()
+    assert t.slept == [0.7, 0.05, 0.05]  # what each busy answer asked for

@@ -26,7 +26,8 @@ Counters: :attr:`~EwsEmulator.http_requests` (every HTTP request) and
 Fault injection (each for the next N requests or item changes):
 :meth:`~EwsEmulator.inject_busy` (HTTP 500 + ``ErrorServerBusy`` fault with
 ``BackOffMilliseconds``), :meth:`~EwsEmulator.inject_unauthorized` (HTTP 401),
-:meth:`~EwsEmulator.inject_conflict` (``ErrorIrresolvableConflict`` per item change).
+:meth:`~EwsEmulator.inject_conflict` (``ErrorIrresolvableConflict`` per item change),
+:meth:`~EwsEmulator.inject_item_busy` (``ErrorServerBusy`` per item of a batch).
 A stale ChangeKey with ``ConflictResolution="NeverOverwrite"`` is a conflict too.
 :attr:`~EwsEmulator.refuse_inline_attachments` makes CreateItem refuse items that carry
 attachments inline.
@@ -192,6 +193,8 @@ class EwsEmulator:
         self._busy_ms = 0
         self._unauth_left = 0
         self._conflict_left = 0
+        self._item_busy_left = 0
+        self._item_busy_ms = 0
         self._status_left: list[int] = []
         self._ntlm_file: str | None = None
         self._in_cache: dict[Any, set[str]] = {}
@@ -254,6 +257,30 @@ class EwsEmulator:
         balancer or IIS in front of Exchange)."""
         with self.lock:
             self._status_left = [status] * count
+
+    def inject_item_busy(self, count: int, back_off_ms: int = 50) -> None:
+        """The next ``count`` items of CreateItem/UpdateItem/DeleteItem requests are
+        answered one by one with ResponseClass=Error ErrorServerBusy (BackOffMilliseconds
+        in the message's MessageXml) and left unprocessed, as a throttled mailbox
+        answers part of a batch; the request itself succeeds (HTTP 200)."""
+        with self.lock:
+            self._item_busy_left, self._item_busy_ms = count, back_off_ms
+
+    def _item_busy(self, op: str) -> Any:
+        """A busy answer for this item if one is due, else None (call under the lock)."""
+        if self._item_busy_left <= 0:
+            return None
+        self._item_busy_left -= 1
+        msg = self._err(
+            op,
+            _ItemError(
+                "ErrorServerBusy",
+                "The server cannot service this request right now. Try again later.",
+            ),
+        )
+        mx = etree.SubElement(msg, _m("MessageXml"))
+        etree.SubElement(mx, _t("Value"), Name="BackOffMilliseconds").text = str(self._item_busy_ms)
+        return msg
 
     def inject_conflict(self, count: int) -> None:
         """The next ``count`` item changes of UpdateItem fail with ErrorIrresolvableConflict."""
@@ -796,6 +823,10 @@ class EwsEmulator:
                 folder_err = err
         for el in op.find(_m("Items")):
             kind = etree.QName(el).localname
+            busy = self._item_busy("CreateItem")
+            if busy is not None:
+                out.append(busy)
+                continue
             if folder_err is not None or folder is None:
                 out.append(self._err("CreateItem", folder_err))
                 continue
@@ -872,6 +903,10 @@ class EwsEmulator:
         out = []
         for change in op.find(_m("ItemChanges")):
             iid = change.find(_t("ItemId"))
+            busy = self._item_busy("UpdateItem")
+            if busy is not None:
+                out.append(busy)
+                continue
             try:
                 item = self._get_item(iid)
                 if self._conflict_left > 0:
@@ -992,6 +1027,10 @@ class EwsEmulator:
     def _op_DeleteItem(self, op: Any) -> list[Any]:
         out = []
         for iid in op.find(_m("ItemIds")):
+            busy = self._item_busy("DeleteItem")
+            if busy is not None:
+                out.append(busy)
+                continue
             try:
                 item = self._get_item(iid)
             except _ItemError as err:
