@@ -446,6 +446,14 @@ class CsvSource(Source):
         for h in header:
             mapped = self.connection.columns.get(h) or by_lower.get(h.lower()) or h
             names.append(mapped.lower())
+        clashes = sorted({n for n in names if names.count(n) > 1})
+        if clashes:
+            # Two columns feeding one attribute: one would silently win, row by row.
+            detail = "; ".join(
+                f"{n}: {', '.join(h for h, a in zip(header, names, strict=True) if a == n)}"
+                for n in clashes
+            )
+            raise SourceError(f"csv: several columns give the same attribute ({detail})")
         return names
 
     @staticmethod

@@ -111,3 +111,12 @@ def test_a_modification_time_in_the_future_is_not_a_file_being_written(tmp_path)
             source(g, {"min_age": 0.5}).read(None)
     finally:
         timer.join()
+
+
+def test_two_columns_for_one_attribute_are_refused(tmp_path):
+    """columns maps E-Mail to mail, and the export also has a column Mail (private
+    address): one of them silently won per row."""
+    text = "Personalnummer,Vorname,Nachname,Abteilung,E-Mail,Mail\n1,A,B,C,a@x.de,a@home.de\n"
+    f = write(tmp_path / "hr.csv", text)
+    with pytest.raises(SourceError, match=r"same attribute \(mail: E-Mail, Mail\)"):
+        source(f).read(None)
