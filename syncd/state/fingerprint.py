@@ -76,6 +76,14 @@ _ORDER: dict[tuple[str, ...], list[str]] = {}
 few layouts, so the sort is done once per layout (bounded below)."""
 
 
+_TEXT_DIGESTS: dict[str, str] = {}
+"""Short text value -> its field digest. Directories repeat many values (locations,
+departments, containers, group DNs); a look-up is ~20x cheaper than a blake2b. Bounded:
+cleared when full, and only values up to _TEXT_CACHED_LEN characters are kept."""
+_TEXT_CACHE_SIZE = 8192
+_TEXT_CACHED_LEN = 256
+
+
 def fingerprint(fields: Mapping[str, Any]) -> tuple[str, dict[str, str]]:
     """``(fingerprint, {field: digest})`` of a record.
 
@@ -84,19 +92,29 @@ def fingerprint(fields: Mapping[str, Any]) -> tuple[str, dict[str, str]]:
     Raises TypeError naming the field whose value has an unsupported type.
     """
     # Hot path of every planned record: text values are encoded inline (the same bytes
-    # as encode()), the sorted field order is cached per layout.
+    # as encode()) or found in a small cache; the sorted field order is cached per layout.
     digests: dict[str, str] = {}
     b2 = blake2b
+    cache = _TEXT_DIGESTS
     for name, value in fields.items():
         if type(value) is str:
-            enc = b"s" + value.encode("utf-8", "surrogatepass")
-        elif value is None:
+            digest = cache.get(value)
+            if digest is None:
+                digest = b2(
+                    b"s" + value.encode("utf-8", "surrogatepass"), digest_size=FIELD_DIGEST_SIZE
+                ).hexdigest()
+                if len(value) <= _TEXT_CACHED_LEN:
+                    if len(cache) >= _TEXT_CACHE_SIZE:
+                        cache.clear()
+                    cache[value] = digest
+            digests[name] = digest
             continue
-        else:
-            try:
-                enc = encode(value)
-            except TypeError as err:
-                raise TypeError(f"field {name!r}: {err}") from None
+        if value is None:
+            continue
+        try:
+            enc = encode(value)
+        except TypeError as err:
+            raise TypeError(f"field {name!r}: {err}") from None
         digests[name] = b2(enc, digest_size=FIELD_DIGEST_SIZE).hexdigest()
     names = tuple(digests)
     order = _ORDER.get(names)
