@@ -177,8 +177,14 @@ def _nfc(value: str) -> str:
 
 
 def _comparable(values: Sequence[str | bytes]) -> list[str]:
-    """Values in a form where the same text in NFC and NFD compares equal."""
-    return sorted(repr(_nfc(v) if isinstance(v, str) else v) for v in values)
+    """Values in a form where the same text in NFC and NFD compares equal, and bytes
+    equal text when they are its UTF-8 (entries are read back decoded that way)."""
+    out = []
+    for v in values:
+        if isinstance(v, bytes):
+            v = _decode(v)
+        out.append(repr(_nfc(v) if isinstance(v, str) else v))
+    return sorted(out)
 
 
 def same_dn(a: str, b: str) -> bool:

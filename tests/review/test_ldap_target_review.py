@@ -236,3 +236,18 @@ def test_huge_group_membership_add_and_remove(slapd, root_pw_file):
     assert len(got) == 12025
     assert not any("group0," in m for m in got) and any("group49," in m for m in got)
     assert time.monotonic() - started < 20
+
+
+def test_bytes_values_are_compared_as_the_entry_reads_them(slapd, root_pw_file):
+    """A record value given as bytes (a SQL bytea/BLOB column) that is valid UTF-8 is
+    read back from the entry as text: it must not count as a change on every update,
+    and real binary values must not either."""
+    target = make_target(
+        slapd, root_pw_file, owned_attributes=["uid", "cn", "sn", "description", "jpegPhoto"]
+    )
+    photo = b"\xff\xd8\xff\xe0binary\x00\x01"
+    fields = person("E8", "Bin", "Ary", description=b"plain text", jpegPhoto=photo)
+    [res] = target.apply([create("E8", fields)])
+    assert res.ok, res.error
+    [again] = target.apply([update("E8", fields, res.target_id)])
+    assert again.ok and again.detail == "already up to date", again.detail
