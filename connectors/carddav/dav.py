@@ -256,6 +256,11 @@ class DavClient:
             ) from None
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         if not self.conn.verify:
+            log.warning(
+                "TLS certificate verification is OFF for %s: anyone on the path can read "
+                "the password and the contacts",
+                self.conn.url,
+            )
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
         return ctx

@@ -341,3 +341,14 @@ def test_guard_accepts_the_configured_host_however_it_is_spelled(url):
             client._guard(httpx.Request("PROPFIND", "https://other.example/dav/"))
     finally:
         client.close()
+
+
+def test_verify_off_is_said_out_loud(caplog):
+    from connectors.carddav.dav import DavClient
+
+    conn = CardDavConnection.model_validate({"url": "https://dav.example.com/", "verify": False})
+    DavClient(conn).close()
+    assert "verification is OFF" in caplog.text
+    caplog.clear()
+    DavClient(CardDavConnection.model_validate({"url": "https://dav.example.com/"})).close()
+    assert "verification" not in caplog.text
