@@ -733,36 +733,55 @@ class ExchangeTarget(Target):
     ) -> None:
         if not deletes:
             return
+        # Deletes of records gone from the directory are final (HardDelete). Extra items
+        # of one key may be a copy a person made of a synced contact: those go to the
+        # recoverable items (SoftDelete), from where the person can get them back.
+        groups = [[d for d in deletes if d[0] is not None], [d for d in deletes if d[0] is None]]
+        for group, how in zip(groups, ("HardDelete", "SoftDelete"), strict=True):
+            for part in batched(group, self.batch_size):
+                self._delete_part(actions, part, how, results)
+
+    def _delete_part(
+        self,
+        actions: Sequence[Action],
+        part: Sequence[tuple[int | None, _Found]],
+        how: str,
+        results: list[ActionResult | None],
+    ) -> None:
         acc = self.account
-        for part in batched(deletes, self.batch_size):
-            ids = [(f.id, f.changekey) for _i, f in part]
+        ids = [(f.id, f.changekey) for _i, f in part]
 
-            def send(some: list[Any]) -> list[Any]:
-                return self._call(
-                    f"DeleteItem x{len(some)}",
-                    lambda: list(
-                        _DeleteItem(account=acc, chunk_size=self.batch_size).call(
-                            items=some,
-                            delete_type="HardDelete",
-                            send_meeting_cancellations="SendToNone",
-                            affected_task_occurrences="AllOccurrences",
-                            suppress_read_receipts=True,
-                        )
-                    ),
-                )
+        def send(some: list[Any]) -> list[Any]:
+            return self._call(
+                f"DeleteItem x{len(some)}",
+                lambda: list(
+                    _DeleteItem(account=acc, chunk_size=self.batch_size).call(
+                        items=some,
+                        delete_type=how,
+                        send_meeting_cancellations="SendToNone",
+                        affected_task_occurrences="AllOccurrences",
+                        suppress_read_receipts=True,
+                    )
+                ),
+            )
 
-            res = self._per_item_busy("DeleteItem", ids, send)
-            for (i, found), r in zip(part, res, strict=True):
-                if i is None:
-                    if isinstance(r, Exception):
-                        log.warning("could not remove duplicate item of key %s: %s", found.key, r)
-                    else:
-                        log.info("removed a duplicate item of key %s", found.key)
-                    continue
-                if r is True or isinstance(r, ewserr.ErrorItemNotFound):
-                    results[i] = ActionResult(actions[i], True)
+        res = self._per_item_busy("DeleteItem", ids, send)
+        for (i, found), r in zip(part, res, strict=True):
+            if i is None:
+                if isinstance(r, Exception):
+                    log.warning("could not remove duplicate item of key %s: %s", found.key, r)
                 else:
-                    results[i] = ActionResult(actions[i], False, error=_err(r))
+                    log.warning(
+                        "moved a second item carrying key %s to the recoverable items "
+                        "(a copy of a synced contact?): %s",
+                        found.key,
+                        found.id,
+                    )
+                continue
+            if r is True or isinstance(r, ewserr.ErrorItemNotFound):
+                results[i] = ActionResult(actions[i], True)
+            else:
+                results[i] = ActionResult(actions[i], False, error=_err(r))
 
 
 def _by_payload(

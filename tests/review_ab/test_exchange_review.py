@@ -191,6 +191,17 @@ def test_duplicate_cleanup_keeps_the_item_the_state_points_at(ews_server, make_e
     t.close()
     assert res2[0].ok and res2[0].target_id == res[0].target_id
     assert set(ews_server.items) == {res[0].target_id}
+    # the other one may be a person's copy: recoverable, not destroyed
+    assert set(ews_server.recoverable) == {"older-copy"}
+
+
+def test_deleted_records_are_hard_deleted(ews_server, make_exchange_target):
+    t = make_exchange_target()
+    t.open()
+    res = t.apply([_create("k", display_name="Ann")])
+    assert t.apply([_delete("k", res[0].target_id)])[0].ok
+    t.close()
+    assert ews_server.items == {} and ews_server.recoverable == {}
 
 
 def test_distribution_list_of_5000_members(ews_server, make_exchange_target):

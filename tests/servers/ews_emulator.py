@@ -180,6 +180,9 @@ class EwsEmulator:
         self._seq = itertools.count(1)
         self.folders: dict[str, Folder] = {}
         self.items: dict[str, Item] = {}
+        self.recoverable: dict[str, Item] = {}
+        """Items deleted with DeleteType SoftDelete/MoveToDeletedItems (a user can get
+        them back); HardDelete removes them for good."""
         self.http_requests = 0
         """Every HTTP request received, including 401s and NTLM handshake legs."""
         self.operations: Counter[str] = Counter()
@@ -1037,6 +1040,9 @@ class EwsEmulator:
                 out.append(self._err("DeleteItem", err))
                 continue
             del self.items[item.id]
+            if op.get("DeleteType") in ("SoftDelete", "MoveToDeletedItems"):
+                # Recoverable (the dumpster / Deleted Items): kept aside, out of folders.
+                self.recoverable[item.id] = item
             out.append(self._ok("DeleteItem"))
         return out
 
