@@ -10,7 +10,8 @@ folder are never touched, even if the state store points at them.
 Idempotency: a create whose key already has an item updates that item (a crash between
 apply and the state commit repeats the create: no duplicate); an update whose item was
 deleted by hand re-creates it; a delete of a key without item succeeds. Duplicates of one
-key (e.g. a create retried after a lost answer) are removed, keeping the first.
+key (a create retried after a lost answer, a person's copy of a synced contact) are
+soft-deleted (recoverable), keeping the item the state points at.
 
 Requests per batch of N actions (N <= batch_size <= 100 in one request): one FindItem
 (more pages only when a key has many items), one CreateItem for the creates (photos go
