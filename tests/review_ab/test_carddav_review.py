@@ -352,3 +352,33 @@ def test_verify_off_is_said_out_loud(caplog):
     caplog.clear()
     DavClient(CardDavConnection.model_validate({"url": "https://dav.example.com/"})).close()
     assert "verification" not in caplog.text
+
+
+@pytest.mark.radicale
+def test_long_unicode_values_round_trip(radicale_server, carddav_book, tmp_path):
+    import vobject
+
+    from syncd.contracts import Action, ActionKind
+
+    note = "Zeile ü € 𝄞 ; , \\ :\n" * 3000
+    name = "Zoë 𝄞 " + "x" * 300
+    key = "0d2c8a52-5b0e-4c5e-9d51-1b1c1c1c1c05"
+    t = _radicale_target(radicale_server, tmp_path, radicale_server.url, carddav_book)
+    t.open()
+    res = t.apply(
+        [
+            Action(
+                ActionKind.CREATE,
+                "s5",
+                key,
+                fields={"fn": name, "note": note, "tel_mobile": ["+41 1", "+41 2"]},
+            )
+        ]
+    )
+    t.close()
+    assert res[0].ok, res[0].error
+    with radicale_server.client() as c:
+        card = vobject.readOne(c.get(res[0].target_id.split(" ")[0]).text)
+    assert card.fn.value == name
+    assert card.note.value == note
+    assert sorted(t.value for t in card.contents["tel"]) == ["+41 1", "+41 2"]
