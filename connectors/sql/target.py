@@ -271,6 +271,7 @@ class SqlTarget(Target):
         self._kinds: dict[str, str] = {}
         self._layouts: dict[tuple[str, ...], list[tuple[str, str, str]]] = {}
         self._upserts: dict[tuple[str, ...], Any] = {}
+        self._raw_upserts: dict[Any, tuple[str, tuple[str, ...]] | None] = {}
         self._secret: str | None = None
 
     # ------------------------------------------------------------------ set-up
@@ -501,7 +502,7 @@ class SqlTarget(Target):
             row = self._row(actions[i])
             groups.setdefault(tuple(row), {})[actions[i].key] = row  # last one wins
         for cols, rows in groups.items():
-            conn.execute(self._upsert(cols), list(rows.values()))
+            self._execute_upsert(conn, self._upsert(cols), list(rows.values()))
         for i in writes:
             results[i] = ActionResult(actions[i], True, target_id=actions[i].key)
         return [r for r in results if r is not None]
@@ -545,6 +546,31 @@ class SqlTarget(Target):
         if cached is None:
             cached = self._upserts[cols] = self._make_upsert(cols)
         return cached
+
+    def _execute_upsert(self, conn: Connection, stmt: Any, rows: list[dict[str, Any]]) -> None:
+        """One executemany of an upsert. On SQLite, when no column needs SQLAlchemy's
+        value processing (text and integer columns), the rows go to the driver as tuples:
+        SQLAlchemy's per-row parameter handling cost about a third of the write."""
+        if stmt not in self._raw_upserts:
+            self._raw_upserts[stmt] = self._compile_raw(stmt, rows[0])
+        raw = self._raw_upserts[stmt]
+        if raw is None:
+            conn.execute(stmt, rows)
+            return
+        sql, names = raw
+        conn.exec_driver_sql(sql, [tuple([row[n] for n in names]) for row in rows])
+
+    def _compile_raw(self, stmt: Any, row: dict[str, Any]) -> tuple[str, tuple[str, ...]] | None:
+        """(driver SQL, row keys in parameter order), or None when the plain path must be
+        used (not SQLite, or some column's values need processing)."""
+        assert self.engine is not None
+        if self.engine.dialect.name != "sqlite":
+            return None
+        compiled = stmt.compile(dialect=self.engine.dialect)
+        names = tuple(compiled.positiontup or ())
+        if not compiled.positional or compiled._bind_processors or set(names) != set(row):
+            return None
+        return str(compiled), names
 
     def _make_upsert(self, cols: tuple[str, ...]):
         assert self.table is not None and self.engine is not None
