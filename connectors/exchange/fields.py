@@ -238,6 +238,22 @@ def changed_attributes(changed: Iterable[str], kind: str) -> list[str]:
     return out
 
 
+def managed_paths(field_names: Iterable[str]) -> dict[str, set[tuple[str, str]]]:
+    """For the indexed properties (phone numbers, addresses, e-mail addresses): the
+    (label, sub-field) pairs these record fields stand for, by exchangelib attribute.
+    An update writes or deletes those entries only, so a car phone or home address a
+    person added by hand survives a change of the business phone."""
+    out: dict[str, set[tuple[str, str]]] = {}
+    for f in field_names:
+        if f in PHONE_FIELDS:
+            out.setdefault("phone_numbers", set()).add((PHONE_FIELDS[f], "phone_number"))
+        elif f in ADDRESS_FIELDS:
+            out.setdefault("physical_addresses", set()).add(ADDRESS_FIELDS[f])
+        elif f == "email_addresses":  # the list is syncd's: EmailAddress1..3
+            out["email_addresses"] = {(f"EmailAddress{n}", "email") for n in (1, 2, 3)}
+    return out
+
+
 def photo_of(fields: dict[str, Any]) -> bytes | None:
     value = fields.get("photo")
     if isinstance(value, list | tuple):
@@ -286,6 +302,7 @@ __all__ = [
     "changed_attributes",
     "check_fields",
     "item_attributes",
+    "managed_paths",
     "new_item",
     "photo_attachment",
     "photo_of",

@@ -34,7 +34,7 @@ from typing import Any, ClassVar
 from exchangelib import Q
 from exchangelib import errors as ewserr
 from exchangelib.extended_properties import ExtendedProperty
-from exchangelib.fields import FieldPath
+from exchangelib.fields import FieldPath, IndexedField
 from exchangelib.folders import Contacts, Folder, FolderCollection
 from exchangelib.items import Contact, DistributionList
 from exchangelib.restriction import Restriction
@@ -88,7 +88,58 @@ class _CreateItem(_PerItemBackOff, CreateItem):
 
 
 class _UpdateItem(_PerItemBackOff, UpdateItem):
+    """UpdateItem that writes, of an indexed property (phones, addresses, e-mails), only
+    the entries the record manages (``managed``: id(item) -> attribute -> {(label,
+    sub-field)}). exchangelib alone deletes every label it is not given a value for:
+    a car phone a person added would vanish when the business phone changes."""
+
     ERRORS_TO_CATCH_IN_RESPONSE = ewserr.ResponseMessageError
+
+    def __init__(self, *args: Any, managed: dict[int, Any] | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.managed = managed or {}
+        self._target: Any = None
+
+    def _update_elems(self, target: Any, fieldnames: Any) -> Any:
+        self._target = target
+        yield from super()._update_elems(target=target, fieldnames=fieldnames)
+
+    def _paths(self, field: Any) -> set[tuple[str, str]] | None:
+        if not isinstance(field, IndexedField):
+            return None
+        per_item = self.managed.get(id(self._target))
+        return None if per_item is None else per_item.get(field.name, set())
+
+    def _set_field_elems(self, target_model: Any, field: Any, value: Any) -> Any:
+        paths = self._paths(field)
+        if paths is None:
+            yield from super()._set_field_elems(target_model, field, value)
+        else:
+            yield from self._entries(target_model, field, value, paths)
+
+    def _delete_field_elems(self, field: Any) -> Any:
+        paths = self._paths(field)
+        if paths is None:
+            yield from super()._delete_field_elems(field)
+        else:
+            yield from self._entries(None, field, [], paths)
+
+    def _entries(self, target_model: Any, field: Any, values: Any, paths: Any) -> Any:
+        by_label = {v.label: v for v in values or []}
+        subfields = {
+            f.name: f for f in field.value_cls.supported_fields(version=self.account.version)
+        }
+        for label, sub in sorted(paths):
+            value = getattr(by_label[label], sub, None) if label in by_label else None
+            path = FieldPath(field=field, label=label, subfield=subfields[sub])
+            if value:
+                yield self._set_field_elem(
+                    target_model=target_model,
+                    field_path=path,
+                    value=field.value_cls(**{"label": label, sub: value}),
+                )
+            else:
+                yield self._delete_field_elem(field_path=path)
 
 
 class _DeleteItem(_PerItemBackOff, DeleteItem):
@@ -567,10 +618,17 @@ class ExchangeTarget(Target):
             if not pending:
                 break
             batch = []
+            managed: dict[int, Any] = {}
             for i, found, names, _photo, _pc in pending:
                 attrs = pending_attrs[i]
                 item = self.item_cls(
                     account=acc, folder=self.folder, id=found.id, changekey=found.changekey
+                )
+                a = actions[i]
+                # Which phone/address/e-mail entries are syncd's to write: those of the
+                # changed fields (a create that found its item: every mapped field).
+                managed[id(item)] = F.managed_paths(
+                    a.changed if a.kind is ActionKind.UPDATE else a.fields
                 )
                 for n in names:
                     setattr(item, n, attrs.get(n))
@@ -579,11 +637,11 @@ class ExchangeTarget(Target):
                 setattr(item, self.tag, found.key)
                 batch.append((item, [*names, self.tag]))
 
-            def send(part: list[Any]) -> list[Any]:
+            def send(part: list[Any], managed: dict[int, Any] = managed) -> list[Any]:
                 return self._call(
                     f"UpdateItem x{len(part)}",
                     lambda: list(
-                        _UpdateItem(account=acc, chunk_size=self.batch_size).call(
+                        _UpdateItem(account=acc, chunk_size=self.batch_size, managed=managed).call(
                             items=part,
                             conflict_resolution="AutoResolve",
                             message_disposition="SaveOnly",

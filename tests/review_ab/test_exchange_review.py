@@ -255,3 +255,48 @@ def test_per_item_server_busy_is_backed_off_not_failed(ews_server, make_exchange
     assert "k1" not in _owned(ews_server)
     t.close()
     assert t.slept == [0.7, 0.05, 0.05]  # what each busy answer asked for
+
+
+def test_update_keeps_phones_and_addresses_the_mapping_does_not_manage(
+    ews_server, make_exchange_target
+):
+    """A person adds a car phone and a home address to a synced contact in Outlook. When
+    the directory changes the business phone and city, only those are written: the car
+    phone and home address stay (exchangelib alone deletes every other label of an
+    indexed property it updates)."""
+    from lxml import etree
+
+    from tests.servers.ews_emulator import T
+
+    t = make_exchange_target()
+    t.open()
+    rec = {
+        "display_name": "Ann",
+        "business_phone": "+41 1",
+        "mobile_phone": "+41 2",
+        "business_city": "Bern",
+        "business_street": "Main 1",
+    }
+    res = t.apply([_create("k", **rec)])
+    item = ews_server.items[res[0].target_id]
+    phones = item.elem.find(f"{{{T}}}PhoneNumbers")
+    etree.SubElement(phones, f"{{{T}}}Entry", Key="CarPhone").text = "+41 9"
+    addrs = item.elem.find(f"{{{T}}}PhysicalAddresses")
+    home = etree.SubElement(addrs, f"{{{T}}}Entry", Key="Home")
+    etree.SubElement(home, f"{{{T}}}City").text = "Thun"
+    business = next(e for e in addrs if e.get("Key") == "Business")
+    etree.SubElement(business, f"{{{T}}}State").text = "BE"  # a part the mapping leaves out
+
+    new = dict(rec, business_phone="+41 3", mobile_phone=None, business_city="Biel")
+    changed = ("business_phone", "mobile_phone", "business_city")
+    res2 = t.apply([_update("k", changed, res[0].target_id, **new)])
+    t.close()
+    assert res2[0].ok, res2[0].error
+    got = _owned(ews_server)["k"][0]
+    assert got["PhoneNumbers"] == {"BusinessPhone": "+41 3", "CarPhone": "+41 9"}
+    assert got["PhysicalAddresses"]["Home"] == {"City": "Thun"}
+    assert got["PhysicalAddresses"]["Business"] == {
+        "Street": "Main 1",
+        "City": "Biel",
+        "State": "BE",
+    }
