@@ -201,8 +201,12 @@ def same_site(host: str, configured: str) -> bool:
     if _is_ip(host) or _is_ip(configured):
         return False
     labels = configured.split(".")
-    parent = ".".join(labels[1:]) if len(labels) >= 3 else configured
-    return host.endswith("." + parent)
+    parent = labels[1:] if len(labels) >= 3 else labels
+    if len(parent) == 2 and len(parent[1]) == 2 and len(parent[0]) <= 3:
+        # Looks like a public suffix (co.uk, com.au, ac.jp): its "siblings" are
+        # strangers. Only the configured host itself, then.
+        return False
+    return host.endswith("." + ".".join(parent))
 
 
 class DavClient:

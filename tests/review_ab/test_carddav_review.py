@@ -71,6 +71,8 @@ def test_same_site_rule():
     assert not same_site("example.com.evil.net", "dav.example.com")
     assert not same_site("127.0.0.2", "127.0.0.1")
     assert not same_site("localhost", "127.0.0.1")
+    assert not same_site("evil.co.uk", "carddav.co.uk")  # co.uk is a public suffix
+    assert same_site("p1.example.co.uk", "dav.example.co.uk")
 
 
 def _radicale_target(server, tmp_path: Path, url: str, book: str) -> CardDavTarget:
