@@ -14,13 +14,16 @@ caller to judge.
 
 from __future__ import annotations
 
+import email.utils
 import ipaddress
 import logging
 import re
 import ssl
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, unquote, urljoin, urlsplit
 from xml.sax.saxutils import escape as xml_escape
@@ -209,6 +212,26 @@ def same_site(host: str, configured: str) -> bool:
     return host.endswith("." + ".".join(parent))
 
 
+_BUSY_RETRIES = 4
+_MAX_BUSY_WAIT = 60.0
+
+
+def _retry_after(value: str | None, *, default: float) -> float:
+    """Seconds a Retry-After header asks for (delta-seconds or an HTTP date)."""
+    if not value:
+        return default
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return default
+    if when.tzinfo is None:
+        return default
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
 class DavClient:
     """An authenticated HTTP client for one CardDAV account. Thread-safe.
 
@@ -237,6 +260,7 @@ class DavClient:
         for name, fns in (event_hooks or {}).items():
             hooks.setdefault(name, []).extend(fns)
         self.stats: Counter[str] = Counter()
+        self.sleep: Any = time.sleep  # tests record waits instead
         self._lock = threading.Lock()
         self.http = httpx.Client(
             auth=auth,
@@ -313,18 +337,36 @@ class DavClient:
         if isinstance(body, str):
             body = body.encode("utf-8")
             hdrs.setdefault("Content-Type", "application/xml; charset=utf-8")
-        try:
-            resp = self.http.request(
-                method, url, content=body, headers=hdrs, follow_redirects=follow
+        for attempt in range(1, _BUSY_RETRIES + 2):
+            try:
+                resp = self.http.request(
+                    method, url, content=body, headers=hdrs, follow_redirects=follow
+                )
+            except httpx.TransportError as err:
+                raise ConnectionFailed(
+                    f"CardDAV server {self._where(url)}: {_transport_problem(err)}"
+                ) from None
+            except httpx.TooManyRedirects:
+                raise ConnectionFailed(
+                    f"CardDAV server {self._where(url)}: too many redirects"
+                ) from None
+            if resp.status_code not in (429, 503) or attempt > _BUSY_RETRIES:
+                break
+            # Rate limited (iCloud, Fastmail, a proxy): wait what the server asks (or a
+            # growing pause), a bounded number of times, instead of failing the card.
+            wait = _retry_after(resp.headers.get("retry-after"), default=2.0**attempt)
+            if wait > _MAX_BUSY_WAIT:
+                break
+            log.warning(
+                "CardDAV server %s answered HTTP %s to %s: waiting %.1fs (retry %d/%d)",
+                self._where(url),
+                resp.status_code,
+                method,
+                wait,
+                attempt,
+                _BUSY_RETRIES,
             )
-        except httpx.TransportError as err:
-            raise ConnectionFailed(
-                f"CardDAV server {self._where(url)}: {_transport_problem(err)}"
-            ) from None
-        except httpx.TooManyRedirects:
-            raise ConnectionFailed(
-                f"CardDAV server {self._where(url)}: too many redirects"
-            ) from None
+            self.sleep(wait)
         if resp.status_code == 401:
             who = self.conn.username or "anonymous"
             raise ConnectionFailed(

@@ -32,12 +32,15 @@ class RewritingProxy:
         rewrite_puts: bool = True,
         multiget_500: bool = False,
         drop: tuple[str, ...] = (),
+        busy_puts: int = 0,
     ):
         """``rewrite_puts``: add a property to PUT bodies and drop the ETag of the
         answer. ``multiget_500``: answer addressbook-multiget with a 207 whose every
         href failed (500), as a server with a broken card or a transient error does.
         ``drop``: property names the server does not keep (some drop unknown X- ones)."""
         self.drop = drop
+        self.busy_puts = busy_puts
+        """The next N PUTs are answered 429 Too Many Requests with Retry-After: 1."""
         self.upstream = upstream.rstrip("/")
         self.rewrite_puts = rewrite_puts
         self.multiget_500 = multiget_500
@@ -54,6 +57,13 @@ class RewritingProxy:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
+                if self.command == "PUT" and outer.busy_puts > 0:
+                    outer.busy_puts -= 1
+                    self.send_response(429)
+                    self.send_header("Retry-After", "1")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 rewrite = outer.rewrite_puts and self.command == "PUT" and b"END:VCARD" in body
                 if outer.multiget_500 and b"addressbook-multiget" in body:
                     self._fail_every_href(body)

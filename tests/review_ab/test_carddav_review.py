@@ -384,3 +384,37 @@ def test_long_unicode_values_round_trip(radicale_server, carddav_book, tmp_path)
     assert card.fn.value == name
     assert card.note.value == note
     assert sorted(t.value for t in card.contents["tel"]) == ["+41 1", "+41 2"]
+
+
+@pytest.mark.radicale
+def test_rate_limited_puts_are_retried_after_retry_after(radicale_server, carddav_book, tmp_path):
+    """iCloud, Fastmail or a proxy answer a burst with 429 + Retry-After: the cards are
+    written after the wait, not failed."""
+    from syncd.contracts import Action, ActionKind
+
+    proxy = RewritingProxy(radicale_server.url, rewrite_puts=False, busy_puts=3)
+    try:
+        t = _radicale_target(radicale_server, tmp_path, proxy.url, carddav_book)
+        t.open()
+        waits: list[float] = []
+        t.client.sleep = waits.append
+        keys = [f"0d2c8a52-5b0e-4c5e-9d51-1b1c1c1c1d0{n}" for n in range(3)]
+        res = t.apply([Action(ActionKind.CREATE, k, k, fields={"fn": k}) for k in keys])
+        t.close()
+    finally:
+        proxy.stop()
+    assert [r.ok for r in res] == [True, True, True], [r.error for r in res]
+    assert waits == [1.0, 1.0, 1.0]
+
+
+def test_retry_after_forms():
+    from datetime import UTC, datetime, timedelta
+    from email.utils import format_datetime
+
+    from connectors.carddav.dav import _retry_after
+
+    assert _retry_after("7", default=1) == 7
+    assert _retry_after(None, default=2) == 2
+    assert _retry_after("soon", default=3) == 3
+    later = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
+    assert 25 < _retry_after(later, default=1) <= 30
