@@ -352,6 +352,8 @@ class DavClient:
                 ) from None
             if resp.status_code not in (429, 503) or attempt > _BUSY_RETRIES:
                 break
+            if resp.status_code == 503 and "retry-after" not in resp.headers:
+                break  # a backend that is down, not a rate limit: fail fast
             # Rate limited (iCloud, Fastmail, a proxy): wait what the server asks (or a
             # growing pause), a bounded number of times, instead of failing the card.
             wait = _retry_after(resp.headers.get("retry-after"), default=2.0**attempt)
