@@ -418,3 +418,22 @@ def test_retry_after_forms():
     assert _retry_after("soon", default=3) == 3
     later = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
     assert 25 < _retry_after(later, default=1) <= 30
+
+
+@pytest.mark.radicale
+def test_debug_logging_never_shows_the_password(radicale_server, carddav_book, tmp_path, caplog):
+    import base64
+    import logging
+
+    from syncd.contracts import Action, ActionKind
+
+    caplog.set_level(logging.DEBUG)
+    t = _radicale_target(radicale_server, tmp_path, radicale_server.url, carddav_book)
+    t.open()
+    key = "0d2c8a52-5b0e-4c5e-9d51-1b1c1c1c1c06"
+    assert t.apply([Action(ActionKind.CREATE, "s6", key, fields={"fn": "Flo"})])[0].ok
+    t.close()
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "httpx" in {r.name for r in caplog.records}  # the HTTP layer did log
+    basic = base64.b64encode(f"{radicale_server.user}:{radicale_server.password}".encode())
+    assert radicale_server.password not in text and basic.decode() not in text
