@@ -64,7 +64,8 @@ log = logging.getLogger(__name__)
 PROPERTY_SET = "5f0c6f55-8f8e-4c1e-9a0e-73796e63642d"
 """syncd's own MAPI property set GUID (fixed forever: changing it orphans every item)."""
 
-_MAX_REQUEST_PHOTO_BYTES = 8 * 1024 * 1024  # photo bytes per CreateItem (base64: x4/3)
+_MAX_REQUEST_PHOTO_BYTES = 8 * 1024 * 1024  # payload per request: photos, list members
+_MEMBER_BYTES = 250  # a distribution list member in the request XML, with its item id
 _EWS_CHUNK = 100  # page size of FindItem; creates/updates/deletes follow batch_size
 
 
@@ -517,10 +518,11 @@ class ExchangeTarget(Target):
         if not self.inline_photos:
             for _i, item, _photo in creates:
                 item.attachments = []
-        # Inline photos: keep each request's photo bytes bounded, as Exchange refuses
-        # requests above its EWS request size limit (64 MB by default).
-        limit = _MAX_REQUEST_PHOTO_BYTES if self.inline_photos else 1 << 62
-        for part in _by_payload(creates, self.batch_size, limit):
+        # Inline photos and list members: keep each request's payload bounded, as
+        # Exchange refuses requests above its EWS request size limit (64 MiB default).
+        for part in _by_payload(
+            creates, self.batch_size, _MAX_REQUEST_PHOTO_BYTES, photos=self.inline_photos
+        ):
             try:
                 res = self._create_items([c[1] for c in part])
             except TargetError as err:
@@ -651,7 +653,11 @@ class ExchangeTarget(Target):
                     ),
                 )
 
-            res = self._per_item_busy("UpdateItem", batch, send)
+            res = []
+            for part in _split_by_payload(
+                batch, self.batch_size, _MAX_REQUEST_PHOTO_BYTES, lambda b: _payload(b[0])
+            ):
+                res.extend(self._per_item_busy("UpdateItem", part, send))
             conflicts = []
             for u, r in zip(pending, res, strict=True):
                 i = u[0]
@@ -843,24 +849,42 @@ class ExchangeTarget(Target):
                 results[i] = ActionResult(actions[i], False, error=_err(r))
 
 
-def _by_payload(
-    creates: list[tuple[int, Any, bytes | None]], count: int, max_bytes: int
-) -> list[list[tuple[int, Any, bytes | None]]]:
-    """Split creates into requests of at most ``count`` items and about ``max_bytes`` of
-    photos (a single bigger photo still goes, alone)."""
-    parts: list[list[tuple[int, Any, bytes | None]]] = []
-    cur: list[tuple[int, Any, bytes | None]] = []
-    size = 0
-    for c in creates:
-        n = len(c[2] or b"")
-        if cur and (len(cur) >= count or size + n > max_bytes):
+def _payload(item: Any, photo: bytes | None = None) -> int:
+    """About how many bytes an item adds to a request beyond its plain fields: its inline
+    photo and its distribution list members."""
+    return len(photo or b"") + _MEMBER_BYTES * len(getattr(item, "members", None) or [])
+
+
+def _split_by_payload(entries: list[Any], count: int, max_bytes: int, size: Any) -> list[Any]:
+    """Consecutive parts of at most ``count`` entries and about ``max_bytes`` by
+    ``size(entry)`` (a single bigger entry still goes, alone)."""
+    parts: list[list[Any]] = []
+    cur: list[Any] = []
+    total = 0
+    for e in entries:
+        n = size(e)
+        if cur and (len(cur) >= count or total + n > max_bytes):
             parts.append(cur)
-            cur, size = [], 0
-        cur.append(c)
-        size += n
+            cur, total = [], 0
+        cur.append(e)
+        total += n
     if cur:
         parts.append(cur)
     return parts
+
+
+def _by_payload(
+    creates: list[tuple[int, Any, bytes | None]],
+    count: int,
+    max_bytes: int,
+    *,
+    photos: bool = True,
+) -> list[list[tuple[int, Any, bytes | None]]]:
+    """Split creates into requests of at most ``count`` items and about ``max_bytes`` of
+    payload: inline photos (when ``photos``) and list members."""
+    return _split_by_payload(
+        creates, count, max_bytes, lambda c: _payload(c[1], c[2] if photos else None)
+    )
 
 
 def _err(exc: Any) -> str:

@@ -201,6 +201,10 @@ class EwsEmulator:
         self._status_left: list[int] = []
         self._ntlm_file: str | None = None
         self._in_cache: dict[Any, set[str]] = {}
+        self.max_request_bytes = 64 * 1024 * 1024
+        """Largest request body accepted: Exchange 2013+ EWS sets maxAllowedContentLength
+        (IIS) and maxReceivedMessageSize (WCF) to 64 MiB. A bigger request gets HTTP 413
+        (IIS request filtering may say 404.13 instead; either way nothing is done)."""
         self.refuse_inline_attachments: str | None = None
         """None, "fault" (CreateItem with attachments inside an item gets a schema
         validation fault) or "item" (that item alone is refused): to test a server that
@@ -1229,6 +1233,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if forced_status:
             self._send(forced_status, b"<html><body>Service Unavailable</body></html>")
+            return
+        if len(body) > emu.max_request_bytes:
+            self._send(413, b"<html><body>Request Entity Too Large</body></html>")
             return
         auth = self.headers.get("Authorization", "")
         scheme = auth.split(" ", 1)[0].lower()
