@@ -243,6 +243,14 @@ def translate(conn: ExchangeConnection, what: str, err: Exception) -> Exception:
     return err
 
 
+_UNKNOWN_FAILURE = re.compile(
+    r"Unknown failure in response\. Code: (\d+) headers: .*? content: ", re.S
+)
+
+
 def _short(err: Exception) -> str:
     text = str(err).splitlines()[0] if str(err) else type(err).__name__
+    # exchangelib puts the whole response header dict (cookies included) into this
+    # message: keep the status and a little of the body only.
+    text = _UNKNOWN_FAILURE.sub(lambda m: f"HTTP {m.group(1)}: ", text)
     return text[:300]

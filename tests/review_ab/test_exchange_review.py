@@ -330,3 +330,17 @@ def test_big_lists_are_spread_over_requests(ews_server, make_exchange_target, mo
     assert [r.ok for r in upd] == [True] * 3, [r.error for r in upd]
     assert ews_server.operations["UpdateItem"] == 3
     assert all(len(d[0]["Members"]) == 1499 for d in _owned(ews_server).values())
+
+
+def test_http_error_message_has_no_response_headers(ews_server, make_exchange_target):
+    """A 404 (wrong EWS path behind a proxy): one line with the status, without the
+    response's header dict (Exchange sets routing cookies there)."""
+    from syncd.errors import TargetError
+
+    t = make_exchange_target()
+    ews_server.inject_status(404)
+    with pytest.raises(TargetError) as info:
+        t.open()
+    t.close()
+    assert "HTTP 404" in str(info.value)
+    assert "headers" not in str(info.value) and "Content-Type" not in str(info.value)
