@@ -23,6 +23,7 @@ Example::
 from __future__ import annotations
 
 import ipaddress
+import logging
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -30,6 +31,8 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from syncd.secrets import SecretRef
+
+log = logging.getLogger(__name__)
 
 
 def is_loopback(host: str) -> bool:
@@ -113,11 +116,14 @@ class CardDavConnection(BaseModel):
         if self.username and self.password is None:
             raise ValueError("username is set but password is not")
         parts = urlsplit(self.url)
-        if (
-            parts.scheme.lower() == "http"
-            and not is_loopback(parts.hostname or "")
-            and not self.allow_plaintext
-        ):
+        plain_remote = parts.scheme.lower() == "http" and not is_loopback(parts.hostname or "")
+        if plain_remote and self.allow_plaintext:
+            log.warning(
+                "CardDAV URL %s is plain http: the password and the contacts travel "
+                "unencrypted (allow_plaintext: true)",
+                self.url,
+            )
+        if plain_remote and not self.allow_plaintext:
             raise ValueError(
                 f"{self.url}: http:// to a host that is not loopback sends the password and "
                 "the contacts in clear; use https:// or set allow_plaintext: true"

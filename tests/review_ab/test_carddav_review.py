@@ -437,3 +437,14 @@ def test_debug_logging_never_shows_the_password(radicale_server, carddav_book, t
     assert "httpx" in {r.name for r in caplog.records}  # the HTTP layer did log
     basic = base64.b64encode(f"{radicale_server.user}:{radicale_server.password}".encode())
     assert radicale_server.password not in text and basic.decode() not in text
+
+
+def test_plaintext_off_loopback(caplog):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="http://"):
+        CardDavConnection.model_validate({"url": "http://dav.example.com/"})
+    CardDavConnection.model_validate({"url": "http://127.0.0.1:5232/"})
+    assert "plain http" not in caplog.text  # loopback: fine, quiet
+    CardDavConnection.model_validate({"url": "http://dav.example.com/", "allow_plaintext": True})
+    assert "plain http" in caplog.text
