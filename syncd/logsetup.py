@@ -28,13 +28,25 @@ _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message
 _HANDLER_MARK = "_syncd_handler"
 
 
+# HTTP credentials as client libraries log them at DEBUG: "Authorization: Basic dXNl..",
+# "'Authorization': 'NTLM TlRMTVNT...'", "Bearer eyJ..".
+_AUTH_HEADER = re.compile(
+    r"(?P<head>(?:proxy-)?authorization['\"]?\s*[:=]\s*['\"]?\s*"
+    r"(?:basic|bearer|ntlm|negotiate|digest)?\s*)[^'\"\s,}]+",
+    re.IGNORECASE,
+)
+
+
 def mask_url_passwords(text: str) -> str:
-    """``postgresql://u:secret@h/db`` -> ``postgresql://u:***@h/db``."""
-    return _URL_PASSWORD.sub(r"\g<head>***", text)
+    """``postgresql://u:secret@h/db`` -> ``postgresql://u:***@h/db``; also masks HTTP
+    ``Authorization`` header values."""
+    text = _URL_PASSWORD.sub(r"\g<head>***", text)
+    return _AUTH_HEADER.sub(r"\g<head>***", text)
 
 
 class RedactFilter(logging.Filter):
-    """Masks passwords in URLs inside log messages (a safety net, not the main defence)."""
+    """Masks passwords in URLs and HTTP Authorization headers inside log messages (a
+    safety net, not the main defence)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:

@@ -117,3 +117,15 @@ def test_text_format_is_readable():
 def test_bad_level_is_refused():
     with pytest.raises(ValueError, match="unknown log level"):
         setup_logging("json", "LOUD", stream=io.StringIO())
+
+
+def test_authorization_headers_are_masked():
+    from syncd.logsetup import mask_url_passwords
+
+    for text, secret in [
+        ("Authorization: Basic dXNlcjpwYXNz", "dXNlcjpwYXNz"),
+        ("{'Authorization': 'NTLM TlRMTVNTUAAB', 'X': 1}", "TlRMTVNTUAAB"),
+        ("proxy-authorization=Bearer eyJhbGc.x.y rest", "eyJhbGc.x.y"),
+    ]:
+        masked = mask_url_passwords(text)
+        assert secret not in masked and "***" in masked, masked
