@@ -76,6 +76,11 @@ _ORDER: dict[tuple[str, ...], list[str]] = {}
 few layouts, so the sort is done once per layout (bounded below)."""
 
 
+_FIELD_HASH = blake2b(digest_size=FIELD_DIGEST_SIZE)
+_OVERALL_HASH = blake2b(digest_size=FINGERPRINT_SIZE)
+"""Empty hashers, never updated: ``.copy()`` + ``update`` is ~40% cheaper than building a
+new blake2b with keyword arguments, and gives the same digest."""
+
 _TEXT_DIGESTS: dict[str, str] = {}
 """Short text value -> its field digest. Directories repeat many values (locations,
 departments, containers, group DNs); a look-up is ~20x cheaper than a blake2b. Bounded:
@@ -94,15 +99,15 @@ def fingerprint(fields: Mapping[str, Any]) -> tuple[str, dict[str, str]]:
     # Hot path of every planned record: text values are encoded inline (the same bytes
     # as encode()) or found in a small cache; the sorted field order is cached per layout.
     digests: dict[str, str] = {}
-    b2 = blake2b
+    new_hash = _FIELD_HASH.copy
     cache = _TEXT_DIGESTS
     for name, value in fields.items():
         if type(value) is str:
             digest = cache.get(value)
             if digest is None:
-                digest = b2(
-                    b"s" + value.encode("utf-8", "surrogatepass"), digest_size=FIELD_DIGEST_SIZE
-                ).hexdigest()
+                h = new_hash()
+                h.update(b"s" + value.encode("utf-8", "surrogatepass"))
+                digest = h.hexdigest()
                 if len(value) <= _TEXT_CACHED_LEN:
                     if len(cache) >= _TEXT_CACHE_SIZE:
                         cache.clear()
@@ -115,17 +120,19 @@ def fingerprint(fields: Mapping[str, Any]) -> tuple[str, dict[str, str]]:
             enc = encode(value)
         except TypeError as err:
             raise TypeError(f"field {name!r}: {err}") from None
-        digests[name] = b2(enc, digest_size=FIELD_DIGEST_SIZE).hexdigest()
+        h = new_hash()
+        h.update(enc)
+        digests[name] = h.hexdigest()
     names = tuple(digests)
     order = _ORDER.get(names)
     if order is None:
         order = sorted(names)
         if len(_ORDER) < 1000:
             _ORDER[names] = order
+    h = _OVERALL_HASH.copy()
     overall = "\x00".join([f"{name}\x00{digests[name]}" for name in order])
-    return b2(
-        overall.encode("utf-8", "surrogatepass"), digest_size=FINGERPRINT_SIZE
-    ).hexdigest(), digests
+    h.update(overall.encode("utf-8", "surrogatepass"))
+    return h.hexdigest(), digests
 
 
 def changed_fields(old: Mapping[str, str], new: Mapping[str, str]) -> tuple[str, ...]:
