@@ -24,6 +24,7 @@ import dataclasses
 import gc
 import logging
 import pickle
+import re
 import sys
 import tempfile
 import threading
@@ -43,6 +44,8 @@ log = logging.getLogger(__name__)
 change_log = logging.getLogger("syncd.changes")
 
 READ_BATCH = 500
+# lookup('people') / lookup("people", 'key') in a mapping file: the job names it reads.
+_LOOKUP_JOB = re.compile(r"""lookup\(\s*['"]([^'"]+)['"]""")
 
 
 @dataclass
@@ -305,6 +308,17 @@ class _Run:
             source = self._make_source()
             target = self._make_target()
             cursor = None if self.full else self.store.get_cursor(self.job.name)
+            if cursor is not None and not self.full:
+                changed = self._changed_lookup_job()
+                if changed is not None:
+                    # Members resolved through lookup('job') may now resolve
+                    # differently, yet this job's own entries did not change: only a
+                    # complete read maps them again.
+                    self.full = True
+                    rep.notes.append(
+                        f"job {changed} changed since this job last ran: complete read so "
+                        "that looked-up members follow"
+                    )
             self.previously_quarantined = {
                 q.source_id for q in self.store.quarantine(self.job.name)
             }
@@ -381,6 +395,27 @@ class _Run:
             )
         except Exception:  # the run's own outcome matters more than its record
             log.exception("could not record the end of run %s", rep.run_id)
+
+    def _changed_lookup_job(self) -> str | None:
+        """A job this job's mapping looks members up in (``lookup('people')``) whose
+        objects were written after this job's last successful run started, if any."""
+        try:
+            text = self.job.mapping_path.read_text(encoding="utf-8")
+        except OSError:
+            return None
+        jobs = set(_LOOKUP_JOB.findall(text)) - {self.job.name}
+        if not jobs:
+            return None
+        last_ok = next(
+            (r for r in self.store.runs(self.job.name, limit=50) if r.status == "ok"), None
+        )
+        if last_ok is None:
+            return None
+        for job in sorted(jobs):
+            changed = self.store.last_change(job)
+            if changed is not None and changed >= last_ok.started:
+                return job
+        return None
 
     # ------------------------------------------------------------ construction
     def _make_source(self) -> Source:

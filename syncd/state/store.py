@@ -471,6 +471,16 @@ class StateStore:
                 select(func.count()).select_from(objects).where(objects.c.job == job)
             ).scalar_one()
 
+    @_db_errors
+    def last_change(self, job: str) -> _dt.datetime | None:
+        """When an object of ``job`` was last written (created, updated, renamed); None
+        if the job has none. Jobs that look members up in ``job`` compare it with their
+        own last run."""
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(func.max(objects.c.updated_at)).where(objects.c.job == job)
+            ).scalar_one()
+
     # ---------------------------------------------------------------- writing
     @_db_errors
     def commit(
