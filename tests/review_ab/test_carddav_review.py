@@ -428,6 +428,9 @@ def test_debug_logging_never_shows_the_password(radicale_server, carddav_book, t
     from syncd.contracts import Action, ActionKind
 
     caplog.set_level(logging.DEBUG)
+    # An earlier in-process CLI run may have quietened the HTTP client's loggers.
+    for name in ("httpx", "httpcore"):
+        caplog.set_level(logging.DEBUG, logger=name)
     t = _radicale_target(radicale_server, tmp_path, radicale_server.url, carddav_book)
     t.open()
     key = "0d2c8a52-5b0e-4c5e-9d51-1b1c1c1c1c06"
