@@ -32,7 +32,7 @@ _HANDLER_MARK = "_syncd_handler"
 # "'Authorization': 'NTLM TlRMTVNT...'", "Bearer eyJ..".
 _AUTH_HEADER = re.compile(
     r"(?P<head>(?:proxy-)?authorization['\"]?\s*[:=]\s*['\"]?\s*"
-    r"(?:basic|bearer|ntlm|negotiate|digest)?\s*)[^'\"\s,}]+",
+    r"(?:basic|bearer|ntlm|negotiate|digest)?\s*)(?!\[redacted\]|\*\*\*)[^'\"\s,}]+",
     re.IGNORECASE,
 )
 
