@@ -288,6 +288,10 @@ class _Run:
         # Source ids whose fate this read decided (upserted, present, deleted, skipped,
         # quarantined): after a complete read, synced objects not in here are gone.
         self.seen: set[str] = set()
+        # Record key -> source id of the record that claimed it in this read: two
+        # entries mapping onto one target item must not overwrite each other (nor
+        # share it, so that deleting one would delete the other's item).
+        self.key_owner: dict[str, tuple[str, str | None]] = {}
         self.dn_moves: list[tuple[Any, str | None]] = []
         self._dn_cache: dict[tuple[str, str], Any] = {}
         self.reporter: Any = None
@@ -501,18 +505,27 @@ class _Run:
             else self.store.objects_for(self.job.name, [c.source_id for c in changes])
         )
         # The loop runs once per entry of the directory: names bound once per batch.
-        seen_add = self.seen.add
+        seen = self.seen
+        seen_add = seen.add
         get_state = states.get
         map_record = self.job.mapping.map
         lookup = self._lookup
-        plan_upsert = planner.plan_upsert
         plan_add = plan.add
-        quarantined_before = self.previously_quarantined
         upsert = Op.UPSERT
         unchanged = 0
+        # Pass 1: map. Pass 2 needs every key this batch claims, to ask the state in
+        # one query which other objects already hold them.
+        mapped: list[tuple[Change, Any, Any]] = []
+        claimed: list[str] = []
         for change in changes:
             sid = change.source_id
             state = get_state(sid)
+            if change.op is upsert and sid in seen:
+                # Listed twice in one read (a SQL view with a join, an overlap): the
+                # first listing decides, so two versions never take turns every run.
+                counts["duplicate"] += 1
+                log.warning("%s listed twice in one read; the first listing is used", sid)
+                continue
             seen_add(sid)  # whatever happens below, the read decided this object's fate
             if change.op is not upsert:
                 if change.op is Op.PRESENT:
@@ -525,18 +538,37 @@ class _Run:
                 record = map_record(change, lookup=lookup)
             except MappingError as err:
                 # A bad entry must not look deleted: it counts as seen, nothing is planned.
-                self.quarantine.append((sid, change.dn, str(err)))
-                counts["quarantined"] += 1
-                log.warning("quarantined %s: %s", change.dn or sid, err)
+                self._quarantine(sid, change.dn, str(err))
                 continue
             if record is None:  # skipped by the mapping: out of scope, so gone if synced
                 counts["skipped"] += 1
                 if state is not None:
                     plan_add(planner.plan_delete(state))
                 continue
+            if state is None or state.key != record.key:
+                claimed.append(record.key)
+            mapped.append((change, state, record))
+        holders = self._key_holders(claimed)
+        key_owner = self.key_owner
+        quarantined_before = self.previously_quarantined
+        plan_upsert = planner.plan_upsert
+        for change, state, record in mapped:
+            sid, key = change.source_id, record.key
+            owner = key_owner.get(key)
+            if owner is None and (state is None or state.key != key):
+                owner = holders.get(key)
+            if owner is not None and owner[0] != sid:
+                self._quarantine(
+                    sid,
+                    change.dn,
+                    f"record key {key!r} is also the key of {owner[1] or owner[0]}: two "
+                    "entries cannot share one target item",
+                )
+                continue
+            key_owner[key] = (sid, change.dn)
             if sid in quarantined_before:
                 self.mapped_ok_quarantined.append(sid)
-            planned = plan_upsert(sid, record.key, record.fields, change.dn, state)
+            planned = plan_upsert(sid, key, record.fields, change.dn, state)
             if not planned:
                 unchanged += 1
                 if state.dn != change.dn:
@@ -555,6 +587,34 @@ class _Run:
         if unchanged:
             counts["unchanged"] += unchanged
 
+    def _quarantine(self, sid: str, dn: str | None, reason: str) -> None:
+        self.quarantine.append((sid, dn, reason))
+        self.report.counts["quarantined"] += 1
+        log.warning("quarantined %s: %s", dn or sid, reason)
+
+    def _key_holders(self, keys: list[str]) -> dict[str, tuple[str, str | None]]:
+        """Record key -> (source id, DN) of a synced object holding it, for ``keys``
+        (one query per 500 keys on the state's (job, key) index; none on a first run)."""
+        if self.state_empty or not keys:
+            return {}
+        from sqlalchemy import select
+
+        from syncd.state.schema import objects
+
+        found: dict[str, tuple[str, str | None]] = {}
+        wanted = list(dict.fromkeys(keys))
+        with self.store.engine.connect() as conn:
+            for start in range(0, len(wanted), 500):
+                rows = conn.execute(
+                    select(objects.c.key, objects.c.source_id, objects.c.dn).where(
+                        objects.c.job == self.job.name,
+                        objects.c.key.in_(wanted[start : start + 500]),
+                    )
+                )
+                for key, sid, dn in rows:
+                    found.setdefault(key, (sid, dn))
+        return found
+
     def _correlate(
         self, target: Target, planned: planner.PlannedAction
     ) -> planner.PlannedAction | None:
@@ -570,9 +630,8 @@ class _Run:
                 + ", ".join(shown)
                 + (f" and {len(matches) - 5} more" if len(matches) > 5 else "")
             )
-            self.quarantine.append((action.source_id, action.dn, reason))
+            self._quarantine(action.source_id, action.dn, reason)
             self.report.counts["ambiguous"] += 1
-            self.report.counts["quarantined"] += 1
             return None
         self.report.counts["correlated"] += 1
         linked = Action(

@@ -1,0 +1,68 @@
+"""Two entries mapping onto one record key, and one entry listed twice in one read."""
+
+from __future__ import annotations
+
+import json
+
+from tests.review_core.conftest import make_staff
+
+
+def _status(setup) -> dict:
+    return json.loads(setup.syncd("status", "--json").stdout)[0]
+
+
+def test_two_entries_with_one_key_are_quarantined_not_sharing_a_row(tmp_path):
+    # The mapping keys on the badge number; two people were given the same badge.
+    setup = make_staff(tmp_path, key="badge")
+    setup.rows(("E1", "B-1", "Ann", "Sales"), ("E2", "B-1", "Bob", "IT"), ("E3", "B-3", "Cy", "IT"))
+    first = setup.syncd("sync", "staff", "--no-progress")
+    assert first.returncode == 0, first.stderr
+    rows = setup.target()
+    assert set(rows) == {"B-1", "B-3"}
+    owner = rows["B-1"]["name"]
+    loser = "E2" if owner == "Ann" else "E1"
+    status = _status(setup)
+    reasons = {q["source_id"]: q["reason"] for q in status["quarantine"]}
+    assert set(reasons) == {loser} and "also the key of" in reasons[loser]
+    assert status["objects"] == 2  # the loser is not in the state as owning B-1
+
+    # Nothing takes turns: a second run changes nothing.
+    again = setup.syncd("sync", "staff", "--no-progress")
+    assert again.returncode == 0 and "created" not in again.stdout
+    assert "updated" not in again.stdout and setup.target()["B-1"]["name"] == owner
+
+    # The losing entry leaves the source: the row of the entry that still exists stays.
+    keep = [r for r in (("E1", "B-1", "Ann", "Sales"), ("E2", "B-1", "Bob", "IT")) if r[0] != loser]
+    setup.rows(*keep, ("E3", "B-3", "Cy", "IT"))
+    setup.syncd("sync", "staff", "--no-progress")
+    assert setup.target()["B-1"]["name"] == owner
+
+
+def test_a_newcomer_claiming_a_synced_key_is_quarantined(tmp_path):
+    setup = make_staff(tmp_path, key="badge")
+    setup.rows(("E1", "B-1", "Ann", "Sales"))
+    setup.syncd("sync", "staff", "--no-progress")
+    # E0 sorts (and is read) before E1, so only the state can tell that B-1 is taken.
+    setup.rows(("E0", "B-1", "Zed", "IT"), ("E1", "B-1", "Ann", "Sales"))
+    out = setup.syncd("sync", "staff", "--no-progress")
+    assert out.returncode == 0
+    assert setup.target()["B-1"]["name"] == "Ann"
+    assert [q["source_id"] for q in _status(setup)["quarantine"]] == ["E0"]
+    # Once E1 leaves, E0 maps onto a free key and leaves the quarantine.
+    setup.rows(("E0", "B-1", "Zed", "IT"))
+    setup.syncd("sync", "staff", "--no-progress", "--allow-deletes")
+    setup.syncd("sync", "staff", "--no-progress")
+    assert setup.target()["B-1"]["name"] == "Zed"
+    assert _status(setup)["quarantine"] == []
+
+
+def test_an_id_listed_twice_in_one_read_does_not_flip_every_run(staff):
+    staff.rows(("E1", "B-1", "Ann", "Sales"), ("E1", "B-1", "Ann", "Support"))
+    staff.syncd("sync", "staff", "--no-progress")
+    dept = staff.target()["E1"]["dept"]
+    for _ in range(2):
+        out = staff.syncd("sync", "staff", "--no-progress")
+        assert "nothing to change" in out.stdout, out.stdout
+        assert staff.target()["E1"]["dept"] == dept
+    runs = _status(staff)["runs"]
+    assert runs[0]["counts"].get("duplicate") == 1
