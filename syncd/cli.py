@@ -97,16 +97,32 @@ def validate(ctx: click.Context) -> None:
 
 
 def _check_secrets(cfg: Config) -> list[str]:
+    """Every secret reference of the config (connections, nested blocks such as
+    Exchange's oauth, the state store's password) that does not resolve."""
+    from pydantic import BaseModel
+
     from syncd.secrets import SecretRef
 
-    problems = []
+    problems: list[str] = []
+
+    def walk(value: Any, where: str) -> None:
+        if isinstance(value, SecretRef):
+            problem = value.check()
+            if problem:
+                problems.append(f"{cfg.path}: {where}: {problem}")
+        elif isinstance(value, BaseModel):
+            for name in type(value).model_fields:
+                walk(getattr(value, name), f"{where}.{name}")
+        elif isinstance(value, list | tuple):
+            for i, item in enumerate(value):
+                walk(item, f"{where}.{i}")
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                walk(item, f"{where}.{key}")
+
+    walk(cfg.state_password, "state.password")
     for conn in cfg.connections.values():
-        for field_name in type(conn.options).model_fields:
-            value = getattr(conn.options, field_name)
-            if isinstance(value, SecretRef):
-                problem = value.check()
-                if problem:
-                    problems.append(f"{cfg.path}: connections.{conn.name}.{field_name}: {problem}")
+        walk(conn.options, f"connections.{conn.name}")
     return problems
 
 

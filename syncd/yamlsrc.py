@@ -18,6 +18,10 @@ from syncd.errors import ConfigError
 
 Loc = tuple[Any, ...]
 
+MAX_VALUES = 100_000
+"""Most values (after expanding aliases) a config may hold. A few nested aliases
+("billion laughs") expand exponentially; no real config comes near this."""
+
 
 @dataclass
 class YamlDoc:
@@ -27,6 +31,7 @@ class YamlDoc:
     data: Any
     lines: dict[Loc, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    values: int = 0
 
     def line_of(self, loc: Sequence[Any]) -> int | None:
         """The line of the deepest known prefix of ``loc``."""
@@ -69,6 +74,12 @@ def load_yaml(path: Path) -> YamlDoc:
 
 
 def _convert(node: yaml.Node, loc: Loc, doc: YamlDoc) -> Any:
+    doc.values += 1
+    if doc.values > MAX_VALUES:
+        raise ConfigError(
+            f"{doc.path}:{node.start_mark.line + 1}: more than {MAX_VALUES} values once "
+            "aliases are expanded; refusing to load it (nested YAML aliases?)"
+        )
     doc.lines.setdefault(loc, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
