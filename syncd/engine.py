@@ -295,6 +295,10 @@ class _Run:
         self.dn_moves: list[tuple[Any, str | None]] = []
         self._dn_cache: dict[tuple[str, str], Any] = {}
         self.reporter: Any = None
+        # Source ids with a failed action in this run. A key change is a delete of the
+        # old item and a create of the new one: if the delete failed, the state must
+        # keep the old key (even though the create worked) so the next run retries it.
+        self.failed_sids: set[str] = set()
         # No synced object at all (a first run): no state row to fetch per batch.
         self.state_empty = False
 
@@ -566,11 +570,13 @@ class _Run:
                 )
                 continue
             key_owner[key] = (sid, change.dn)
-            if sid in quarantined_before:
-                self.mapped_ok_quarantined.append(sid)
             planned = plan_upsert(sid, key, record.fields, change.dn, state)
             if not planned:
                 unchanged += 1
+                if sid in quarantined_before:
+                    # Nothing to write: it leaves the quarantine now. One with actions
+                    # leaves it when the target confirms them (else its attempts grow).
+                    self.mapped_ok_quarantined.append(sid)
                 if state.dn != change.dn:
                     # Renamed but the record is the same: only the state learns the new
                     # DN (group member look-ups go by DN).
@@ -716,6 +722,7 @@ class _Run:
                     reporter.action(result)
             if not result.ok:
                 failed += 1
+                self.failed_sids.add(action.source_id)
                 counts["failed"] += 1
                 reason = f"{action.kind.value} failed: {result.error or 'unknown error'}"
                 problems.append(
@@ -730,6 +737,8 @@ class _Run:
                 unquarantined.append(action.source_id)
             if action.kind is ActionKind.DELETE:
                 deletes.append(action.source_id)
+            elif action.source_id in self.failed_sids:
+                continue  # the old item's delete failed: keep its state, retry both
             else:
                 upserts.append(
                     ObjectState(
@@ -748,7 +757,8 @@ class _Run:
             upserts=upserts,
             deletes=deletes,
             quarantined=problems,
-            unquarantined=unquarantined,
+            # An object with one failed action stays quarantined (its attempts grow).
+            unquarantined=[sid for sid in unquarantined if sid not in self.failed_sids],
         )
         return failed
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 
 from tests.review_core.conftest import make_staff
 
@@ -66,3 +67,41 @@ def test_an_id_listed_twice_in_one_read_does_not_flip_every_run(staff):
         assert staff.target()["E1"]["dept"] == dept
     runs = _status(staff)["runs"]
     assert runs[0]["counts"].get("duplicate") == 1
+
+
+def _refuse_delete_of(setup, key: str) -> None:
+    con = sqlite3.connect(setup.dir / "out.sqlite")
+    con.execute(
+        f"CREATE TRIGGER refuse BEFORE DELETE ON people WHEN old.key = '{key}' "
+        "BEGIN SELECT RAISE(ABORT, 'refused by a trigger'); END"
+    )
+    con.commit()
+    con.close()
+
+
+def _allow_deletes(setup) -> None:
+    con = sqlite3.connect(setup.dir / "out.sqlite")
+    con.execute("DROP TRIGGER refuse")
+    con.commit()
+    con.close()
+
+
+def test_a_key_change_whose_old_item_could_not_be_deleted_is_retried(tmp_path):
+    setup = make_staff(tmp_path, key="badge")
+    setup.rows(("E1", "B-1", "Ann", "Sales"))
+    setup.syncd("sync", "staff", "--no-progress")
+    _refuse_delete_of(setup, "B-1")
+    setup.rows(("E1", "B-2", "Ann", "Sales"))  # new badge: delete B-1, create B-2
+    for attempt in (1, 2):
+        out = setup.syncd("sync", "staff", "--no-progress")
+        assert out.returncode == 1, out  # the failed delete is retried on every run
+        [q] = _status(setup)["quarantine"]
+        assert q["source_id"] == "E1" and "refused" in q["reason"]
+        assert q["attempts"] == attempt
+    _allow_deletes(setup)
+    out = setup.syncd("sync", "staff", "--no-progress")
+    assert out.returncode == 0, out
+    assert set(setup.target()) == {"B-2"}
+    assert _status(setup)["quarantine"] == []
+    again = setup.syncd("sync", "staff", "--no-progress")
+    assert "nothing to change" in again.stdout
