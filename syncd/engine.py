@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 change_log = logging.getLogger("syncd.changes")
 
 READ_BATCH = 500
+RETRY_FULL_NOTE = "complete read not finished: the next run reads completely too"
 # lookup('people') / lookup("people", 'key') in a mapping file: the job names it reads.
 _LOOKUP_JOB = re.compile(r"""lookup\(\s*['"]([^'"]+)['"]""")
 
@@ -299,6 +300,7 @@ class _Run:
         # old item and a create of the new one: if the delete failed, the state must
         # keep the old key (even though the create worked) so the next run retries it.
         self.failed_sids: set[str] = set()
+        self.read_complete = False
         # No synced object at all (a first run): no state row to fetch per batch.
         self.state_empty = False
 
@@ -306,6 +308,9 @@ class _Run:
     def execute(self) -> RunReport:
         started = time.monotonic()
         rep = self.report
+        if not self.full and self._last_run_asked_for_full():
+            self.full = True
+            rep.notes.append("the last run read completely but did not finish: complete read")
         if self.apply_mode:
             rep.run_id = self.store.start_run(
                 self.job.name, method="", node=self.config.daemon.node
@@ -336,6 +341,7 @@ class _Run:
             if correlating or self.apply_mode:
                 target.open()
             plan, outcome = self.read_and_plan(source, target if correlating else None, cursor)
+            self.read_complete = outcome.complete
             rep.method = outcome.method
             rep.notes.extend(outcome.notes)
             totals = gates.PlanTotals(
@@ -381,9 +387,27 @@ class _Run:
                 if end is not None:
                     with contextlib.suppress(Exception):
                         end.close()
+            if (
+                self.apply_mode
+                and (self.read_complete or self.full)
+                and rep.status in ("failed", "stopped", "gated")
+            ):
+                # What only a complete read finds (a delete of an object that vanished)
+                # is found again only by another complete read; an incremental next
+                # run from the kept cursor would not retry it.
+                rep.notes.append(RETRY_FULL_NOTE)
             if self.apply_mode and rep.run_id is not None:
                 self._finish_run()
         return rep
+
+    def _last_run_asked_for_full(self) -> bool:
+        """True when this job's latest run read completely and then did not finish
+        (failed writes, stopped, gated): its deletes must be found again."""
+        try:
+            last = self.store.runs(self.job.name, limit=1)
+        except Exception:  # the run itself reports an unusable store
+            return False
+        return bool(last) and RETRY_FULL_NOTE in (last[0].notes or [])
 
     def _finish_run(self) -> None:
         rep = self.report

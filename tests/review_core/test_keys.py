@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import sqlite3
 
+import yaml
+
 from tests.review_core.conftest import make_staff
 
 
@@ -105,3 +107,26 @@ def test_a_key_change_whose_old_item_could_not_be_deleted_is_retried(tmp_path):
     assert _status(setup)["quarantine"] == []
     again = setup.syncd("sync", "staff", "--no-progress")
     assert "nothing to change" in again.stdout
+
+
+def test_a_failed_delete_found_by_a_full_read_is_retried_by_the_next_run(tmp_path):
+    # Incremental by an updated column: deletions are found by complete reads only.
+    setup = make_staff(tmp_path, job={"max_deletes": 5})
+    cfg = yaml.safe_load(setup.config.read_text())
+    cfg["jobs"]["staff"]["source"]["updated_column"] = "dept"
+    setup.config.write_text(yaml.safe_dump(cfg))
+    setup.rows(("E1", "B-1", "Ann", "a"), ("E2", "B-2", "Bob", "b"))
+    setup.syncd("sync", "staff", "--no-progress")
+    setup.rows(("E1", "B-1", "Ann", "a"))  # E2 left
+    assert "nothing to change" in setup.syncd("sync", "staff", "--no-progress").stdout
+    _refuse_delete_of(setup, "E2")
+    out = setup.syncd("sync", "staff", "--no-progress", "--full")
+    assert out.returncode == 1 and "1 failed" in out.stdout, out
+    _allow_deletes(setup)
+    # A plain run (no --full) must retry the delete, not forget it until the next full.
+    out = setup.syncd("sync", "staff", "--no-progress")
+    assert out.returncode == 0 and "1 deleted" in out.stdout, out
+    assert set(setup.target()) == {"E1"}
+    assert _status(setup)["quarantine"] == []
+    again = setup.syncd("sync", "staff", "--no-progress")
+    assert "nothing to change" in again.stdout, again
