@@ -90,7 +90,10 @@ class StateSection(_Strict):
         try:
             url = make_url(value)
         except ArgumentError:
-            raise ValueError(f"not a database URL: {value!r}") from None
+            # Not echoed: a mistyped URL may still hold a password.
+            raise ValueError(
+                "not a database URL (expected e.g. postgresql+psycopg://syncd@db/syncd)"
+            ) from None
         if url.password:
             raise ValueError(
                 "the URL must not contain the password; use state.password: {env: NAME}"

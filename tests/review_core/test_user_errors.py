@@ -60,3 +60,13 @@ def test_validate_checks_the_state_password_too(tmp_path, monkeypatch):
     out = setup.syncd("validate")
     assert out.returncode == 2, out
     assert "state.password" in out.stderr and "SYNCD_REVIEW_UNSET is not set" in out.stderr
+
+
+def test_a_malformed_state_url_is_not_echoed(tmp_path):
+    setup = make_staff(tmp_path)
+    cfg = yaml.safe_load(setup.config.read_text())
+    cfg["state"]["url"] = "postgresql+psycopg//syncd:hunter2@db/syncd"
+    setup.config.write_text(yaml.safe_dump(cfg))
+    out = setup.syncd("validate")
+    assert out.returncode == 2 and "state.url: not a database URL" in out.stderr, out
+    assert "hunter2" not in out.stderr + out.stdout
