@@ -506,6 +506,11 @@ class _Run:
             if outcome.complete:
                 for planned in planner.plan_unseen(self._unseen_objects(), self.seen):
                     plan.add(planned)
+                # Quarantined entries the source no longer lists are gone: so is their
+                # quarantine entry (a synced one leaves it when its delete is confirmed).
+                gone = [sid for sid in self.previously_quarantined if sid not in self.seen]
+                synced = self.store.objects_for(self.job.name, gone) if gone else {}
+                self.mapped_ok_quarantined.extend(sid for sid in gone if sid not in synced)
             return plan, outcome
         except BaseException:
             plan.close()
@@ -561,6 +566,8 @@ class _Run:
                 elif change.op is Op.DELETE and state is not None:
                     # accounted for: a complete read must not plan its delete again
                     plan_add(planner.plan_delete(state))
+                elif change.op is Op.DELETE and sid in self.previously_quarantined:
+                    self.mapped_ok_quarantined.append(sid)  # never synced, now gone
                 continue
             try:
                 record = map_record(change, lookup=lookup)
@@ -572,6 +579,8 @@ class _Run:
                 counts["skipped"] += 1
                 if state is not None:
                     plan_add(planner.plan_delete(state))
+                elif sid in self.previously_quarantined:
+                    self.mapped_ok_quarantined.append(sid)  # out of scope now
                 continue
             if state is None or state.key != record.key:
                 claimed.append(record.key)

@@ -130,3 +130,14 @@ def test_a_failed_delete_found_by_a_full_read_is_retried_by_the_next_run(tmp_pat
     assert _status(setup)["quarantine"] == []
     again = setup.syncd("sync", "staff", "--no-progress")
     assert "nothing to change" in again.stdout, again
+
+
+def test_a_quarantined_entry_that_leaves_the_source_leaves_the_quarantine(staff):
+    staff.rows(("E1", "B-1", None, "Sales"), ("E2", "B-2", "Bob", "IT"))  # E1: no name
+    staff.syncd("sync", "staff", "--no-progress")
+    assert [q["source_id"] for q in _status(staff)["quarantine"]] == ["E1"]
+    staff.rows(("E2", "B-2", "Bob", "IT"))
+    out = staff.syncd("sync", "staff", "--no-progress")
+    assert out.returncode == 0, out
+    assert _status(staff)["quarantine"] == []
+    assert set(staff.target()) == {"E2"}
