@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gc
+import hashlib
 import logging
 import pickle
 import re
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 change_log = logging.getLogger("syncd.changes")
 
 READ_BATCH = 500
+MAPPING_NOTE = "mapping file digest "
 RETRY_FULL_NOTE = "complete read not finished: the next run reads completely too"
 # lookup('people') / lookup("people", 'key') in a mapping file: the job names it reads.
 _LOOKUP_JOB = re.compile(r"""lookup\(\s*['"]([^'"]+)['"]""")
@@ -301,6 +303,11 @@ class _Run:
         # keep the old key (even though the create worked) so the next run retries it.
         self.failed_sids: set[str] = set()
         self.read_complete = False
+        try:
+            text = job.mapping_path.read_bytes()
+            self.mapping_digest = hashlib.sha256(text).hexdigest()[:16]
+        except OSError:
+            self.mapping_digest = ""
         # No synced object at all (a first run): no state row to fetch per batch.
         self.state_empty = False
 
@@ -332,6 +339,14 @@ class _Run:
                         f"job {changed} changed since this job last ran: complete read so "
                         "that looked-up members follow"
                     )
+                elif self._mapping_changed():
+                    # An incremental read only maps what changed in the source: the
+                    # other records would keep the old mapping's values until a
+                    # periodic full read.
+                    self.full = True
+                    rep.notes.append("mapping file changed since the last run: complete read")
+            if self.apply_mode and self.mapping_digest:
+                rep.notes.append(MAPPING_NOTE + self.mapping_digest)
             self.previously_quarantined = {
                 q.source_id for q in self.store.quarantine(self.job.name)
             }
@@ -399,6 +414,19 @@ class _Run:
             if self.apply_mode and rep.run_id is not None:
                 self._finish_run()
         return rep
+
+    def _mapping_changed(self) -> bool:
+        """True when the mapping file differs from the one the last successful run used
+        (as recorded in that run's notes; unknown counts as unchanged)."""
+        if not self.mapping_digest:
+            return False
+        last_ok = next(
+            (r for r in self.store.runs(self.job.name, limit=50) if r.status == "ok"), None
+        )
+        if last_ok is None:
+            return False
+        used = [n for n in (last_ok.notes or []) if n.startswith(MAPPING_NOTE)]
+        return bool(used) and used[0] != MAPPING_NOTE + self.mapping_digest
 
     def _last_run_asked_for_full(self) -> bool:
         """True when this job's latest run read completely and then did not finish

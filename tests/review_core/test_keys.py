@@ -141,3 +141,24 @@ def test_a_quarantined_entry_that_leaves_the_source_leaves_the_quarantine(staff)
     assert out.returncode == 0, out
     assert _status(staff)["quarantine"] == []
     assert set(staff.target()) == {"E2"}
+
+
+def test_a_mapping_change_reaches_records_an_incremental_read_would_not_see(tmp_path):
+    setup = make_staff(tmp_path)
+    cfg = yaml.safe_load(setup.config.read_text())
+    cfg["jobs"]["staff"]["source"]["updated_column"] = "dept"
+    setup.config.write_text(yaml.safe_dump(cfg))
+    setup.rows(("E1", "B-1", "Ann", "a"), ("E2", "B-2", "Bob", "b"))
+    setup.syncd("sync", "staff", "--no-progress")
+    assert "nothing to change" in setup.syncd("sync", "staff", "--no-progress").stdout
+    mapping = setup.dir / "staff.yaml"
+    mapping.write_text(
+        mapping.read_text().replace("{{ full_name | first }}", "{{ full_name | first | upper }}")
+    )
+    plan = setup.syncd("plan", "staff")
+    assert "update 2" in plan.stdout, plan.stdout
+    out = setup.syncd("sync", "staff", "--no-progress")
+    assert "2 updated" in out.stdout, out
+    assert {r["name"] for r in setup.target().values()} == {"ANN", "BOB"}
+    again = setup.syncd("sync", "staff", "--no-progress")
+    assert "nothing to change" in again.stdout and "method sql-incremental" in again.stdout
