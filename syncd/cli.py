@@ -105,24 +105,25 @@ def _check_secrets(cfg: Config) -> list[str]:
 
     problems: list[str] = []
 
-    def walk(value: Any, where: str) -> None:
+    def walk(value: Any, loc: tuple[Any, ...]) -> None:
         if isinstance(value, SecretRef):
             problem = value.check()
             if problem:
-                problems.append(f"{cfg.path}: {where}: {problem}")
+                shown = ".".join(str(p) for p in loc)
+                problems.append(f"{cfg.where(*loc)}: {shown}: {problem}")
         elif isinstance(value, BaseModel):
             for name in type(value).model_fields:
-                walk(getattr(value, name), f"{where}.{name}")
+                walk(getattr(value, name), (*loc, name))
         elif isinstance(value, list | tuple):
             for i, item in enumerate(value):
-                walk(item, f"{where}.{i}")
+                walk(item, (*loc, i))
         elif isinstance(value, dict):
             for key, item in value.items():
-                walk(item, f"{where}.{key}")
+                walk(item, (*loc, key))
 
-    walk(cfg.state_password, "state.password")
+    walk(cfg.state_password, ("state", "password"))
     for conn in cfg.connections.values():
-        walk(conn.options, f"connections.{conn.name}")
+        walk(conn.options, ("connections", conn.name))
     return problems
 
 

@@ -257,6 +257,12 @@ class Config:
     connections: dict[str, ConnectionConfig] = field(default_factory=dict)
     jobs: dict[str, JobConfig] = field(default_factory=dict)
     state_password: SecretRef | None = None
+    doc: YamlDoc | None = None
+    """The parsed file, to tell problems found later (unresolvable secrets) by line."""
+
+    def where(self, *loc: Any) -> str:
+        """``FILE:LINE`` of a config path such as ("connections", "ldap", "password")."""
+        return self.doc.where(loc) if self.doc is not None else str(self.path)
 
     @property
     def state(self) -> StateSection:
@@ -370,6 +376,7 @@ def load_config(path: str | Path, *, load_mappings: bool = True) -> Config:
         state_url=raw.state.url or _default_state_url(path.parent),
         daemon=raw.daemon,
         state_password=raw.state.password,
+        doc=doc,
     )
     for name, block in raw.connections.items():
         loc = ("connections", name)

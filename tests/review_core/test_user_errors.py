@@ -60,6 +60,11 @@ def test_validate_checks_the_state_password_too(tmp_path, monkeypatch):
     out = setup.syncd("validate")
     assert out.returncode == 2, out
     assert "state.password" in out.stderr and "SYNCD_REVIEW_UNSET is not set" in out.stderr
+    # file:line of the reference, like every other config problem
+    lines = setup.config.read_text().splitlines()
+    line = next(i for i, text in enumerate(lines, 1) if "SYNCD_REVIEW_UNSET" in text)
+    # (the key's line, or the reference's when it is written on the next line)
+    assert any(f"{setup.config}:{n}: state.password" in out.stderr for n in (line - 1, line))
 
 
 def test_a_malformed_state_url_is_not_echoed(tmp_path):
