@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from syncd.paths import ConfigPath
 from syncd.secrets import SecretRef
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ class CardDavConnection(BaseModel):
         "basic", description="HTTP authentication scheme (basic over TLS, or digest)"
     )
     verify: bool = Field(True, description="verify the server certificate and host name")
-    ca_file: Path | None = Field(
+    ca_file: ConfigPath | None = Field(
         None,
         description="PEM file of the CA(s) to trust (relative to the config file); "
         "default: the system's trust store",
@@ -97,16 +97,6 @@ class CardDavConnection(BaseModel):
     @classmethod
     def _check_url(cls, value: str) -> str:
         check_url(value)
-        return value
-
-    @field_validator("ca_file")
-    @classmethod
-    def _relative_to_config(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        if value is None:
-            return None
-        base = (info.context or {}).get("base_dir")
-        if base is not None and not value.is_absolute():
-            value = Path(base) / value
         return value
 
     @model_validator(mode="after")

@@ -30,10 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from syncd.contracts import Change, CheckResult, Op, Read, ReadOutcome, Source
 from syncd.errors import SourceError
+from syncd.paths import ConfigPath
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ class CsvConnection(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    path: Path = Field(
+    path: ConfigPath = Field(
         description="the CSV file, or a directory whose newest file matching `glob` is "
         "read (a nightly drop folder); relative to the config file. Example: /srv/hr/export.csv"
     )
@@ -120,14 +121,6 @@ class CsvConnection(BaseModel):
         description="a file whose last line does not end with a line break is taken as "
         "truncated (failed read); set false for exports that omit it",
     )
-
-    @field_validator("path")
-    @classmethod
-    def _relative_to_config(cls, value: Path, info: ValidationInfo) -> Path:
-        base = (info.context or {}).get("base_dir")
-        if base is not None and not value.is_absolute():
-            value = Path(base) / value
-        return value
 
     @field_validator("encoding")
     @classmethod

@@ -29,12 +29,12 @@ from __future__ import annotations
 import ipaddress
 import logging
 import re
-from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from syncd.paths import ConfigPath
 from syncd.secrets import SecretRef
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ class ExchangeConnection(BaseModel):
         False, description="act on `mailbox` with ApplicationImpersonation rights"
     )
     verify: bool = Field(True, description="verify the server's TLS certificate and host name")
-    ca_file: Path | None = Field(
+    ca_file: ConfigPath | None = Field(
         None, description="PEM file of the CA(s) to trust (relative to the config file)"
     )
     allow_plaintext: bool = Field(
@@ -129,16 +129,6 @@ class ExchangeConnection(BaseModel):
     def _check_mailbox(cls, value: str) -> str:
         if "@" not in value:
             raise ValueError(f"{value!r} is not an e-mail address (primary SMTP address)")
-        return value
-
-    @field_validator("ca_file")
-    @classmethod
-    def _relative_to_config(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        if value is None:
-            return None
-        base = (info.context or {}).get("base_dir")
-        if base is not None and not value.is_absolute():
-            value = Path(base) / value
         return value
 
     @model_validator(mode="after")

@@ -27,9 +27,10 @@ from urllib.parse import urlsplit
 
 import ldap3
 from ldap3.core import exceptions as lexc
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from syncd.errors import ConnectionFailed
+from syncd.paths import ConfigPath
 from syncd.secrets import SecretRef
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ class LdapConnection(BaseModel):
         None, description="bind password as a secret reference: {env: NAME} / {file: PATH}"
     )
     start_tls: bool = Field(True, description="send StartTLS on ldap:// URLs")
-    ca_file: Path | None = Field(
+    ca_file: ConfigPath | None = Field(
         None,
         description="PEM file of the CA(s) to trust (relative to the config file); "
         "default: the system's trust store",
@@ -84,16 +85,6 @@ class LdapConnection(BaseModel):
             raise ValueError("at least one URL is needed")
         for url in urls:
             parse_url(url)
-        return value
-
-    @field_validator("ca_file")
-    @classmethod
-    def _relative_to_config(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        if value is None:
-            return None
-        base = (info.context or {}).get("base_dir")
-        if base is not None and not value.is_absolute():
-            value = Path(base) / value
         return value
 
     @field_validator("bind_dn")

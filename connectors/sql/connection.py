@@ -18,6 +18,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
 from syncd.contracts import CheckResult
 from syncd.errors import ConfigError, ConnectionFailed
+from syncd.paths import config_relative
 from syncd.secrets import SecretRef
 
 log = logging.getLogger(__name__)
@@ -72,10 +73,8 @@ class SqlConnection(BaseModel):
             # SQLAlchemy reads "postgresql://" as psycopg2; syncd ships psycopg 3.
             u = u.set(drivername="postgresql+psycopg")
         if u.get_backend_name() == "sqlite" and u.database not in (None, "", ":memory:"):
-            path = Path(u.database).expanduser()
-            base = (info.context or {}).get("base_dir")
-            if base is not None and not path.is_absolute():
-                u = u.set(database=str(Path(base) / path))
+            path = config_relative(Path(u.database).expanduser(), info)
+            u = u.set(database=str(path))
         return u.render_as_string(hide_password=False)
 
     def safe_url(self) -> str:

@@ -118,3 +118,17 @@ def test_ad_change_tracking_needs_the_guid_as_id(tmp_path):
     )
     [problem] = problems(write(tmp_path, text))
     assert ":13:" in problem and "objectGUID only" in problem
+
+
+def test_paths_in_connections_are_relative_to_the_config_file(tmp_path):
+    text = (
+        GOOD.replace("    start_tls", "    start_tls")
+        .replace(
+            "    password: {env: SYNCD_TEST_PW}\n",
+            "    password: {env: SYNCD_TEST_PW}\n    ca_file: certs/ca.pem\n",
+        )
+        .replace("url: sqlite:///inv.db", "url: sqlite:///data/inv.db")
+    )
+    cfg = load_config(write(tmp_path, text))
+    assert cfg.connections["dir"].options.ca_file == tmp_path / "certs" / "ca.pem"
+    assert cfg.connections["db"].options.url == f"sqlite:///{tmp_path}/data/inv.db"
