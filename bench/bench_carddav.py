@@ -34,13 +34,13 @@ sys.path.insert(0, str(ROOT))
 
 import yaml  # noqa: E402
 
-import connectors.carddav.target as target_module  # noqa: E402
-from connectors.carddav import (  # noqa: E402
+import syncd.connectors.carddav.target as target_module  # noqa: E402
+from syncd.connectors.carddav import (  # noqa: E402
     CardDavConnection,
     CardDavTarget,
     CardDavTargetOptions,
 )
-from connectors.carddav.dav import DavClient  # noqa: E402
+from syncd.connectors.carddav.dav import DavClient  # noqa: E402
 from syncd.contracts import Action, ActionKind, batched  # noqa: E402
 from tests.servers.radicale import Radicale  # noqa: E402
 from tests.servers.slapd import Slapd  # noqa: E402

@@ -36,8 +36,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from connectors.ldap.target import LdapTarget  # noqa: E402
 from syncd.config import load_config  # noqa: E402
+from syncd.connectors.ldap.target import LdapTarget  # noqa: E402
 from syncd.engine import run_job  # noqa: E402
 from tests.servers.slapd import ROOT_PW, Slapd  # noqa: E402
 

@@ -77,7 +77,9 @@ def child_env() -> dict[str, str]:
 
 def warm_bytecode(env: dict[str, str]) -> None:
     """Import what a sync imports once, untimed, so the bytecode cache is written."""
-    modules = "syncd.cli, syncd.engine, syncd.state.store, connectors.ldap, connectors.sql"
+    modules = (
+        "syncd.cli, syncd.engine, syncd.state.store, syncd.connectors.ldap, syncd.connectors.sql"
+    )
     python = str(ROOT / ".venv" / "bin" / "python")
     subprocess.run([python, "-c", f"import {modules}"], check=True, env=env, cwd=ROOT)
 

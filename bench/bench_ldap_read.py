@@ -58,8 +58,8 @@ def people_ldif(n: int, offset: int = 0, seed: int = 1) -> str:
 
 def child(mode: str, url: str, pw_file: str, size: int) -> None:
     """Run one reader in this process and check it read every entry."""
-    from connectors.ldap.connection import LdapConnection, connect
-    from connectors.ldap.source import LdapSource, LdapSourceOptions
+    from syncd.connectors.ldap.connection import LdapConnection, connect
+    from syncd.connectors.ldap.source import LdapSource, LdapSourceOptions
 
     cfg = LdapConnection(
         url=url,
@@ -117,8 +117,8 @@ def measure(cmd: list[str], work: Path) -> tuple[float, float]:
 def incremental(url: str, pw: str, server, mode: str, repeat: int) -> float:
     """Median seconds of an incremental read (mode syncrepl or timestamp) that finds
     15 changes (10 modified, 3 added, 2 deleted), measured in this process."""
-    from connectors.ldap.connection import LdapConnection
-    from connectors.ldap.source import LdapSource, LdapSourceOptions
+    from syncd.connectors.ldap.connection import LdapConnection
+    from syncd.connectors.ldap.source import LdapSource, LdapSourceOptions
 
     cfg = LdapConnection(
         url=url,

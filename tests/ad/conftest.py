@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from connectors.ldap.source import LdapSourceOptions
+from syncd.connectors.ldap.source import LdapSourceOptions
 from syncd.contracts import Change, Op, Read
 
 FILTER = "(|(objectClass=user)(objectClass=group))"

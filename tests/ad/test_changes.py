@@ -16,7 +16,7 @@ import time
 import ldap3
 import pytest
 
-from connectors.ldap import ad
+from syncd.connectors.ldap import ad
 from syncd.contracts import Op
 from syncd.errors import ConfigError, SourceError
 from tests.ad.conftest import collect, cursor_of, deletes, options, upserts
@@ -269,7 +269,7 @@ def test_cursor_is_json_tied_to_the_server(samba_dc, tree, conn):
 
 @pytest.mark.parametrize("method", METHODS)
 def test_reads_are_paged_and_streamed(tree, conn, method, monkeypatch):
-    from connectors.ldap import wire
+    from syncd.connectors.ldap import wire
 
     searches: list[tuple[str, list[str]]] = []
     real = wire.search

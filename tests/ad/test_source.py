@@ -8,10 +8,10 @@ import json
 
 import pytest
 
-from connectors.ldap import ad, wire
-from connectors.ldap.ad_common import complete_ranges, detect_ad, search_all
-from connectors.ldap.connection import LdapConnection
-from connectors.ldap.source import LdapSource
+from syncd.connectors.ldap import ad, wire
+from syncd.connectors.ldap.ad_common import complete_ranges, detect_ad, search_all
+from syncd.connectors.ldap.connection import LdapConnection
+from syncd.connectors.ldap.source import LdapSource
 from syncd.errors import SourceError
 from tests.ad.conftest import collect, deletes, options, upserts
 
@@ -56,7 +56,7 @@ def test_through_ldap_source(samba_dc, tree, source_for, changes):
     read = source.read(cursor)
     changes_ = collect(read)
     assert read.outcome.complete is False
-    # Deleting bob does not touch team in AD (see the known limit in connectors/ldap/ad.py).
+    # Deleting bob does not touch team in AD (see the known limit in syncd/connectors/ldap/ad.py).
     assert set(upserts(changes_)) == {g["carol"]}
     assert upserts(changes_)[g["carol"]].attributes["description"] == ["carol v2"]
     assert deletes(changes_) & set(upserts(first)) == {g["bob"]}
@@ -154,7 +154,7 @@ def test_doctor_checks(samba_dc, samba_ou, method):
 
 
 def test_deleted_objects_visibility(samba_dc):
-    from connectors.ldap.ad_common import deleted_objects_visible
+    from syncd.connectors.ldap.ad_common import deleted_objects_visible
 
     conn = samba_dc.connection(fresh=True)
     assert deleted_objects_visible(conn, samba_dc.base) is True

@@ -11,8 +11,8 @@ from ldap3.protocol.microsoft import DirSyncControlRequestValue, DirSyncControlR
 from pyasn1.codec.ber import decoder, encoder
 from pyasn1.type.univ import Integer, OctetString
 
-from connectors.ldap import ad, wire
-from connectors.ldap.ad_common import (
+from syncd.connectors.ldap import ad, wire
+from syncd.connectors.ldap.ad_common import (
     NAME_ATTID,
     ServerIdentity,
     dn_key,
@@ -23,7 +23,7 @@ from connectors.ldap.ad_common import (
     naming_context,
     scope_key,
 )
-from connectors.ldap.source import LdapSourceOptions
+from syncd.connectors.ldap.source import LdapSourceOptions
 from syncd.errors import ConfigError
 
 IDENT = ServerIdentity(

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import vobject
 
-from connectors.carddav import CardDavConnection, CardDavTarget, CardDavTargetOptions
+from syncd.connectors.carddav import CardDavConnection, CardDavTarget, CardDavTargetOptions
 from syncd.contracts import Action, ActionKind
 from tests.servers.fixtures_radicale import book_path, read_cards
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from connectors.carddav.dav import DavClient, parse_multistatus, strong_etag
+from syncd.connectors.carddav.dav import DavClient, parse_multistatus, strong_etag
 
 FIRST = b"""<?xml version="1.0"?>
 <d:multistatus xmlns:d="DAV:">

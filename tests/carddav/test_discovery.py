@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from connectors.carddav import CONNECTOR, CardDavConnection, CardDavTargetOptions
+from syncd.connectors.carddav import CONNECTOR, CardDavConnection, CardDavTargetOptions
 from syncd.errors import ConnectionFailed, TargetError
 from tests.carddav.conftest import create, ok
 from tests.servers.ports import free_port
@@ -116,7 +116,7 @@ def test_server_down(make_target):
 
 
 def test_server_goes_down_mid_run(tmp_path, password_file):
-    from connectors.carddav import CardDavTarget
+    from syncd.connectors.carddav import CardDavTarget
 
     with Radicale(tmp_path / "r") as server:
         (tmp_path / "pw").write_text(server.password)
@@ -155,7 +155,7 @@ def test_plaintext_refused_for_remote_hosts():
 
 
 def test_tls_verified_with_private_ca(tmp_path):
-    from connectors.carddav import CardDavTarget
+    from syncd.connectors.carddav import CardDavTarget
 
     with Radicale(tmp_path / "r", tls=True) as server:
         (tmp_path / "pw").write_text(server.password)

@@ -58,7 +58,7 @@ def test_external_edit_is_reported_and_overwritten(make_target, cards, other, ca
 
     # noticed through the listing of a newly opened target (sync-collection)
     fresh = make_target()
-    with caplog.at_level(logging.WARNING, logger="connectors.carddav.target"):
+    with caplog.at_level(logging.WARNING, logger="syncd.connectors.carddav.target"):
         (r2,) = ok(fresh.apply([update("e-1", res.target_id, fn="From directory")]))
     assert r2.detail == "overwrote a change made outside syncd"
     assert "changed outside syncd" in caplog.text and "e-1" in caplog.text
@@ -143,7 +143,7 @@ def test_replayed_batch_is_not_an_external_edit(make_target, cards, caplog):
     (c,) = ok(target.apply([create("r-1", fn="A")]))
     first_update = update("r-1", c.target_id, fn="B")
     ok(target.apply([first_update]))
-    with caplog.at_level(logging.WARNING, logger="connectors.carddav.target"):
+    with caplog.at_level(logging.WARNING, logger="syncd.connectors.carddav.target"):
         # the engine crashed before committing: the same update again (stale ETag)
         (again,) = ok(make_target(on_external_edit="keep").apply([first_update]))
         assert again.detail == "already up to date"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import vobject
 
-from connectors.carddav.vcard import build_vcard
+from syncd.connectors.carddav.vcard import build_vcard
 from syncd.contracts import Change, Op
 from syncd.mapping import Mapping
 

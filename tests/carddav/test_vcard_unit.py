@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import vobject
 
-from connectors.carddav import vcard
-from connectors.carddav.vcard import VCardError, build_vcard
+from syncd.connectors.carddav import vcard
+from syncd.connectors.carddav.vcard import VCardError, build_vcard
 
 
 def test_resource_names():

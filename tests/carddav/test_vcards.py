@@ -10,7 +10,7 @@ from urllib.parse import unquote
 import pytest
 import vobject
 
-from connectors.carddav import vcard
+from syncd.connectors.carddav import vcard
 from tests.carddav.conftest import create, delete, ok, update
 
 pytestmark = pytest.mark.radicale

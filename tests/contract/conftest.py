@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from connectors.sql import SqlConnection, SqlTarget, SqlTargetOptions
+from syncd.connectors.sql import SqlConnection, SqlTarget, SqlTargetOptions
 from syncd.contracts import Target
 from tests.contract.harness import BAD_PASSWORD, Stored, TargetHarness, register
 from tests.servers.ports import free_port

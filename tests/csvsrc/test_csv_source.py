@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors.csv import CONNECTOR, CsvConnection, CsvSource, CsvSourceOptions
+from syncd.connectors.csv import CONNECTOR, CsvConnection, CsvSource, CsvSourceOptions
 from syncd.contracts import Op
 from syncd.errors import SourceError
 

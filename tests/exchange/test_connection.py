@@ -8,7 +8,7 @@ import logging
 import pytest
 from pydantic import ValidationError
 
-from connectors.exchange import CONNECTOR, ExchangeConnection, ExchangeTarget
+from syncd.connectors.exchange import CONNECTOR, ExchangeConnection, ExchangeTarget
 from syncd.contracts import Action, ActionKind
 from syncd.errors import ConnectionFailed
 from tests.servers.ews_emulator import EwsEmulator
@@ -108,7 +108,7 @@ def test_auth_settings():
 
 
 def test_oauth_credentials_are_built_without_a_request(monkeypatch):
-    from connectors.exchange.client import make_account
+    from syncd.connectors.exchange.client import make_account
 
     monkeypatch.setenv("EWS_CLIENT_SECRET", "very-secret-value")
     conn = ExchangeConnection.model_validate(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors.exchange.fields import check_fields, item_attributes, photo_of
+from syncd.connectors.exchange.fields import check_fields, item_attributes, photo_of
 from syncd.contracts import Change, Op
 from syncd.mapping import Mapping
 

@@ -474,7 +474,7 @@ def test_two_targets_share_one_protocol_safely(ews_server, make_exchange_target)
 
 
 def test_big_photos_are_spread_over_requests(ews_server, make_exchange_target, monkeypatch):
-    from connectors.exchange import target as target_mod
+    from syncd.connectors.exchange import target as target_mod
 
     monkeypatch.setattr(target_mod, "_MAX_REQUEST_PHOTO_BYTES", 2500)
     t = make_exchange_target()

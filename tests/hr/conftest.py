@@ -8,8 +8,8 @@ from typing import Any
 import ldap3
 import pytest
 
-from connectors.ldap.connection import LdapConnection
-from connectors.ldap.target import LdapTarget, LdapTargetOptions
+from syncd.connectors.ldap.connection import LdapConnection
+from syncd.connectors.ldap.target import LdapTarget, LdapTargetOptions
 from syncd.contracts import Action, ActionKind
 from tests.servers.slapd import ROOT_PW, Slapd
 

@@ -7,8 +7,8 @@ import uuid
 import ldap3
 import pytest
 
-from connectors.ldap.connection import LdapConnection
-from connectors.ldap.target import ACCOUNTDISABLE, LdapTarget, LdapTargetOptions, same_dn
+from syncd.connectors.ldap.connection import LdapConnection
+from syncd.connectors.ldap.target import ACCOUNTDISABLE, LdapTarget, LdapTargetOptions, same_dn
 from tests.hr.conftest import create, delete, update
 
 pytestmark = pytest.mark.samba

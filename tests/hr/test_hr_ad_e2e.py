@@ -12,8 +12,8 @@ import ldap3
 import pytest
 import yaml
 
-from connectors.ldap.target import ACCOUNTDISABLE, same_dn
 from syncd.config import load_config
+from syncd.connectors.ldap.target import ACCOUNTDISABLE, same_dn
 from syncd.engine import run_job
 
 pytestmark = pytest.mark.samba

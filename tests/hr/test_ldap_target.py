@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from connectors.ldap.target import (
+from syncd.connectors.ldap.target import (
     LdapTargetOptions,
     dn_within,
     escape_rdn_value,

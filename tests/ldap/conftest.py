@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from connectors.ldap.connection import LdapConnection
-from connectors.ldap.source import LdapSource, LdapSourceOptions
+from syncd.connectors.ldap.connection import LdapConnection
+from syncd.connectors.ldap.source import LdapSource, LdapSourceOptions
 from syncd.contracts import Change, Read
 from tests.servers.slapd import ROOT_PW, Slapd
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from connectors.ldap.connection import LdapConnection, connect, is_loopback
+from syncd.connectors.ldap.connection import LdapConnection, connect, is_loopback
 from syncd.errors import ConnectionFailed
 from tests.ldap.conftest import conn_cfg, non_loopback_ipv4
 from tests.servers.ports import free_port
@@ -100,7 +100,7 @@ def test_wrong_host_name_is_refused(wrong_host_slapd, root_pw_file, use_ldaps):
 
 def test_verify_false_connects_with_a_warning(wrong_host_slapd, root_pw_file, caplog):
     s = wrong_host_slapd
-    with caplog.at_level(logging.WARNING, logger="connectors.ldap.connection"):
+    with caplog.at_level(logging.WARNING, logger="syncd.connectors.ldap.connection"):
         conn = connect(conn_cfg(s, root_pw_file, url=s.ldaps_url, verify=False))
     assert whoami(conn) == f"dn:{s.root_dn}"
     assert "verification is OFF" in caplog.text

@@ -11,8 +11,8 @@ import pytest
 from ldap3.utils.dn import parse_dn
 from pydantic import ValidationError
 
-from connectors.ldap import CONNECTOR, wire
-from connectors.ldap.source import LdapSource, LdapSourceOptions
+from syncd.connectors.ldap import CONNECTOR, wire
+from syncd.connectors.ldap.source import LdapSource, LdapSourceOptions
 from syncd.contracts import Op
 from syncd.errors import ConnectionFailed, SourceError
 from tests.ldap.conftest import PEOPLE, make_source, people_ldif, read_all

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from connectors.ldap.timestamp import (
+from syncd.connectors.ldap.timestamp import (
     format_generalized_time,
     parse_generalized_time,
     since_filter,
@@ -111,7 +111,7 @@ def test_generalized_time_helpers():
 
 
 def test_seen_window_is_bounded(tmp_path, root_pw_file):
-    from connectors.ldap import timestamp
+    from syncd.connectors.ldap import timestamp
 
     with Slapd(tmp_path / "slapd", ldif=people_ldif(30)) as server:
         source = ts_source(server, root_pw_file)

@@ -7,10 +7,10 @@ import uuid
 
 import pytest
 
-from connectors.ldap import wire
-from connectors.ldap.rootdse import RootDse, pick_method
-from connectors.ldap.syncrepl import parse_done, parse_info, parse_state, sync_request_control
-from connectors.ldap.values import (
+from syncd.connectors.ldap import wire
+from syncd.connectors.ldap.rootdse import RootDse, pick_method
+from syncd.connectors.ldap.syncrepl import parse_done, parse_info, parse_state, sync_request_control
+from syncd.connectors.ldap.values import (
     decode_attributes,
     guid_to_str,
     id_from_value,

@@ -6,7 +6,7 @@ import unicodedata
 
 import pytest
 
-from connectors.ldap.target import ACCOUNTDISABLE
+from syncd.connectors.ldap.target import ACCOUNTDISABLE
 from tests.hr.conftest import create, delete, update
 from tests.hr.test_ad_target import entry, uac, user
 

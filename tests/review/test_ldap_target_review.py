@@ -126,8 +126,8 @@ def test_hostile_names_round_trip_without_moves(slapd, root_pw_file):
 
 def _reader_bind(slapd, tmp_path):
     """A non-root account: default ACL (read for all), the server's sizelimit 500."""
-    from connectors.ldap.connection import LdapConnection
-    from connectors.ldap.target import LdapTarget, LdapTargetOptions
+    from syncd.connectors.ldap.connection import LdapConnection
+    from syncd.connectors.ldap.target import LdapTarget, LdapTargetOptions
     from tests.hr.conftest import default_options
 
     slapd.add(
@@ -181,7 +181,7 @@ def test_size_limited_correlation_is_one_clear_error(slapd, tmp_path):
 def test_bad_filter_and_attribute_names_are_config_errors():
     from pydantic import ValidationError
 
-    from connectors.ldap.target import LdapTargetOptions
+    from syncd.connectors.ldap.target import LdapTargetOptions
     from tests.hr.conftest import default_options
 
     with pytest.raises(ValidationError, match="not an LDAP filter"):

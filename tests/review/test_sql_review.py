@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from connectors.sql.source import SqlSource, SqlSourceOptions
-from connectors.sql.target import SqlTarget, SqlTargetOptions
+from syncd.connectors.sql.source import SqlSource, SqlSourceOptions
+from syncd.connectors.sql.target import SqlTarget, SqlTargetOptions
 from syncd.contracts import Action, ActionKind
 from syncd.errors import TargetError
 from tests.sql.conftest import make_db
@@ -120,7 +120,7 @@ def test_missing_column_hint_quotes_identifiers(db):
 def test_a_url_with_a_bad_port_is_a_clear_config_problem():
     from pydantic import ValidationError
 
-    from connectors.sql import SqlConnection
+    from syncd.connectors.sql import SqlConnection
 
     with pytest.raises(ValidationError) as err:
         SqlConnection.model_validate({"url": "postgresql://inv@db.example.com:5432x/inv"})
@@ -174,7 +174,7 @@ def test_a_password_in_connect_args_is_refused():
     `syncd validate` refuses literal secrets everywhere else)."""
     from pydantic import ValidationError
 
-    from connectors.sql import SqlConnection
+    from syncd.connectors.sql import SqlConnection
 
     with pytest.raises(ValidationError) as err:
         SqlConnection.model_validate(

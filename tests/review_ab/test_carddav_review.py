@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors.carddav import CardDavConnection, CardDavTarget, CardDavTargetOptions
+from syncd.connectors.carddav import CardDavConnection, CardDavTarget, CardDavTargetOptions
 from syncd.errors import ConnectionFailed
 from tests.review_ab.hostile_dav import BOOK_PROPS, HostileDav, multistatus
 from tests.review_ab.rewriting_proxy import RewritingProxy
@@ -62,7 +62,7 @@ def test_credentials_never_go_to_another_host(tmp_path, how):
 
 
 def test_same_site_rule():
-    from connectors.carddav.dav import same_site
+    from syncd.connectors.carddav.dav import same_site
 
     assert same_site("p42-contacts.icloud.com", "contacts.icloud.com")  # iCloud's home set
     assert same_site("DAV.example.com", "dav.example.com")
@@ -333,7 +333,7 @@ def test_unusable_ca_file_is_one_clear_line(tmp_path, ca):
 def test_guard_accepts_the_configured_host_however_it_is_spelled(url):
     import httpx
 
-    from connectors.carddav.dav import DavClient
+    from syncd.connectors.carddav.dav import DavClient
 
     conn = CardDavConnection.model_validate({"url": url})
     client = DavClient(conn)
@@ -346,7 +346,7 @@ def test_guard_accepts_the_configured_host_however_it_is_spelled(url):
 
 
 def test_verify_off_is_said_out_loud(caplog):
-    from connectors.carddav.dav import DavClient
+    from syncd.connectors.carddav.dav import DavClient
 
     conn = CardDavConnection.model_validate({"url": "https://dav.example.com/", "verify": False})
     DavClient(conn).close()
@@ -411,7 +411,7 @@ def test_retry_after_forms():
     from datetime import UTC, datetime, timedelta
     from email.utils import format_datetime
 
-    from connectors.carddav.dav import _retry_after
+    from syncd.connectors.carddav.dav import _retry_after
 
     assert _retry_after("7", default=1) == 7
     assert _retry_after(None, default=2) == 2

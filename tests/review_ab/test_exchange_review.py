@@ -87,7 +87,7 @@ def test_four_email_addresses_keep_three(ews_server, make_exchange_target, caplo
 
 
 def test_every_phone_kind_and_emptying_one(ews_server, make_exchange_target):
-    from connectors.exchange.fields import PHONE_FIELDS
+    from syncd.connectors.exchange.fields import PHONE_FIELDS
 
     t = make_exchange_target()
     t.open()
@@ -307,7 +307,7 @@ def test_big_lists_are_spread_over_requests(ews_server, make_exchange_target, mo
     request size limit (64 MiB, here lowered with the target's budget to keep the test
     small), and one refused request failed the whole batch, run after run. Creates and
     updates are split by their estimated size."""
-    import connectors.exchange.target as target_mod
+    import syncd.connectors.exchange.target as target_mod
 
     monkeypatch.setattr(target_mod, "_MAX_REQUEST_PHOTO_BYTES", 400_000)
     ews_server.max_request_bytes = 600_000

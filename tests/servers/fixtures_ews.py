@@ -49,7 +49,7 @@ def exchange_target(
 ) -> Any:
     """An ExchangeTarget (not opened) for the emulator; back-off sleeps are recorded in
     ``target.slept`` instead of slept, so throttling tests stay fast."""
-    from connectors.exchange import ExchangeConnection, ExchangeTarget, ExchangeTargetOptions
+    from syncd.connectors.exchange import ExchangeConnection, ExchangeTarget, ExchangeTargetOptions
 
     pw = emu.password if password is None else password
     conn = ExchangeConnection.model_validate(

@@ -1,4 +1,4 @@
-"""Contract-suite harness for the LDAP target (connectors/ldap/target.py) on slapd."""
+"""Contract-suite harness for the LDAP target (syncd/connectors/ldap/target.py) on slapd."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 import ldap3
 import pytest
 
-from connectors.ldap.connection import LdapConnection
-from connectors.ldap.target import LdapTarget, LdapTargetOptions
+from syncd.connectors.ldap.connection import LdapConnection
+from syncd.connectors.ldap.target import LdapTarget, LdapTargetOptions
 from tests.contract.harness import BAD_PASSWORD, Stored, TargetHarness, register
 from tests.servers.ports import free_port
 from tests.servers.slapd import ROOT_PW, Slapd

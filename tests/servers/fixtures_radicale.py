@@ -100,7 +100,7 @@ class _CardDavHarness(TargetHarness):
         (secret_dir / "bad").write_text(BAD_PASSWORD)
 
     def _target(self, url: str, password_file: str) -> Any:
-        from connectors.carddav import CardDavConnection, CardDavTarget, CardDavTargetOptions
+        from syncd.connectors.carddav import CardDavConnection, CardDavTarget, CardDavTargetOptions
 
         conn = CardDavConnection.model_validate(
             {

@@ -9,7 +9,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from connectors.sql import SqlConnection
+from syncd.connectors.sql import SqlConnection
 
 
 @dataclass

@@ -8,8 +8,8 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from connectors.sql import SqlConnection, SqlSource, SqlSourceOptions
-from connectors.sql.source import decode_cursor
+from syncd.connectors.sql import SqlConnection, SqlSource, SqlSourceOptions
+from syncd.connectors.sql.source import decode_cursor
 from syncd.contracts import Op
 from syncd.errors import ConnectionFailed, SourceError
 from tests.servers.ports import free_port

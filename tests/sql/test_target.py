@@ -8,7 +8,7 @@ import time
 import pytest
 from pydantic import ValidationError
 
-from connectors.sql import CONNECTOR, SqlConnection, SqlTarget, SqlTargetOptions
+from syncd.connectors.sql import CONNECTOR, SqlConnection, SqlTarget, SqlTargetOptions
 from syncd.contracts import Action, ActionKind
 from syncd.errors import ConnectionFailed, SecretError, TargetError
 

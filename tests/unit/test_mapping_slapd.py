@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from connectors.ldap.connection import LdapConnection
-from connectors.ldap.source import LdapSource, LdapSourceOptions
+from syncd.connectors.ldap.connection import LdapConnection
+from syncd.connectors.ldap.source import LdapSource, LdapSourceOptions
 from syncd.contracts import Op
 from syncd.errors import MappingError
 from syncd.mapping import Mapping

@@ -163,7 +163,7 @@ def check_fields(fields: Iterable[str], kind: str) -> None:
     if unknown:
         raise FieldProblem(
             f"unknown Exchange {kind} field(s) {', '.join(unknown)} "
-            "(see connectors/exchange/fields.py for the names)"
+            "(see syncd/connectors/exchange/fields.py for the names)"
         )
 
 

@@ -34,7 +34,7 @@ from exchangelib import errors as ewserr
 from exchangelib.protocol import BaseProtocol, FailFast
 from exchangelib.version import EXCHANGE_2013, EXCHANGE_2013_SP1, EXCHANGE_2016, EXCHANGE_2019
 
-from connectors.exchange.models import ExchangeConnection
+from syncd.connectors.exchange.models import ExchangeConnection
 from syncd.errors import ConnectionFailed, SecretError, TargetError
 
 log = logging.getLogger(__name__)

@@ -44,7 +44,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError, NoSuchTableError, SQLAlchemyError
 from sqlalchemy.types import NullType
 
-from connectors.sql.connection import SqlConnection, doctor_connect, error_line, make_engine
+from syncd.connectors.sql.connection import SqlConnection, doctor_connect, error_line, make_engine
 from syncd.contracts import Change, CheckResult, Op, Read, ReadOutcome, Source
 from syncd.errors import ConnectionFailed, SourceError
 from syncd.state.fingerprint import encode

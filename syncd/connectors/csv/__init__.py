@@ -1,6 +1,6 @@
 """CSV connector: a file (or the newest file of a drop folder) as a source."""
 
-from connectors.csv.source import CsvConnection, CsvSource, CsvSourceOptions
+from syncd.connectors.csv.source import CsvConnection, CsvSource, CsvSourceOptions
 from syncd.contracts import ConnectorSpec
 
 CONNECTOR = ConnectorSpec(

@@ -8,14 +8,14 @@ LDAP-target work.
 
 from __future__ import annotations
 
-from connectors.ldap.connection import LdapConnection
-from connectors.ldap.source import LdapSource, LdapSourceOptions
+from syncd.connectors.ldap.connection import LdapConnection
+from syncd.connectors.ldap.source import LdapSource, LdapSourceOptions
 from syncd.contracts import ConnectorSpec
 
 try:
-    from connectors.ldap.target import LdapTarget, LdapTargetOptions
+    from syncd.connectors.ldap.target import LdapTarget, LdapTargetOptions
 except ModuleNotFoundError as err:  # the target module is not there yet: source only
-    if err.name != "connectors.ldap.target":
+    if err.name != "syncd.connectors.ldap.target":
         raise
     LdapTarget = LdapTargetOptions = None  # type: ignore[assignment,misc]
 

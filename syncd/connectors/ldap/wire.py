@@ -8,7 +8,7 @@ from the socket by :func:`search`, one LDAP message at a time, and decoded by a 
 BER reader specialised for search results. Memory is bounded by one message plus the
 socket buffers: TCP flow control makes the server wait while we process.
 
-Values stay ``bytes`` here; :mod:`connectors.ldap.values` applies the value convention.
+Values stay ``bytes`` here; :mod:`syncd.connectors.ldap.values` applies the value convention.
 """
 
 from __future__ import annotations

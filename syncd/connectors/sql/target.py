@@ -54,7 +54,7 @@ from sqlalchemy.exc import (
 )
 from sqlalchemy.types import TypeEngine
 
-from connectors.sql.connection import (
+from syncd.connectors.sql.connection import (
     SqlConnection,
     doctor_connect,
     error_line,

@@ -522,7 +522,7 @@ class LdapTarget(Target):
         Raises ConnectionFailed or TargetError."""
         if self.conn is not None:
             return
-        from connectors.ldap.connection import connect
+        from syncd.connectors.ldap.connection import connect
 
         conn = connect(self.connection)  # type: ignore[arg-type]
         # ldap3's name checking re-escapes DNs that are already escaped.

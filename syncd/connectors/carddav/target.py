@@ -33,9 +33,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 
-from connectors.carddav import vcard
-from connectors.carddav.config import CardDavConnection, CardDavTargetOptions
-from connectors.carddav.dav import DavClient, short_status, strong_etag
+from syncd.connectors.carddav import vcard
+from syncd.connectors.carddav.config import CardDavConnection, CardDavTargetOptions
+from syncd.connectors.carddav.dav import DavClient, short_status, strong_etag
 from syncd.contracts import Action, ActionKind, ActionResult, CheckResult, Target
 from syncd.errors import ConnectionFailed, SecretError, TargetError
 

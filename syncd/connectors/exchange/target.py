@@ -49,9 +49,9 @@ from exchangelib.services import (
     UpdateItem,
 )
 
-from connectors.exchange import fields as F
-from connectors.exchange.client import make_account, translate, with_backoff
-from connectors.exchange.models import (
+from syncd.connectors.exchange import fields as F
+from syncd.connectors.exchange.client import make_account, translate, with_backoff
+from syncd.connectors.exchange.models import (
     ExchangeConnection,
     ExchangeTargetOptions,
     split_folder_path,

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 
 import ldap3
 
-from connectors.ldap import wire
-from connectors.ldap.values import decode_attributes
+from syncd.connectors.ldap import wire
+from syncd.connectors.ldap.values import decode_attributes
 from syncd.errors import SourceError
 
 OID_SYNC = "1.3.6.1.4.1.4203.1.9.1.1"

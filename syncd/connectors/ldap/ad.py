@@ -50,8 +50,8 @@ from typing import Any
 
 import ldap3
 
-from connectors.ldap import wire
-from connectors.ldap.ad_common import (
+from syncd.connectors.ldap import wire
+from syncd.connectors.ldap.ad_common import (
     DOMAIN_SCOPE,
     GUID_BATCH,
     SHOW_DELETED,
@@ -75,7 +75,7 @@ from connectors.ldap.ad_common import (
     trusted_cursor,
     upserts,
 )
-from connectors.ldap.values import decode_attributes
+from syncd.connectors.ldap.values import decode_attributes
 from syncd.contracts import Change, CheckResult, Read, ReadOutcome, batched
 from syncd.errors import ConfigError, SourceError
 

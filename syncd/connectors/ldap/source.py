@@ -32,23 +32,23 @@ from typing import Any, Literal
 import ldap3
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from connectors.ldap import wire
-from connectors.ldap.connection import (
+from syncd.config import parse_duration
+from syncd.connectors.ldap import wire
+from syncd.connectors.ldap.connection import (
     LdapConnection,
     bind_connection,
     connect,
     server_identity,
 )
-from connectors.ldap.rootdse import RootDse, pick_method, read_rootdse
-from connectors.ldap.syncrepl import SyncreplRefresh
-from connectors.ldap.timestamp import (
+from syncd.connectors.ldap.rootdse import RootDse, pick_method, read_rootdse
+from syncd.connectors.ldap.syncrepl import SyncreplRefresh
+from syncd.connectors.ldap.timestamp import (
     Watermark,
     format_generalized_time,
     parse_generalized_time,
     since_filter,
 )
-from connectors.ldap.values import BINARY_ATTRIBUTES, to_change
-from syncd.config import parse_duration
+from syncd.connectors.ldap.values import BINARY_ATTRIBUTES, to_change
 from syncd.contracts import Change, CheckResult, Read, ReadOutcome, Source
 from syncd.errors import ConnectionFailed, SourceError, UserError
 
@@ -505,7 +505,7 @@ class LdapSource(Source):
     def _read_ad(
         self, conn: ldap3.Connection, method: str, state: dict | None, due_full: bool, id_attr: str
     ) -> Iterator[Change]:
-        from connectors.ldap import ad  # owned by the AD connector; imported only here
+        from syncd.connectors.ldap import ad  # owned by the AD connector; imported only here
 
         requested, _ = self._attributes(id_attr)
         options = self.options.model_copy(
@@ -581,7 +581,7 @@ class LdapSource(Source):
                 method, why = self.resolve_method(conn, root)
                 results.append(CheckResult("change tracking", True, f"using {method} ({why})"))
                 if method in ("dirsync", "usn"):
-                    from connectors.ldap import ad
+                    from syncd.connectors.ldap import ad
 
                     results.extend(ad.check(conn, self.options, method))
             except SourceError as err:

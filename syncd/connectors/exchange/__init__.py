@@ -11,8 +11,8 @@ path. EWS in Exchange Online is blocked for new apps since 2026-10 and retired i
 
 from __future__ import annotations
 
-from connectors.exchange.models import ExchangeConnection, ExchangeTargetOptions
-from connectors.exchange.target import ExchangeTarget
+from syncd.connectors.exchange.models import ExchangeConnection, ExchangeTargetOptions
+from syncd.connectors.exchange.target import ExchangeTarget
 from syncd.contracts import ConnectorSpec
 
 CONNECTOR = ConnectorSpec(

@@ -1,10 +1,10 @@
-"""Building blocks of the Active Directory change methods (see :mod:`connectors.ldap.ad`).
+"""Building blocks of the Active Directory change methods (see :mod:`syncd.connectors.ldap.ad`).
 
 Server identity (dsServiceName, invocationId, highestCommittedUSN), naming contexts,
 DN scope tests, the AD cursor, and the re-read of changed objects as complete entries
 (with ranged retrieval of huge multi-valued attributes such as ``member``).
 
-Every search here goes through :mod:`connectors.ldap.wire` and is read to its end
+Every search here goes through :mod:`syncd.connectors.ldap.wire` and is read to its end
 before the next one starts (one connection, one search in flight).
 """
 
@@ -23,8 +23,13 @@ from typing import Any
 import ldap3
 from ldap3.utils.dn import parse_dn
 
-from connectors.ldap import wire
-from connectors.ldap.values import BINARY_ATTRIBUTES, decode_attributes, guid_to_str, to_change
+from syncd.connectors.ldap import wire
+from syncd.connectors.ldap.values import (
+    BINARY_ATTRIBUTES,
+    decode_attributes,
+    guid_to_str,
+    to_change,
+)
 from syncd.contracts import Change, Op
 from syncd.errors import ConfigError, SourceError
 

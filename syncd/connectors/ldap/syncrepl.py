@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 
 import ldap3
 
-from connectors.ldap import wire
-from connectors.ldap.values import BINARY_ATTRIBUTES, to_change, uuid_to_str
+from syncd.connectors.ldap import wire
+from syncd.connectors.ldap.values import BINARY_ATTRIBUTES, to_change, uuid_to_str
 from syncd.contracts import Change, Op
 from syncd.errors import SourceError
 

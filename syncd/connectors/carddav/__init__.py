@@ -1,13 +1,13 @@
 """CardDAV connector: a target writing people and groups as vCards into an address book
 (Nextcloud, SOGo, Radicale, iCloud, Fastmail...), on httpx + lxml + vobject.
 
-Config: :class:`~connectors.carddav.config.CardDavConnection` (``type: carddav``) and
-:class:`~connectors.carddav.config.CardDavTargetOptions`. Record fields:
-:mod:`connectors.carddav.vcard`. Behaviour: :mod:`connectors.carddav.target`.
+Config: :class:`~syncd.connectors.carddav.config.CardDavConnection` (``type: carddav``) and
+:class:`~syncd.connectors.carddav.config.CardDavTargetOptions`. Record fields:
+:mod:`syncd.connectors.carddav.vcard`. Behaviour: :mod:`syncd.connectors.carddav.target`.
 """
 
-from connectors.carddav.config import CardDavConnection, CardDavTargetOptions
-from connectors.carddav.target import CardDavTarget
+from syncd.connectors.carddav.config import CardDavConnection, CardDavTargetOptions
+from syncd.connectors.carddav.target import CardDavTarget
 from syncd.contracts import ConnectorSpec
 
 CONNECTOR = ConnectorSpec(

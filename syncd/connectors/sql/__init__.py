@@ -2,9 +2,9 @@
 a source (HR database). SQLite and PostgreSQL are tested; other SQLAlchemy databases
 connect but the target's upserts are implemented for those two."""
 
-from connectors.sql.connection import SqlConnection
-from connectors.sql.source import SqlSource, SqlSourceOptions
-from connectors.sql.target import SqlTarget, SqlTargetOptions
+from syncd.connectors.sql.connection import SqlConnection
+from syncd.connectors.sql.source import SqlSource, SqlSourceOptions
+from syncd.connectors.sql.target import SqlTarget, SqlTargetOptions
 from syncd.contracts import ConnectorSpec
 
 CONNECTOR = ConnectorSpec(

@@ -31,7 +31,7 @@ from xml.sax.saxutils import escape as xml_escape
 import httpx
 from lxml import etree
 
-from connectors.carddav.config import CardDavConnection, is_loopback
+from syncd.connectors.carddav.config import CardDavConnection, is_loopback
 from syncd.errors import ConnectionFailed, TargetError
 
 log = logging.getLogger(__name__)
