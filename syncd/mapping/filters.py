@@ -29,6 +29,7 @@ from jinja2 import Undefined, pass_context
 from jinja2.runtime import Context
 
 from syncd.mapping.dn import first_ava, parse_dn, split_first
+from syncd.mapping.limits import bounded_join, lookup_time
 
 __all__ = ["FILTERS", "LOOKUP_KEY", "TESTS", "UAC_FLAGS"]
 
@@ -108,10 +109,10 @@ def join(value: Any, sep: str = "", attribute: Any = None) -> str:
     del attribute  # accepted for compatibility with Jinja's join; not supported
     if type(value) is list:
         try:
-            return sep.join(value)  # all text: the common case
+            return bounded_join(value, sep)  # all text: the common case
         except TypeError:
             pass  # bytes or None among the values: the careful way below
-    return sep.join(_text(v, "join") for v in values(value) if not _empty(v))
+    return bounded_join([_text(v, "join") for v in values(value) if not _empty(v)], sep)
 
 
 def default(value: Any, default_value: Any = "", boolean: bool = False) -> Any:
@@ -511,7 +512,8 @@ def lookup(context: Context, value: Any, job: str, kind: str = "target_id") -> A
 
     def one(dn: Any) -> Any:
         dn = _text(dn, "lookup")
-        return fn(job, dn) if kind == "target_id" else fn(job, dn, kind=kind)
+        with lookup_time():
+            return fn(job, dn) if kind == "target_id" else fn(job, dn, kind=kind)
 
     if _empty(value):
         return None

@@ -30,6 +30,7 @@ from syncd.contracts import Change, FieldValue
 from syncd.errors import ConfigError, MappingError, UserError
 from syncd.mapping import types
 from syncd.mapping.filters import LOOKUP_KEY
+from syncd.mapping.limits import RenderBudget, bounded_text
 from syncd.mapping.loader import MappingSpec, ValueSpec, find_all, parse_mapping
 from syncd.mapping.sandbox import MappingEnvironment
 
@@ -317,8 +318,14 @@ class Mapping:
         ``lookup(job, dn)`` is what the ``lookup`` filter calls. A
         :class:`~syncd.errors.UserError` it raises (the state store is gone...) is not
         this entry's fault and propagates unchanged; any other exception quarantines
-        the entry like an expression error.
+        the entry like an expression error. A render that would build a value beyond
+        :data:`~syncd.mapping.limits.MAX_SIZE` or take longer than
+        :data:`~syncd.mapping.limits.TIME_LIMIT` is a MappingError too.
         """
+        with RenderBudget():
+            return self._map(change, lookup)
+
+    def _map(self, change: Change, lookup: Lookup | None) -> MappedRecord | None:
         attrs = change.attributes
         results: dict[str, Any] = {}
         template_vars: dict[str, Any] | None = None
@@ -398,7 +405,7 @@ class Mapping:
         template = self._templates[slot]
         try:
             ctx = template.new_context(template_vars, shared=True)
-            return template.environment.concat(template.root_render_func(ctx))
+            return bounded_text(template.root_render_func(ctx))
         except UserError:
             raise
         except Exception as err:
