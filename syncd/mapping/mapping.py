@@ -31,7 +31,7 @@ from syncd.errors import ConfigError, MappingError, UserError
 from syncd.mapping import types
 from syncd.mapping.filters import LOOKUP_KEY
 from syncd.mapping.limits import RenderBudget, bounded_text
-from syncd.mapping.loader import MappingSpec, ValueSpec, find_all, parse_mapping
+from syncd.mapping.loader import TOO_DEEP, MappingSpec, ValueSpec, find_all, parse_mapping
 from syncd.mapping.sandbox import MappingEnvironment
 
 __all__ = ["MappedRecord", "Mapping"]
@@ -160,6 +160,8 @@ class Mapping:
             # Every expression compiled on its own in the loader; this would be a bug
             # in how they are combined, still reported as a config problem.
             raise ConfigError(f"{source}:1: cannot compile the mapping: {err}") from err
+        except (RecursionError, SyntaxError):
+            raise ConfigError(f"{source}:1: the mapping is {TOO_DEEP}") from None
         log.debug(
             "mapping %s: %d fields, %d expressions in one program, %d text templates",
             source,
