@@ -9,8 +9,9 @@ Two rules, both checked *before* the work is done wherever a single step could b
   every other call and filter has its result checked after it ran (those results are
   at most a small multiple of their inputs);
 * one entry's render may take at most :data:`TIME_LIMIT` seconds (wall clock, time
-  spent in the engine's ``lookup`` not counted). Every loop iteration, call, filter
-  and operator checks the deadline, so loops and recursion stop at it.
+  spent in the engine's ``lookup`` not counted). Every loop iteration and every call
+  (macros, methods, recursive loops) checks the deadline, so loops and recursion stop
+  at it; without them an expression does a bounded number of bounded steps.
 
 A step that breaks a bound raises :class:`~jinja2.sandbox.SecurityError`; the mapping
 turns it into a MappingError for that entry (quarantined, the run goes on).
@@ -29,11 +30,12 @@ from jinja2.sandbox import SecurityError
 __all__ = [
     "MAX_SIZE",
     "TIME_LIMIT",
-    "RenderBudget",
     "check_printf",
     "check_size",
     "checked_result",
+    "end_render",
     "lookup_time",
+    "start_render",
     "tick",
 ]
 
@@ -48,33 +50,22 @@ _SIZED = (str, bytes, bytearray, list, tuple, dict, set, frozenset)
 
 class _State(threading.local):
     deadline: float | None = None
-    limit: float = TIME_LIMIT
 
 
 _state = _State()
 
 
-class RenderBudget:
-    """``with RenderBudget(): ...``: the time budget of one render in this thread.
+def start_render() -> float | None:
+    """Start the time budget of one render in this thread; returns what
+    :func:`end_render` restores (a function pair rather than a context manager: this
+    runs once per entry, and the pair costs a fraction of one)."""
+    previous = _state.deadline
+    _state.deadline = monotonic() + TIME_LIMIT
+    return previous
 
-    Nested budgets keep the outer deadline when it is the earlier one."""
 
-    __slots__ = ("_previous", "_seconds")
-
-    def __init__(self, seconds: float | None = None):
-        self._seconds = TIME_LIMIT if seconds is None else seconds
-        self._previous: tuple[float | None, float] = (None, TIME_LIMIT)
-
-    def __enter__(self) -> RenderBudget:
-        st = _state
-        self._previous = (st.deadline, st.limit)
-        deadline = monotonic() + self._seconds
-        if st.deadline is None or deadline < st.deadline:
-            st.deadline, st.limit = deadline, self._seconds
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        _state.deadline, _state.limit = self._previous
+def end_render(previous: float | None) -> None:
+    _state.deadline = previous
 
 
 def tick() -> None:
@@ -83,7 +74,7 @@ def tick() -> None:
     deadline = _state.deadline
     if deadline is not None and monotonic() > deadline:
         raise SecurityError(
-            f"the mapping took longer than {_state.limit:g} s for this entry "
+            f"the mapping took longer than {TIME_LIMIT:g} s for this entry "
             "(a loop or a recursion too big)"
         )
 

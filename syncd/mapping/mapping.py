@@ -30,7 +30,7 @@ from syncd.contracts import Change, FieldValue
 from syncd.errors import ConfigError, MappingError, UserError
 from syncd.mapping import types
 from syncd.mapping.filters import LOOKUP_KEY
-from syncd.mapping.limits import RenderBudget, bounded_text
+from syncd.mapping.limits import bounded_text, end_render, start_render
 from syncd.mapping.loader import TOO_DEEP, MappingSpec, ValueSpec, find_all, parse_mapping
 from syncd.mapping.sandbox import MappingEnvironment
 
@@ -324,8 +324,13 @@ class Mapping:
         :data:`~syncd.mapping.limits.MAX_SIZE` or take longer than
         :data:`~syncd.mapping.limits.TIME_LIMIT` is a MappingError too.
         """
-        with RenderBudget():
+        if self._program is None and not self._templates:
+            return self._map(change, lookup)  # plain attributes: nothing to bound
+        budget = start_render()
+        try:
             return self._map(change, lookup)
+        finally:
+            end_render(budget)
 
     def _map(self, change: Change, lookup: Lookup | None) -> MappedRecord | None:
         attrs = change.attributes

@@ -12,9 +12,9 @@ lists and dicts) with:
   value (``*``, ``**``, ``%``, ``+``, ``~``), every str/bytes method that can (``format``,
   ``replace``, ``join``, padding, ``expandtabs``, ``translate``), the ``format``,
   ``replace``, ``join`` and ``sum`` filters compute their result's size first; every
-  other call and filter has its result checked; every loop iteration, call, filter and
-  operator checks the render's deadline. No constant folding at load time, so nothing
-  of an expression runs before a render;
+  other call and filter has its result checked; every loop iteration and call checks
+  the render's deadline. No constant folding at load time, so nothing of an expression
+  runs before a render;
 * without the text-layout builtins (``center``, ``indent``, ``wordwrap``, ``urlize``)
   and globals (``lipsum``, ``cycler``, ``joiner``) directory data never needs;
 * ``finalize`` for text templates: None renders as "", a one-value list as that value;
@@ -107,7 +107,10 @@ class MappingEnvironment(ImmutableSandboxedEnvironment):
         self.filters["format"] = _format_filter
         self.filters["replace"] = _replace_filter
         self.filters["sum"] = _sum_filter
-        self.filters = {name: _checked(name, fn) for name, fn in self.filters.items()}
+        self.filters = {
+            name: fn if name in _BOUNDED_FILTERS else _checked(name, fn)
+            for name, fn in self.filters.items()
+        }
         self.filters[_LOOP_FILTER] = limits.bounded_iter
         # today(): the local date as ISO text, for HR start/end dates (called per record,
         # so a long-running daemon sees the date change).
@@ -138,22 +141,12 @@ class MappingEnvironment(ImmutableSandboxedEnvironment):
             super().call(__context, __obj, *args, **kwargs), "the call's result"
         )
 
-    def getattr(self, obj: Any, attribute: str) -> Any:
-        tick()
-        return super().getattr(obj, attribute)
-
-    def getitem(self, obj: Any, argument: Any) -> Any:
-        tick()
-        return super().getitem(obj, argument)
-
     def concat_checked(self, parts: tuple[Any, ...]) -> str:
         """``a ~ b ~ c``: the text of each part, joined when the total fits."""
-        tick()
         return bounded_join([str(p) for p in parts], "", "concatenation")
 
     def call_binop(self, context: Any, operator_: str, left: Any, right: Any) -> Any:
         """Refuse repetition, powers, %-formatting and ``+`` that would build huge values."""
-        tick()
         if operator_ == "*":
             for seq, count in ((left, right), (right, left)):
                 if isinstance(seq, _SEQUENCES) and isinstance(count, int):
@@ -280,13 +273,52 @@ _METHOD_GUARDS: dict[str, Callable[..., Any]] = {
 # ---------------------------------------------------------------- filters
 
 
+_BOUNDED_FILTERS = frozenset(
+    # Never bigger than their input (or bounded themselves): no check needed, and these
+    # are the ones every mapping uses, once per entry.
+    [
+        "first",
+        "values",
+        "join",
+        "default",
+        "d",
+        "int",
+        "float",
+        "lower",
+        "upper",
+        "strip",
+        "trim",
+        "dn_value",
+        "dn_values",
+        "rdn",
+        "rdn_value",
+        "parent_dn",
+        "dn_parts",
+        "guid",
+        "sid",
+        "filetime",
+        "generalized_time",
+        "uac",
+        "disabled",
+        "phone",
+        "email",
+        "lookup",
+        "format",
+        "replace",
+        "sum",
+        "length",
+        "count",
+    ]
+)
+
+
 def _checked(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``fn`` with the deadline checked before and its result's size after."""
+    """``fn`` with its result's size checked (chained filters that grow their input,
+    ``hex | hex | hex``, ``urlencode`` of ``%``..., stop at the size limit)."""
     what = f"filter {name}"
 
     @functools.wraps(fn)
     def checked(*args: Any, **kwargs: Any) -> Any:
-        tick()
         return limits.checked_result(fn(*args, **kwargs), what)
 
     return checked
