@@ -355,8 +355,10 @@ class _Run:
             synced_before = self.store.count_objects(self.job.name)
             self.state_empty = synced_before == 0
             correlating = self._correlating(target)
-            # A complete run (--full, full_every...) also reads the target back when it
-            # can, so what was edited or deleted there by hand is repaired (drift).
+            # A reconciling run (--full, or a complete read the engine forces) also reads
+            # the target back when it can, so what was edited or deleted there by hand is
+            # repaired (drift). Not on every complete read of the source: `changes: full`
+            # jobs would read the whole target on every run.
             verifying = self.full and type(target).read_back is not Target.read_back
             if correlating or self.apply_mode or verifying:
                 target.open()
