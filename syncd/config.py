@@ -100,7 +100,10 @@ class StateSection(_Strict):
             raise ValueError(
                 "not a database URL (expected e.g. postgresql+psycopg://syncd@db/syncd)"
             ) from None
-        if url.password:
+        from syncd.urls import url_secret_problem
+
+        problem = "a password" if url.password else url_secret_problem(value)
+        if problem:
             raise ValueError(
                 "the URL must not contain the password; use state.password: {env: NAME}"
             )
