@@ -151,7 +151,9 @@ def safe_url(url: URL | str) -> str:
         u = make_url(url) if isinstance(url, str) else url
     except ArgumentError:
         return "<invalid url>"
-    return u.render_as_string(hide_password=True)
+    from syncd.urls import redact_url  # also masks ?password= and the like
+
+    return redact_url(u.render_as_string(hide_password=True))
 
 
 def _parse_url(url: str) -> URL:
