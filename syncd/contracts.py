@@ -19,7 +19,7 @@ Value conventions (shared by every connector, so mappings are portable):
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Container, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar
@@ -196,6 +196,13 @@ class Target(ABC):
         reconciliation jobs on their first run). Default: no correlation."""
         return []
 
+    def read_back(self) -> ReadBack | None:
+        """What the target holds now, for drift repair on a complete run (``--full``):
+        items edited or deleted by hand, orphans. Called after :meth:`open`; reads only.
+        Default None: this target cannot list what it holds, and a complete run compares
+        the source with syncd's state only."""
+        return None
+
     def check(self) -> list[CheckResult]:
         """Checks for `syncd doctor`. Default: none."""
         return []
@@ -205,6 +212,26 @@ class Target(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections. Safe to call twice."""
+
+
+class ReadBack(ABC):
+    """A target's own items, as read back for one complete run.
+
+    The engine asks :meth:`differs` for every synced object the source still has, and
+    :meth:`orphans` once at the end. Both only read.
+    """
+
+    @abstractmethod
+    def differs(self, state: Any, fields: dict[str, FieldValue]) -> str | None:
+        """Why the target's item for this synced object (``state``: its ObjectState) is
+        not what syncd would write for ``fields`` now: ``"missing"`` (deleted outside
+        syncd), ``"edited"`` (changed outside syncd); None when it matches."""
+
+    def orphans(self, known_keys: Container[str]) -> Iterator[tuple[str, str | None]]:
+        """(key, target id) of items the target holds as syncd's own (tagged with a key
+        of this job) whose key is not in ``known_keys``: left by a crash or by a state
+        reset. Default: none (the target cannot tell its own items from others')."""
+        return iter(())
 
 
 @dataclass(frozen=True)

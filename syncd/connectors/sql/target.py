@@ -60,7 +60,7 @@ from syncd.connectors.sql.connection import (
     error_line,
     make_engine,
 )
-from syncd.contracts import Action, ActionKind, ActionResult, CheckResult, Target
+from syncd.contracts import Action, ActionKind, ActionResult, CheckResult, ReadBack, Target
 from syncd.errors import ConnectionFailed, TargetError
 
 log = logging.getLogger(__name__)
@@ -589,6 +589,12 @@ class SqlTarget(Target):
         if not updates:
             return stmt.on_conflict_do_nothing(index_elements=[self.table.c[key]])
         return stmt.on_conflict_do_update(index_elements=[self.table.c[key]], set_=updates)
+
+    def read_back(self) -> ReadBack:
+        """The table's rows as digests of the columns syncd writes (see readback.py)."""
+        from syncd.connectors.sql.readback import SqlReadBack
+
+        return SqlReadBack(self)
 
     # ------------------------------------------------------------------ doctor
     def check(self) -> list[CheckResult]:
