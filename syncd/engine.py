@@ -318,6 +318,10 @@ class _Run:
         self.state_empty = False
         self.readback: Any = None
         self.drift: Counter = Counter()
+        # Keys the target found edited or removed by hand (Target.drift): planned again
+        # with every field; the values the target keeps are committed with the cursor.
+        self.repair_keys: set[str] = set()
+        self.target_values: dict[str, str | None] = {}
 
     # ------------------------------------------------------------------ the run
     def execute(self) -> RunReport:
@@ -380,6 +384,8 @@ class _Run:
                 target.open()
             if verifying:
                 self.readback = target.read_back()
+            if self.apply_mode and self._target_drift(target):
+                cursor = None
             plan, outcome = self.read_and_plan(source, target if correlating else None, cursor)
             self.read_complete = outcome.complete
             rep.method = outcome.method
@@ -517,6 +523,30 @@ class _Run:
             end.connection.options, end.options, job=self.job.name
         )
 
+    def _target_drift(self, target: Target) -> bool:
+        """Ask the target what changed in it outside syncd. True when something must be
+        repaired: then the read is complete, so the source lists those records."""
+        if type(target).drift is Target.drift:
+            return False
+        job = self.job.name
+        drift = target.drift(
+            self.store.get_target_state(job), lambda: (o.key for o in self.store.iter_objects(job))
+        )
+        if drift is None:
+            return False
+        self.target_values = dict(drift.values)
+        self.report.notes.extend(drift.notes)
+        if not drift.keys:
+            return False
+        self.repair_keys = set(drift.keys)
+        self.report.counts["drifted"] += len(drift.keys)
+        self.report.notes.append(
+            f"{len(drift.keys)} item(s) changed or removed in the target outside syncd: "
+            "complete read to write them again"
+        )
+        self.full = True
+        return True
+
     def _correlating(self, target: Target) -> bool:
         return self.job.section.correlate and type(target).correlate is not Target.correlate
 
@@ -651,8 +681,12 @@ class _Run:
         key_owner = self.key_owner
         quarantined_before = self.previously_quarantined
         plan_upsert = planner.plan_upsert
+        repair = self.repair_keys
         for change, state, record in mapped:
             sid, key = change.source_id, record.key
+            if repair and state is not None and state.key in repair:
+                # Edited by hand in the target: plan it as if nothing had been pushed.
+                state = dataclasses.replace(state, fingerprint="", digests={})
             owner = key_owner.get(key)
             if owner is None and (state is None or state.key != key):
                 owner = holders.get(key)
@@ -710,6 +744,7 @@ class _Run:
         orphans = sum(1 for _ in self.readback.orphans(known))
         if orphans:
             self.drift["orphaned"] += orphans
+
     def _orphan_key_free(self, key: str, sid: str) -> bool:
         """True when no other object claims ``key`` (in this read or in the state), so a
         delete by that key cannot remove another object's item."""
@@ -842,8 +877,14 @@ class _Run:
             rep.error = f"{failed} write(s) failed; they are retried on the next run"
             rep.notes.append("cursor not advanced because some writes failed")
             return
-        if outcome.cursor is not None:
-            self.store.commit(self.job.name, cursor=outcome.cursor)
+        if outcome.cursor is not None or self.target_values:
+            from syncd.state.store import KEEP
+
+            self.store.commit(
+                self.job.name,
+                cursor=outcome.cursor if outcome.cursor is not None else KEEP,
+                target_values=self.target_values,
+            )
         rep.status = "ok"
 
     def _mark_inflight(self, batch: list[planner.PlannedAction]) -> None:
