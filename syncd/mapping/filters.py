@@ -28,7 +28,7 @@ from typing import Any
 from jinja2 import Undefined, pass_context
 from jinja2.runtime import Context
 
-from syncd.mapping.dn import first_ava, parse_dn, split_first
+from syncd.mapping.dn import first_ava, normalize_dn, parse_dn, split_first
 from syncd.mapping.limits import bounded_join, lookup_time
 
 __all__ = ["FILTERS", "LOOKUP_KEY", "TESTS", "UAC_FLAGS"]
@@ -244,6 +244,13 @@ def parent_dn(dn: Any) -> str | None:
     if not text.strip():
         return None
     return split_first(text)[1] or None
+
+
+@_each
+def dn_normalize(dn: Any) -> str:
+    """The canonical text of a DN (see :func:`syncd.mapping.dn.normalize_dn`): two
+    spellings of one DN (case, spaces after commas, escapes) give the same text."""
+    return normalize_dn(_text(dn, "dn_normalize"))
 
 
 def dn_parts(dn: Any) -> list[list[list[str]]]:
@@ -540,6 +547,7 @@ FILTERS: dict[str, Callable[..., Any]] = {
     "rdn_value": rdn_value,
     "parent_dn": parent_dn,
     "dn_parts": dn_parts,
+    "dn_normalize": dn_normalize,
     "guid": guid,
     "sid": sid,
     "filetime": filetime,

@@ -294,6 +294,7 @@ _BOUNDED_FILTERS = frozenset(
         "rdn_value",
         "parent_dn",
         "dn_parts",
+        "dn_normalize",
         "guid",
         "sid",
         "filetime",

@@ -55,6 +55,7 @@ from syncd.contracts import (
     Target,
 )
 from syncd.errors import TargetError
+from syncd.mapping import dn as _dn
 
 log = logging.getLogger(__name__)
 
@@ -78,106 +79,26 @@ _CONSTRAINT_VIOLATION = 19
 
 
 # --------------------------------------------------------------------------------------
-# DNs (RFC 4514), written here rather than taken from ldap3: ldap3's escape_rdn fails on
-# an empty value and double-escapes a lone space, and its safe_dn re-escapes DNs.
-
-
-_SPECIAL = frozenset(',+"\\<>;=')
-_HEX = frozenset("0123456789abcdefABCDEF")
-
-
-def escape_rdn_value(value: str) -> str:
-    """Escape one attribute value for use in a DN (RFC 4514 section 2.4).
-
-    Raises ValueError for an empty value (a DN cannot hold one)."""
-    if value == "":
-        raise ValueError("an RDN value cannot be empty")
-    out: list[str] = []
-    for ch in value:
-        if ch in _SPECIAL:
-            out.append("\\" + ch)
-        elif ch < " " or ch == "\x7f":
-            out.append("".join(f"\\{b:02x}" for b in ch.encode("utf-8")))
-        else:
-            out.append(ch)
-    if value[0] in " #":
-        out[0] = "\\" + out[0]
-    if value[-1] == " " and (len(value) > 1 or value[0] != " "):
-        out[-1] = "\\ "
-    return "".join(out)
-
+# DNs (RFC 4514): syncd.mapping.dn is the one DN module (ldap3's escape_rdn fails on an
+# empty value and double-escapes a lone space, and its safe_dn re-escapes DNs).
 
 Rdn = tuple[tuple[str, str], ...]
 
 
+def escape_rdn_value(value: str) -> str:
+    """Escape one attribute value for use in a DN. Raises ValueError for an empty one."""
+    return _dn.escape_value(value)
+
+
 def parse_dn(dn: str) -> list[Rdn]:
     """Split a DN into RDNs of (type, unescaped value) pairs. Raises ValueError."""
-    rdns: list[Rdn] = []
-    avas: list[tuple[str, str]] = []
-    i, n = 0, len(dn)
-    if not dn.strip():
-        return []
-    while i < n:
-        eq = dn.find("=", i)
-        if eq < 0:
-            raise ValueError(f"not a DN: {dn!r}")
-        attr = dn[i:eq].strip()
-        if not attr:
-            raise ValueError(f"not a DN: {dn!r}")
-        i = eq + 1
-        while i < n and dn[i] == " ":
-            i += 1  # spaces after "=" are not part of the value (an escaped one is)
-        buf = bytearray()
-        keep = 0  # length of buf that escapes protect from trailing-space stripping
-        quoted = i < n and dn[i] == '"'
-        if quoted:
-            i += 1
-        while i < n:
-            c = dn[i]
-            if c == "\\" and i + 1 < n:
-                pair = dn[i + 1 : i + 3]
-                if len(pair) == 2 and pair[0] in _HEX and pair[1] in _HEX:
-                    buf += bytes.fromhex(pair)
-                    i += 3
-                else:
-                    buf += dn[i + 1].encode("utf-8")
-                    i += 2
-                keep = len(buf)
-            elif quoted and c == '"':
-                quoted = False
-                keep = len(buf)
-                i += 1
-            elif not quoted and c in ",+;":
-                break
-            else:
-                buf += c.encode("utf-8")
-                i += 1
-        while len(buf) > keep and buf.endswith(b" "):
-            del buf[-1]
-        avas.append((attr, buf.decode("utf-8", "replace")))
-        if i < n and dn[i] == "+":
-            i += 1
-            continue
-        rdns.append(tuple(avas))
-        avas = []
-        i += 1
-    if avas:
-        rdns.append(tuple(avas))
-    return rdns
+    return list(_dn.parse_dn(dn).rdns)
 
 
-def build_dn(rdns: Iterable[Rdn]) -> str:
-    """The string form of parsed RDNs, every value escaped."""
-    return ",".join("+".join(f"{t}={escape_rdn_value(v)}" for t, v in rdn) for rdn in rdns)
-
-
-def norm_dn(dn: str) -> tuple[tuple[tuple[str, str], ...], ...]:
-    """A comparable form: types and values lower-cased and in Unicode NFC, AVAs of an
-    RDN sorted (names in DNs match case-insensitively on both OpenLDAP and AD, and a
-    decomposed 'José' is the same name as a composed one)."""
-    return tuple(
-        tuple(sorted((t.lower(), _nfc(v).lower()) for t, v in rdn)) for rdn in parse_dn(dn)
-    )
+build_dn = _dn.build_dn
+norm_dn = _dn.norm_rdns
+same_dn = _dn.same_dn
+dn_within = _dn.dn_within
 
 
 def _nfc(value: str) -> str:
@@ -193,16 +114,6 @@ def _comparable(values: Sequence[str | bytes]) -> list[str]:
             v = _decode(v)
         out.append(repr(_nfc(v) if isinstance(v, str) else v))
     return sorted(out)
-
-
-def same_dn(a: str, b: str) -> bool:
-    return norm_dn(a) == norm_dn(b)
-
-
-def dn_within(dn: str, base: str) -> bool:
-    """True when ``dn`` is ``base`` or below it."""
-    nd, nb = norm_dn(dn), norm_dn(base)
-    return len(nd) >= len(nb) and (not nb or nd[len(nd) - len(nb) :] == nb)
 
 
 # --------------------------------------------------------------------------------------
