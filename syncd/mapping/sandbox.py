@@ -303,6 +303,7 @@ _BOUNDED_FILTERS = frozenset(
         "disabled",
         "phone",
         "email",
+        "samaccountname",
         "lookup",
         "format",
         "replace",
