@@ -200,6 +200,19 @@ class LdapTargetOptions(BaseModel):
         description="managed-group memberships of a disabled entry: keep them, or remove "
         "them (a returner gets the record's groups back)",
     )
+    unique: dict[str, str] = Field(
+        default_factory=dict,
+        description="record fields whose value must be unique in the directory: {field: "
+        "attribute}, e.g. {uid: uid} or {sAMAccountName: sAMAccountName}. A value another "
+        "entry already has gets a number (jdoe, jdoe2, jdoe3, ...; sAMAccountName stays "
+        "within 20 characters), checked by a search under unique_base when an entry is "
+        "created or the value changes; once assigned, an entry keeps its value",
+    )
+    unique_base: str | None = Field(
+        None,
+        description="where `unique` values are looked for (read only); default: base. "
+        "For AD sAMAccountName use the domain root: it is unique domain-wide",
+    )
     create_missing_ous: bool = Field(
         True, description="create missing organizationalUnit parents (inside base) on demand"
     )
@@ -225,6 +238,8 @@ class LdapTargetOptions(BaseModel):
                 parse_dn(self.group_base)
             for g in self.managed_groups:
                 parse_dn(g)
+            if self.unique_base:
+                parse_dn(self.unique_base)
         except ValueError as err:
             raise ValueError(str(err)) from None
         sample = _PLACEHOLDER.sub("x", self.dn_template)
@@ -243,6 +258,7 @@ class LdapTargetOptions(BaseModel):
             ("member_attribute", self.member_attribute),
             *(("correlate attribute", r.attribute) for r in self.correlate),
             *(("references attribute", a) for a in self.references.values()),
+            *(("unique attribute", a) for a in self.unique.values()),
         ]
         for what, name in names:
             if name is not None and not _ATTRIBUTE.fullmatch(name):
@@ -406,6 +422,21 @@ def _enabled(fields: dict[str, FieldValue]) -> bool:
     return bool(value)
 
 
+AD_SAM_MAX = 20
+"""Longest sAMAccountName Active Directory accepts."""
+
+
+def _numbered(want: str, limit: int | None) -> list[str]:
+    """``want``, then want2 ... want99, each cut to ``limit`` characters before its
+    number (no dot or space left before the number)."""
+    out = [want[:limit] if limit else want]
+    for n in range(2, 100):
+        suffix = str(n)
+        stem = want[: limit - len(suffix)] if limit else want
+        out.append(stem.rstrip(". ") + suffix)
+    return out
+
+
 def _random_password() -> str:
     """A password AD's complexity rules accept, that nobody knows."""
     alphabet = string.ascii_letters + string.digits
@@ -560,7 +591,7 @@ class LdapTarget(Target):
 
     def _fetch_attrs(self, owned: Iterable[str]) -> list[str]:
         o = self.options
-        names = {o.id_attr, o.key_attr, *owned, *o.disabled_attributes}
+        names = {o.id_attr, o.key_attr, *owned, *o.disabled_attributes, *o.unique.values()}
         if o.directory == "ad":
             names.add("userAccountControl")
         return sorted(names)
@@ -886,10 +917,11 @@ class LdapTarget(Target):
         entry = self._find_by_id(action.target_id, attrs) if action.target_id else None
         if entry is None:
             entry = self._find_by_key(action.key, attrs)
+        details: list[str] = []
+        fields = self._assign_unique(fields, owned, entry, action.key, details)
         missing = self._resolve_refs(fields, owned)
         owned[o.key_attr] = [action.key]
         want_dn = self._dn_for(fields, disabled=not enable)
-        details: list[str] = []
         old_dn: str | None = None
         writes_before = self._writes()
         if entry is None:
@@ -945,6 +977,65 @@ class LdapTarget(Target):
             action, ok=True, target_id=entry.target_id, detail="; ".join(details) or None
         )
         return result, missing
+
+    # -- unique values (logins) ---------------------------------------------------------
+
+    def _assign_unique(
+        self,
+        fields: dict[str, FieldValue],
+        owned: dict[str, list[str | bytes]],
+        entry: _Entry | None,
+        key: str,
+        details: list[str],
+    ) -> dict[str, FieldValue]:
+        """``fields`` with each ``unique`` field's value made free in the directory:
+        the entry's current value when it is the wanted one or a numbered form of it
+        (stable across runs), else the first of want, want2, want3... no other entry
+        has. Raises _ActionFailed when 99 numbers are taken."""
+        o = self.options
+        if not o.unique:
+            return fields
+        out = dict(fields)
+        names = {k.lower(): k for k in fields}
+        for fname, attr in o.unique.items():
+            name = names.get(fname.lower())
+            want = _first_text(fields.get(name)) if name else None
+            if not want:
+                continue
+            limit = AD_SAM_MAX if attr.lower() == "samaccountname" else None
+            have = _first_text(entry.values(attr)) if entry else None
+            candidates = _numbered(want, limit)
+            if have and have.lower() in {c.lower() for c in candidates}:
+                value = have
+            else:
+                value = self._free_value(attr, candidates, key, entry)
+                if value != want:
+                    details.append(f"{attr} {want} is taken: {value}")
+            if value == want:
+                continue
+            out[name] = value  # type: ignore[index]
+            for k in owned:
+                if k.lower() == attr.lower() or k.lower() == fname.lower():
+                    owned[k] = [value]
+        return out
+
+    def _free_value(self, attr: str, candidates: list[str], key: str, entry: _Entry | None) -> str:
+        o = self.options
+        base = o.unique_base or o.base
+        for value in candidates:
+            filt = f"({attr}={escape_filter_chars(value)})"
+            found = self._search(base, filt, [o.id_attr, o.key_attr])
+            others = [
+                e
+                for e in found
+                if not (entry is not None and e.target_id == entry.target_id)
+                and _first_text(e.values(o.key_attr)) != key  # type: ignore[arg-type]
+            ]
+            if not others:
+                return value
+        raise _ActionFailed(
+            f"no free {attr} for {candidates[0]}: {candidates[0]} to {candidates[-1]} are taken"
+        )
 
     def _create(
         self, dn: str, owned: dict[str, list[str | bytes]], enable: bool, details: list[str]
@@ -1274,7 +1365,7 @@ class LdapTarget(Target):
             details.append("not managed, ignored: " + ", ".join(ignored))
         current = self._groups_with(dn)
         attr = self.options.member_attribute
-        added, removed, problems = [], [], []
+        added, removed, problems, warnings = [], [], [], []
         if old_dn is not None and not same_dn(old_dn, dn):
             for key, gdn in self._groups_with(old_dn).items():
                 mods = [(ldap3.MODIFY_DELETE, [old_dn])]
@@ -1298,7 +1389,9 @@ class LdapTarget(Target):
                 ok_codes=(_VALUE_EXISTS, _NO_SUCH_OBJECT),
             )
             if code == _NO_SUCH_OBJECT:
-                problems.append(f"group {gdn} does not exist")
+                # The person is fine; the group is missing (a typo in the HR export,
+                # a group not created yet): the report shows it on that person.
+                warnings.append(f"warning: group {gdn} does not exist")
             else:
                 added.append(gdn)
                 self._member_changed(gdn, dn, True)
@@ -1320,6 +1413,7 @@ class LdapTarget(Target):
             details.append("added to " + " and ".join(added))
         if removed:
             details.append("removed from " + " and ".join(removed))
+        details.extend(warnings)
         if problems:
             raise _ActionFailed("; ".join([*details, *problems]))
 
