@@ -31,7 +31,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -184,11 +184,15 @@ def run_job(
     stop_event: threading.Event | None = None,
     progress: bool = False,
     store: Any = None,
+    verify: Callable[[Plan, str | None], None] | None = None,
 ) -> RunReport:
     """Run ``job_name`` once.
 
     ``apply=False`` is a dry run: it reads, maps and plans, writes nothing (no target
     write, no state write, no cursor move) and returns the plan in ``report.plan``.
+    ``verify(plan, cursor)`` is called with the whole plan and the cursor the read
+    started from, before the gates and any write (under the job lock when applying): it
+    raises a UserError to stop the run (``syncd apply`` refuses a stale stored plan).
     Raises UserError subclasses for user-fixable failures (GateStopped when a gate
     stops an applying run; ConnectionFailed, SourceError, TargetError...). The run
     record in the state store says what happened either way.
@@ -209,6 +213,7 @@ def run_job(
             stop_event=stop_event or threading.Event(),
             progress=progress,
         )
+        run.verify = verify
         with _quiet_gc():
             if not apply:
                 return run.execute()
@@ -298,6 +303,7 @@ class _Run:
         self.dn_moves: list[tuple[Any, str | None]] = []
         self._dn_cache: dict[tuple[str, str], Any] = {}
         self.reporter: Any = None
+        self.verify: Callable[[Plan, str | None], None] | None = None
         # Source ids with a failed action in this run. A key change is a delete of the
         # old item and a create of the new one: if the delete failed, the state must
         # keep the old key (even though the create worked) so the next run retries it.
@@ -363,6 +369,8 @@ class _Run:
             if verifying:
                 self.readback = target.read_back()
             plan, outcome = self.read_and_plan(source, target if correlating else None, cursor)
+            if self.verify is not None:
+                self.verify(plan, cursor)
             self.read_complete = outcome.complete
             rep.method = outcome.method
             rep.notes.extend(outcome.notes)
