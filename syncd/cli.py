@@ -357,8 +357,11 @@ def _print_plan_ldif(cfg: Config, report: Any) -> None:
 )
 @click.option("--full", is_flag=True, help="complete reconciliation, ignoring the cursor")
 @click.option("--progress/--no-progress", default=True, help="progress bar on a terminal")
+@click.option("--json", "as_json", is_flag=True, help="print the run report as JSON on stdout")
 @click.pass_context
-def sync(ctx: click.Context, job: str, allow_deletes: bool, full: bool, progress: bool) -> None:
+def sync(
+    ctx: click.Context, job: str, allow_deletes: bool, full: bool, progress: bool, as_json: bool
+) -> None:
     """Run JOB once: apply the changes and commit the state."""
     from syncd.engine import run_job
 
@@ -373,15 +376,27 @@ def sync(ctx: click.Context, job: str, allow_deletes: bool, full: bool, progress
         stop.set()
 
     signal.signal(signal.SIGTERM, _stop)
-    report = run_job(
-        cfg,
-        job,
-        apply=True,
-        allow_deletes=allow_deletes,
-        full=full,
-        stop_event=stop,
-        progress=progress,
-    )
+    try:
+        report = run_job(
+            cfg,
+            job,
+            apply=True,
+            allow_deletes=allow_deletes,
+            full=full,
+            stop_event=stop,
+            progress=progress,
+        )
+    except UserError as err:
+        if as_json:
+            from syncd.cli_ops import failure_json
+
+            click.echo(failure_json(job, err))
+        raise
+    if as_json:
+        from syncd.cli_ops import report_json
+
+        click.echo(report_json(report))
+        ctx.exit(1 if report.status == "failed" else 0)
     click.echo(
         f"{report.summary()} in {report.duration:.1f}s"
         + (f" (method {report.method})" if report.method else "")
@@ -397,9 +412,37 @@ def sync(ctx: click.Context, job: str, allow_deletes: bool, full: bool, progress
 @click.argument("job", required=False)
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--runs", default=5, show_default=True, help="runs shown per job")
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Nagios plugin: one status line; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN",
+)
+@click.option("--warning", metavar="AGE", help="--check: warn when the last success is older")
+@click.option("--critical", metavar="AGE", help="--check: critical when older (e.g. 6h)")
 @click.pass_context
-def status(ctx: click.Context, job: str | None, as_json: bool, runs: int) -> None:
-    """Last runs of each job and the quarantined entries with their reasons."""
+def status(
+    ctx: click.Context,
+    job: str | None,
+    as_json: bool,
+    runs: int,
+    check: bool,
+    warning: str | None,
+    critical: str | None,
+) -> None:
+    """Last runs of each job and the quarantined entries with their reasons.
+
+    --check: CRITICAL when the last run failed or the last success is older than
+    --critical (default 3 periods of the schedule, 50 h without one), WARNING when older
+    than --warning (default 2 periods, 25 h)."""
+    if check:
+        from syncd.cli_ops import status_check
+
+        try:
+            cfg = get_config(ctx)
+        except UserError as err:
+            click.echo(f"SYNCD UNKNOWN - {str(err).splitlines()[0]}")
+            ctx.exit(3)
+        ctx.exit(status_check(cfg, job, warning, critical))
 
     cfg = get_config(ctx)
     jobs = [cfg.job(job).name] if job else sorted(cfg.jobs)
@@ -565,7 +608,11 @@ def reference() -> None:
 
 
 def _register_optional(group: click.Group) -> None:
-    """Commands that live in their own modules (daemon, doctor)."""
+    """Commands that live in their own modules (daemon, doctor, operator commands)."""
+    from syncd.cli_ops import forget_command, quarantine_group
+
+    group.add_command(quarantine_group, "quarantine")
+    group.add_command(forget_command, "forget")
     try:
         from syncd.cli_daemon import daemon_command, doctor_command
     except ImportError:
