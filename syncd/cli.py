@@ -141,6 +141,12 @@ def _check_secrets(cfg: Config) -> list[str]:
     type=click.Path(dir_okay=False, path_type=Path),
     help="also store the plan in FILE (mode 0600) for `syncd apply FILE`",
 )
+@click.option(
+    "--only",
+    multiple=True,
+    metavar="DN|ID",
+    help="plan just this entry (repeatable): no deletes from absence, cursor untouched",
+)
 @click.pass_context
 def plan(
     ctx: click.Context,
@@ -151,16 +157,20 @@ def plan(
     show_all: bool,
     check: bool,
     out_file: Path | None,
+    only: tuple[str, ...],
 ) -> None:
     """Show what `sync JOB` would change: every action with its DN and each field
     old -> new (secrets never shown). Writes nothing (but FILE with --out)."""
     from syncd.engine import run_job
 
     cfg = get_config(ctx)
-    report = run_job(cfg, job, apply=False, full=full, progress=not (as_json or ldif))
+    _only_alone(full, only)
+    report = run_job(
+        cfg, job, apply=False, full=full, progress=not (as_json or ldif), only=list(only)
+    )
     try:
         if out_file is not None:
-            _store_plan(cfg, report, out_file, {"full": full})
+            _store_plan(cfg, report, out_file, {"full": full, "only": list(only)})
         if ldif:
             _print_plan_ldif(cfg, report)
         elif as_json:
@@ -173,6 +183,24 @@ def plan(
             report.plan.close()
     if check and changes:
         ctx.exit(1)
+
+
+def _only_alone(full: bool, only: tuple[str, ...]) -> None:
+    if full and only:
+        raise UserError("--only and --full exclude each other (a few entries, or all)")
+
+
+@cli.command()
+@click.argument("job")
+@click.argument("entry", metavar="DN|ID")
+@click.pass_context
+def explain(ctx: click.Context, job: str, entry: str) -> None:
+    """How one entry travels through JOB: its source attributes, the mapped fields, the
+    state row and the planned action (values redacted as in plans). Writes nothing."""
+    from syncd.explain import explain as run_explain
+
+    for line in run_explain(get_config(ctx), job, entry):
+        click.echo(line)
 
 
 def _store_plan(cfg: Config, report: Any, path: Path, options: dict[str, Any]) -> None:
@@ -232,6 +260,7 @@ def apply_plan(ctx: click.Context, file: Path, allow_deletes: bool) -> None:
             apply=True,
             allow_deletes=allow_deletes,
             full=bool(options.get("full")),
+            only=[str(x) for x in options.get("only") or []],
             store=store,
             verify=planfile.verifier(data, store, file),
         )
@@ -358,14 +387,27 @@ def _print_plan_ldif(cfg: Config, report: Any) -> None:
 @click.option("--full", is_flag=True, help="complete reconciliation, ignoring the cursor")
 @click.option("--progress/--no-progress", default=True, help="progress bar on a terminal")
 @click.option("--json", "as_json", is_flag=True, help="print the run report as JSON on stdout")
+@click.option(
+    "--only",
+    multiple=True,
+    metavar="DN|ID",
+    help="sync just this entry (repeatable): no deletes from absence, cursor untouched",
+)
 @click.pass_context
 def sync(
-    ctx: click.Context, job: str, allow_deletes: bool, full: bool, progress: bool, as_json: bool
+    ctx: click.Context,
+    job: str,
+    allow_deletes: bool,
+    full: bool,
+    progress: bool,
+    as_json: bool,
+    only: tuple[str, ...] = (),
 ) -> None:
     """Run JOB once: apply the changes and commit the state."""
     from syncd.engine import run_job
 
     cfg = get_config(ctx)
+    _only_alone(full, only)
     import signal
     import threading
 
@@ -385,6 +427,7 @@ def sync(
             full=full,
             stop_event=stop,
             progress=progress,
+            only=list(only),
         )
     except UserError as err:
         if as_json:
