@@ -115,3 +115,13 @@ def test_apply_refuses_what_is_not_a_plan(hr):
     bad.write_text("{}")
     res = hr.syncd("apply", str(bad), check=False)
     assert res.returncode == 2 and "not a syncd plan file" in res.stderr
+
+
+def test_a_stored_only_plan_applies_just_that_entry(hr):
+    path = hr.dir / "jane.plan"
+    hr.syncd("plan", "hr", "--only", "E0001", "--out", str(path))
+    assert json.loads(path.read_text())["options"]["only"] == ["E0001"]
+    out = hr.syncd("apply", str(path)).stdout
+    assert "1 created" in out and "updated" not in out, out
+    people = dump(hr.slapd)
+    assert JANE in people and f"uid=bboss,{PEOPLE}".lower() in people
