@@ -9,7 +9,7 @@ Job config (``jobs.NAME.source``)::
       scope: sub                    # sub | one | base
       filter: (objectClass=device)
       attributes: [cn, serialNumber] # default: all user attributes (or the mapping's)
-      id_attribute: auto            # entryUUID (objectGUID on AD), or an attribute
+      id_attribute: auto            # entryUUID (objectGUID on AD, nsUniqueId on 389-ds)
       changes: auto                 # auto | syncrepl | dirsync | usn | timestamp | full
       full_every: 24h               # periodic full reconciliation (timestamp: 24h default)
       timestamp_overlap: 60s
@@ -57,6 +57,8 @@ log = logging.getLogger(__name__)
 CURSOR_VERSION = 1
 DEFAULT_TIMESTAMP_FULL_EVERY = 86400
 METHODS = ("auto", "syncrepl", "dirsync", "usn", "timestamp", "full")
+_ID_NAMES = {"entryuuid": "entryUUID", "nsuniqueid": "nsUniqueId"}
+"""The attributes a syncrepl Sync State control can name entries by, as users spell them."""
 
 
 class LdapSourceOptions(BaseModel):
@@ -73,7 +75,9 @@ class LdapSourceOptions(BaseModel):
         "attributes the mapping uses)",
     )
     id_attribute: str = Field(
-        "auto", description="stable id: auto (entryUUID; objectGUID on AD) or an attribute"
+        "auto",
+        description="stable id: auto (entryUUID; objectGUID on AD; nsUniqueId on 389-ds, "
+        "the id its syncrepl uses) or an attribute",
     )
     changes: Literal["auto", "syncrepl", "dirsync", "usn", "timestamp", "full"] = Field(
         "auto", description="change tracking method"
@@ -144,10 +148,13 @@ class LdapSourceOptions(BaseModel):
 
     @model_validator(mode="after")
     def _check_id(self) -> LdapSourceOptions:
-        if self.changes == "syncrepl" and self.id_attribute.lower() not in ("auto", "entryuuid"):
+        if self.changes == "syncrepl" and self.id_attribute.lower() not in (
+            "auto",
+            *_ID_NAMES,
+        ):
             raise ValueError(
-                "changes: syncrepl reports deletes by entryUUID: id_attribute must be "
-                "auto or entryUUID"
+                "changes: syncrepl reports deletes by entryUUID (nsUniqueId on 389-ds): "
+                "id_attribute must be auto, entryUUID or nsUniqueId"
             )
         return self
 
@@ -198,10 +205,13 @@ class LdapSource(Source):
         wanted = self.options.changes
         if wanted == "auto":
             method, why = pick_method(root)
-            if method == "syncrepl" and self.id_attribute(root) != "entryuuid":
-                # syncrepl names deleted entries by entryUUID only.
+            if method == "syncrepl" and self.id_attribute(root) != root.syncrepl_id_attribute:
+                # syncrepl names deleted entries by one attribute only.
                 method = "timestamp"
-                why = "syncrepl needs id_attribute entryUUID: modifyTimestamp watermark"
+                why = (
+                    f"syncrepl needs id_attribute {_ID_NAMES[root.syncrepl_id_attribute]}: "
+                    "modifyTimestamp watermark"
+                )
             if method == "timestamp" and not self._timestamps_usable(conn):
                 return "full", "no change tracking and no readable modifyTimestamp"
             return method, why
@@ -227,7 +237,11 @@ class LdapSource(Source):
         wanted = self.options.id_attribute.lower()
         if wanted != "auto":
             return wanted
-        return "objectguid" if root.is_ad else "entryuuid"
+        if root.is_ad:
+            return "objectguid"
+        # 389-ds: nsUniqueId, the id its syncrepl uses, so that every method (and a
+        # switch between methods) names an entry the same way.
+        return root.syncrepl_id_attribute
 
     def _attributes(self, id_attr: str, extra: tuple[str, ...] = ()) -> tuple[list[str], frozenset]:
         """Attributes to request, and the bookkeeping ones to drop from the Changes."""
@@ -264,9 +278,13 @@ class LdapSource(Source):
         self._paging = root.supports_paging
         if not self._paging:
             notes.append("the server does not offer paged results: one plain search")
-        if method == "syncrepl" and id_attr != "entryuuid":
+        if method == "syncrepl" and id_attr != root.syncrepl_id_attribute:
             self.close()
-            raise SourceError("syncrepl reports entries by entryUUID: set id_attribute: auto")
+            name = _ID_NAMES[root.syncrepl_id_attribute]
+            raise SourceError(
+                f"syncrepl on this server ({root.vendor()}) reports entries by {name}: "
+                f"set id_attribute: auto (or {name})"
+            )
         notes.append(f"using {method} ({why})")
         if state and state.get("method") != method:
             notes.append(f"stored cursor is for {state.get('method')}, not {method}: full read")
@@ -320,7 +338,9 @@ class LdapSource(Source):
         started = time.time()
         try:
             if method == "syncrepl":
-                outcome = yield from self._read_syncrepl(conn, state, due_full, id_attr, notes)
+                outcome = yield from self._read_syncrepl(
+                    conn, state, due_full, id_attr, notes, root
+                )
             elif method == "timestamp":
                 outcome = yield from self._read_timestamp(
                     conn, state, due_full, id_attr, server, notes
@@ -391,6 +411,7 @@ class LdapSource(Source):
         due_full: bool,
         id_attr: str,
         notes: list[str],
+        root: RootDse,
     ) -> Iterator[Change]:
         cookie = None if due_full or state is None else _unb64(state.get("cookie"))
         requested, drop = self._attributes(id_attr)
@@ -404,6 +425,9 @@ class LdapSource(Source):
             id_attribute=id_attr,
             binary=self.binary,
             drop=drop,
+            page_size=self.page_size,
+            paged=self._paging,
+            implicit_present=root.is_openldap,
         )
         yield from refresh
         if refresh.refresh_required:
@@ -421,6 +445,9 @@ class LdapSource(Source):
                 id_attribute=id_attr,
                 binary=self.binary,
                 drop=drop,
+                page_size=self.page_size,
+                paged=self._paging,
+                implicit_present=root.is_openldap,
             )
             yield from refresh
             if refresh.refresh_required:
@@ -434,6 +461,11 @@ class LdapSource(Source):
             notes.append(
                 "the server could not replay changes since the cookie and listed every "
                 "entry (present phase): full refresh with deletion detection"
+            )
+        if refresh.reread:
+            notes.append(
+                f"syncrepl: {refresh.reread} changed entries came without the requested "
+                f"attributes and were read again ({refresh.reread_missing} gone since)"
             )
         c = refresh.counts
         notes.append(
