@@ -13,6 +13,7 @@ Job config (``jobs.NAME.source``)::
       changes: auto                 # auto | syncrepl | dirsync | usn | timestamp | full
       full_every: 24h               # periodic full reconciliation (timestamp: 24h default)
       timestamp_overlap: 60s
+      read_deadline: 1h             # a whole read fails past this (trickling server)
 
 The cursor is a JSON object: ``{"v": 1, "method": ..., "server": "host:port",
 "last_full": epoch seconds, ...method fields}``. A cursor of another method or (for
@@ -56,6 +57,7 @@ log = logging.getLogger(__name__)
 
 CURSOR_VERSION = 1
 DEFAULT_TIMESTAMP_FULL_EVERY = 86400
+DEFAULT_READ_DEADLINE = 3600
 METHODS = ("auto", "syncrepl", "dirsync", "usn", "timestamp", "full")
 _ID_NAMES = {"entryuuid": "entryUUID", "nsuniqueid": "nsUniqueId"}
 """The attributes a syncrepl Sync State control can name entries by, as users spell them."""
@@ -94,11 +96,24 @@ class LdapSourceOptions(BaseModel):
     binary_attributes: list[str] = Field(
         default_factory=list, description="more attributes whose values stay bytes"
     )
+    read_deadline: int = Field(
+        DEFAULT_READ_DEADLINE,
+        ge=1,
+        description="the longest one read may take, start to end, including the mapping "
+        "and planning of the entries as they stream in (seconds or 30m, 2h); past it the "
+        "read fails, even from a server that keeps sending bytes slowly (the "
+        "connection's timeout only bounds each wait for data)",
+    )
 
     @field_validator("full_every", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> Any:
         return None if value is None else parse_duration(value)
+
+    @field_validator("read_deadline", mode="before")
+    @classmethod
+    def _deadline(cls, value: Any) -> Any:
+        return parse_duration(value)
 
     @field_validator("timestamp_overlap", mode="before")
     @classmethod
@@ -267,6 +282,8 @@ class LdapSource(Source):
         notes: list[str] = []
         state = self._parse_cursor(cursor, notes)
         conn = self._open()
+        # One deadline for everything this read sends and receives, rootDSE included.
+        wire.set_deadline(conn, self.options.read_deadline)
         try:
             root = read_rootdse(conn)
             method, why = self.resolve_method(conn, root)
