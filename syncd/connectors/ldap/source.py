@@ -187,6 +187,33 @@ def _looks_like_dn(text: str) -> bool:
     return bool(rdns) and all(_ATTRIBUTE.fullmatch(t) for rdn in rdns for t, _ in rdn)
 
 
+def _tracked(inner: Iterator[Change], delivered: set[str]) -> Iterator[Change]:
+    """Pass ``inner`` through (returning its result), noting each source id in
+    ``delivered``."""
+    it = iter(inner)
+    add = delivered.add
+    while True:
+        try:
+            change = next(it)
+        except StopIteration as stop:
+            return stop.value
+        add(change.source_id)
+        yield change
+
+
+def _skipping(inner: Iterator[Change], delivered: set[str]) -> Iterator[Change]:
+    """Pass ``inner`` through (returning its result) without the ids in ``delivered``:
+    the engine saw those already in this read."""
+    it = iter(inner)
+    while True:
+        try:
+            change = next(it)
+        except StopIteration as stop:
+            return stop.value
+        if change.source_id not in delivered:
+            yield change
+
+
 def _b64(raw: bytes | None) -> str | None:
     return base64.b64encode(raw).decode("ascii") if raw else None
 
@@ -315,6 +342,18 @@ class LdapSource(Source):
                 f"syncrepl on this server ({root.vendor()}) reports entries by {name}: "
                 f"set id_attribute: auto (or {name})"
             )
+        avoid = None
+        if method == "syncrepl" and self.options.changes == "auto" and state:
+            # An earlier run found syncrepl refused by a size limit: use the paged
+            # method straight away, and try syncrepl again with the next full read.
+            avoid = state.get("avoid_syncrepl") if state.get("server") == server else None
+            if avoid:
+                fallback = self._fallback_method(conn)
+                if self._full_due(state, fallback, full)[0]:
+                    avoid = None
+                else:
+                    method = fallback
+                    why = f"{avoid} at an earlier run; syncrepl is tried again at a full read"
         notes.append(f"using {method} ({why})")
         if state and state.get("method") != method:
             notes.append(f"stored cursor is for {state.get('method')}, not {method}: full read")
@@ -323,8 +362,14 @@ class LdapSource(Source):
         if due_full and reason:
             notes.append(reason)
         read = Read(iter(()))
-        read.changes = self._run(read, conn, method, state, due_full, id_attr, server, notes, root)
+        read.changes = self._run(
+            read, conn, method, state, due_full, id_attr, server, notes, root, avoid=avoid
+        )
         return read
+
+    def _fallback_method(self, conn: ldap3.Connection) -> str:
+        """The paged method ``auto`` uses when syncrepl cannot be."""
+        return "timestamp" if self._timestamps_usable(conn) else "full"
 
     def read_entries(self, wanted: Sequence[str]) -> Read:
         """Only the entries in ``wanted``: a DN is read with a base-scope search (it
@@ -450,10 +495,44 @@ class LdapSource(Source):
         server: str,
         notes: list[str],
         root: RootDse,
+        *,
+        avoid: str | None = None,
     ) -> Iterator[Change]:
         started = time.time()
         try:
-            if method == "syncrepl":
+            if method == "syncrepl" and self.options.changes == "auto":
+                delivered: set[str] = set()
+                try:
+                    outcome = yield from _tracked(
+                        self._read_syncrepl(conn, state, due_full, id_attr, notes, root),
+                        delivered,
+                    )
+                except wire.SizeLimitExceeded as err:
+                    # syncrepl reads unpaged (slapd ends a paged sync search after its
+                    # first page): an ordinary account's size limit stops it. A paged
+                    # method reads the same entries under the same ids.
+                    method = self._fallback_method(conn)
+                    avoid = "syncrepl refused by size limit"
+                    notes.append(
+                        f"{avoid}: falling back to {method} (paged results); the refused "
+                        f"read stopped after {err.read} entries, which are not repeated"
+                    )
+                    state = None
+                    outcome = yield from _skipping(
+                        self._read_timestamp(conn, None, True, id_attr, server, notes)
+                        if method == "timestamp"
+                        else self._read_full(conn, id_attr, {}),
+                        delivered,
+                    )
+                    if method == "timestamp":
+                        # An entry changed between the two reads was delivered in its
+                        # older form: forget the overlap window, so the next run
+                        # delivers everything inside it again.
+                        inner = json.loads(outcome.cursor)
+                        inner["seen"] = {}
+                        outcome.cursor = json.dumps(inner)
+                del delivered
+            elif method == "syncrepl":
                 outcome = yield from self._read_syncrepl(
                     conn, state, due_full, id_attr, notes, root
                 )
@@ -469,6 +548,8 @@ class LdapSource(Source):
             outcome.notes = notes + outcome.notes
             cursor = json.loads(outcome.cursor) if outcome.cursor else {}
             cursor.update(v=CURSOR_VERSION, method=method, server=server)
+            if avoid and method != "syncrepl":
+                cursor["avoid_syncrepl"] = avoid
             last_full = started if outcome.complete else (state or {}).get("last_full")
             if last_full is not None:
                 cursor["last_full"] = last_full

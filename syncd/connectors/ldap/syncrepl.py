@@ -252,6 +252,15 @@ class SyncreplRefresh:
             self.refresh_required = True
             return
         if done.code != wire.SUCCESS:
+            if done.code == wire.SIZE_LIMIT:
+                raise wire.SizeLimitExceeded(
+                    f"syncrepl refresh hit the server's size limit after {read} entries: "
+                    "the read is incomplete. syncrepl reads unpaged, so the bind DN needs an "
+                    "unlimited size limit (slapd 'limits dn.exact=<bind DN> size=unlimited', "
+                    "389-ds nsSizeLimit: -1), or use changes: auto (falls back to a paged "
+                    "method) or changes: timestamp",
+                    read,
+                )
             raise wire.result_error(done, self.base, read, what="syncrepl refresh")
         value = done.control(OID_SYNC_DONE)
         refresh_deletes = False

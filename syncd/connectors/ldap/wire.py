@@ -492,8 +492,17 @@ def paged_cookie(done: Done) -> bytes | None:
     return parts[1][1] if len(parts) > 1 else b""
 
 
+class SizeLimitExceeded(SourceError):
+    """A search ended in sizeLimitExceeded: the entries read are not the whole result."""
+
+    def __init__(self, text: str, read: int):
+        super().__init__(text)
+        self.read = read
+
+
 def result_error(done: Done, base: str, read: int, *, what: str = "search") -> SourceError:
-    """A SourceError with one clear line for a search that did not end in success."""
+    """A SourceError with one clear line for a search that did not end in success
+    (:class:`SizeLimitExceeded` for a size limit)."""
     if done.code == SIZE_LIMIT:
         text = (
             f"{what} hit the server's size limit after {read} entries: the read is "
@@ -501,6 +510,7 @@ def result_error(done: Done, base: str, read: int, *, what: str = "search") -> S
             "dn.exact=<bind DN> size=unlimited', or 'size.pr=unlimited "
             "size.prtotal=unlimited' for paged searches)"
         )
+        return SizeLimitExceeded(text, read)
     elif done.code == TIME_LIMIT:
         text = f"{what} hit the server's time limit after {read} entries: the read is incomplete"
     elif done.code == ADMIN_LIMIT:
