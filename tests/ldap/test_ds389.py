@@ -141,3 +141,14 @@ def test_cursor_names_the_method(ds389, ds389_ou, pw_file):
     people(ds389, ds389_ou, 1)
     _, read = read_all(source(ds389, pw_file, ds389_ou))
     assert json.loads(read.outcome.cursor)["method"] == "syncrepl"
+
+
+def test_read_entries_finds_an_entry_by_its_source_id(ds389, ds389_ou, pw_file):
+    """`syncd sync JOB --only ID` / `explain`: the UUID-form id finds the entry."""
+    people(ds389, ds389_ou, 2)
+    src = source(ds389, pw_file, ds389_ou)
+    first, _ = read_all(src)
+    wanted = first[1]
+    read = src.read_entries([wanted.source_id])
+    got = list(read.changes)
+    assert [(c.source_id, c.dn) for c in got] == [(wanted.source_id, wanted.dn)]

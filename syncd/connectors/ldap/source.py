@@ -50,7 +50,12 @@ from syncd.connectors.ldap.timestamp import (
     parse_generalized_time,
     since_filter,
 )
-from syncd.connectors.ldap.values import BINARY_ATTRIBUTES, GUID_ATTRIBUTES, to_change
+from syncd.connectors.ldap.values import (
+    BINARY_ATTRIBUTES,
+    GUID_ATTRIBUTES,
+    to_change,
+    uuid_to_nsuniqueid,
+)
 from syncd.contracts import Change, CheckResult, Read, ReadOutcome, Source
 from syncd.errors import ConnectionFailed, SourceError, UserError
 
@@ -385,6 +390,7 @@ class LdapSource(Source):
 
         searches: list[tuple[str, str, str]] = []
         conn = self._open()
+        wire.set_deadline(conn, self.options.read_deadline)
         try:
             id_attr = self.id_attribute(read_rootdse(conn))
         except BaseException:
@@ -411,6 +417,13 @@ class LdapSource(Source):
                     self.close()
                     raise UserError(f"{item!r} is neither a DN nor an {id_attr}") from None
                 value = "".join(f"\\{b:02x}" for b in raw)
+            elif id_attr == "nsuniqueid":
+                # The source id is the UUID form; 389-ds matches its own 8-8-8-8 form.
+                try:
+                    value = uuid_to_nsuniqueid(uuid.UUID(hex=item.replace("-", "")).bytes)
+                except ValueError:
+                    self.close()
+                    raise UserError(f"{item!r} is neither a DN nor an nsUniqueId") from None
             else:
                 value = escape_filter_chars(item)
             searches.append((item, self.options.base, f"(&{flt}({id_attr}={value}))"))
