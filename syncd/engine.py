@@ -42,6 +42,7 @@ from syncd import gates, planner
 from syncd.config import Config, JobConfig
 from syncd.contracts import Action, ActionKind, ActionResult, Change, Op, Read, Source, Target
 from syncd.errors import GateStopped, MappingError, SourceError, TargetError, UserError
+from syncd.mapping.dn import dn_key
 
 log = logging.getLogger(__name__)
 change_log = logging.getLogger("syncd.changes")
@@ -854,7 +855,7 @@ class _Run:
         the object with ``dn`` that ``job`` synced; None if it synced none."""
         if kind not in ("target_id", "key", "source_id"):
             raise MappingError(f"lookup kind must be target_id, key or source_id, not {kind!r}")
-        cache_key = (job, dn.lower())
+        cache_key = (job, dn_key(dn))  # the state store compares DNs the same way
         if cache_key not in self._dn_cache:
             if len(self._dn_cache) >= 100_000:  # bounded memory on huge directories
                 self._dn_cache.clear()

@@ -71,7 +71,7 @@ objects = Table(
     Column("fingerprint", Text, nullable=False),
     Column("digests", Text, nullable=False),  # JSON {field: digest}
     Column("dn", Text),
-    Column("dn_norm", Text),  # lower-cased dn, for case-insensitive look-ups
+    Column("dn_norm", Text),  # syncd.mapping.dn.dn_key(dn), for look-ups by DN
     Column("updated_at", UTCDateTime, nullable=False),
     Index("ix_objects_job_dn", "job", "dn_norm"),
     Index("ix_objects_job_key", "job", "key"),
@@ -150,7 +150,27 @@ def _v3_target_state(conn: Connection) -> None:
     metadata.create_all(conn, tables=[target_state])
 
 
-MIGRATIONS: list[Migration] = [_v1_initial, _v2_inflight, _v3_target_state]
+def _v4_dn_norm(conn: Connection) -> None:
+    # dn_norm was dn.lower(); it is now the RFC 4514 normal form (spaces around
+    # separators, escapes, multi-valued RDN order no longer make another DN).
+    from sqlalchemy import bindparam, select, update
+
+    from syncd.mapping.dn import dn_key
+
+    rows = conn.execute(
+        select(objects.c.job, objects.c.source_id, objects.c.dn).where(objects.c.dn.is_not(None))
+    ).fetchall()
+    stmt = (
+        update(objects)
+        .where(objects.c.job == bindparam("j"), objects.c.source_id == bindparam("s"))
+        .values(dn_norm=bindparam("n"))
+    )
+    params = [{"j": job, "s": sid, "n": dn_key(dn)} for job, sid, dn in rows]
+    for start in range(0, len(params), 1000):
+        conn.execute(stmt, params[start : start + 1000])
+
+
+MIGRATIONS: list[Migration] = [_v1_initial, _v2_inflight, _v3_target_state, _v4_dn_norm]
 """Step ``i`` takes version ``i`` to ``i + 1``. Append only."""
 
 

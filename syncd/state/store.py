@@ -41,6 +41,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, Operati
 from sqlalchemy.pool import StaticPool
 
 from syncd.errors import ConfigError, ConnectionFailed, UserError
+from syncd.mapping.dn import dn_key
 from syncd.state import schema
 from syncd.state.schema import (
     cursors,
@@ -456,11 +457,12 @@ class StateStore:
 
     @_db_errors
     def objects_by_dn(self, job: str, dns: Sequence[str]) -> dict[str, ObjectState]:
-        """Known objects whose DN is one of ``dns``, compared case-insensitively.
+        """Known objects whose DN is one of ``dns``, compared as DNs (RFC 4514: case,
+        spaces around separators, escapes; see :func:`syncd.mapping.dn.normalize_dn`).
         Keyed by the DN as asked for."""
         wanted: dict[str, list[str]] = {}
         for dn in dns:
-            wanted.setdefault(_text(dn.lower()) or "", []).append(dn)
+            wanted.setdefault(_text(dn_key(dn)) or "", []).append(dn)
         found: dict[str, ObjectState] = {}
         if not wanted:
             return found
@@ -600,7 +602,7 @@ class StateStore:
                 o.fingerprint,
                 _dump_digests(o.digests),
                 _text(o.dn),
-                _text(o.dn.lower()) if o.dn is not None else None,
+                _text(dn_key(o.dn)) if o.dn is not None else None,
                 stamp,
             )
             rows[o.source_id] = (
