@@ -23,6 +23,7 @@ import contextlib
 import dataclasses
 import gc
 import hashlib
+import json
 import logging
 import os
 import pickle
@@ -48,6 +49,7 @@ change_log = logging.getLogger("syncd.changes")
 
 READ_BATCH = 500
 MAPPING_NOTE = "mapping file digest "
+SCOPE_NOTE = "source scope digest "
 RETRY_FULL_NOTE = "complete read not finished: the next run reads completely too"
 # lookup('people') / lookup("people", 'key') in a mapping file: the job names it reads.
 _LOOKUP_JOB = re.compile(r"""lookup\(\s*['"]([^'"]+)['"]""")
@@ -344,6 +346,7 @@ class _Run:
                     "committing them: complete read, and they are written again"
                 )
             cursor = None if self.full else self.store.get_cursor(self.job.name)
+            scope_digest = _digest(source.scope())
             if cursor is not None and not self.full:
                 changed = self._changed_lookup_job()
                 if changed is not None:
@@ -361,8 +364,18 @@ class _Run:
                     # periodic full read.
                     self.full = True
                     rep.notes.append("mapping file changed since the last run: complete read")
+                elif self._noted_changed(SCOPE_NOTE, scope_digest):
+                    # From the old cursor an incremental read lists what changed in the
+                    # old scope: entries that left it would stay, new ones never come.
+                    self.full = True
+                    rep.notes.append(
+                        "source scope changed since the last run (base, filter, attributes, "
+                        "bind account or query): complete read"
+                    )
             if self.apply_mode and self.mapping_digest:
                 rep.notes.append(MAPPING_NOTE + self.mapping_digest)
+            if self.apply_mode:
+                rep.notes.append(SCOPE_NOTE + scope_digest)
             self.previously_quarantined = {
                 q.source_id for q in self.store.quarantine(self.job.name)
             }
@@ -436,13 +449,18 @@ class _Run:
         (as recorded in that run's notes; unknown counts as unchanged)."""
         if not self.mapping_digest:
             return False
+        return self._noted_changed(MAPPING_NOTE, self.mapping_digest)
+
+    def _noted_changed(self, prefix: str, value: str) -> bool:
+        """True when the last successful run noted ``prefix`` with another value than
+        ``value`` (a run without that note counts as unchanged)."""
         last_ok = next(
             (r for r in self.store.runs(self.job.name, limit=50) if r.status == "ok"), None
         )
         if last_ok is None:
             return False
-        used = [n for n in (last_ok.notes or []) if n.startswith(MAPPING_NOTE)]
-        return bool(used) and used[0] != MAPPING_NOTE + self.mapping_digest
+        used = [n for n in (last_ok.notes or []) if n.startswith(prefix)]
+        return bool(used) and used[0] != prefix + value
 
     def _last_run_asked_for_full(self) -> bool:
         """True when this job's latest run read completely and then did not finish
@@ -942,6 +960,12 @@ class _Run:
         with Progress(*columns, transient=True) as prog:
             task = prog.add_task(what, total=total)
             yield lambda n: prog.advance(task, n)
+
+
+def _digest(value: Any) -> str:
+    """A short stable digest of a JSON-able value (a source's scope)."""
+    text = json.dumps(value, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _test_crash_hook() -> None:
