@@ -318,6 +318,12 @@ class _Run:
             self.mapping_digest = ""
         # No synced object at all (a first run): no state row to fetch per batch.
         self.state_empty = False
+        self.readback: Any = None
+        self.drift: Counter = Counter()
+        # Keys the target found edited or removed by hand (Target.drift): planned again
+        # with every field; the values the target keeps are committed with the cursor.
+        self.repair_keys: set[str] = set()
+        self.target_values: dict[str, str | None] = {}
 
     # ------------------------------------------------------------------ the run
     def execute(self) -> RunReport:
@@ -382,8 +388,17 @@ class _Run:
             synced_before = self.store.count_objects(self.job.name)
             self.state_empty = synced_before == 0
             correlating = self._correlating(target)
-            if correlating or self.apply_mode:
+            # A reconciling run (--full, or a complete read the engine forces) also reads
+            # the target back when it can, so what was edited or deleted there by hand is
+            # repaired (drift). Not on every complete read of the source: `changes: full`
+            # jobs would read the whole target on every run.
+            verifying = self.full and type(target).read_back is not Target.read_back
+            if correlating or self.apply_mode or verifying:
                 target.open()
+            if verifying:
+                self.readback = target.read_back()
+            if self.apply_mode and self._target_drift(target):
+                cursor = None
             plan, outcome = self.read_and_plan(source, target if correlating else None, cursor)
             self.read_complete = outcome.complete
             rep.method = outcome.method
@@ -526,6 +541,30 @@ class _Run:
             end.connection.options, end.options, job=self.job.name
         )
 
+    def _target_drift(self, target: Target) -> bool:
+        """Ask the target what changed in it outside syncd. True when something must be
+        repaired: then the read is complete, so the source lists those records."""
+        if type(target).drift is Target.drift:
+            return False
+        job = self.job.name
+        drift = target.drift(
+            self.store.get_target_state(job), lambda: (o.key for o in self.store.iter_objects(job))
+        )
+        if drift is None:
+            return False
+        self.target_values = dict(drift.values)
+        self.report.notes.extend(drift.notes)
+        if not drift.keys:
+            return False
+        self.repair_keys = set(drift.keys)
+        self.report.counts["drifted"] += len(drift.keys)
+        self.report.notes.append(
+            f"{len(drift.keys)} item(s) changed or removed in the target outside syncd: "
+            "complete read to write them again"
+        )
+        self.full = True
+        return True
+
     def _correlating(self, target: Target) -> bool:
         return self.job.section.correlate and type(target).correlate is not Target.correlate
 
@@ -569,11 +608,15 @@ class _Run:
                 for planned in planner.plan_unseen(self._unseen_objects(), self.seen):
                     plan.add(planned)
                 self._plan_unseen_inflight(plan)
+                if self.readback is not None:
+                    self._note_orphans()
                 # Quarantined entries the source no longer lists are gone: so is their
                 # quarantine entry (a synced one leaves it when its delete is confirmed).
                 gone = [sid for sid in self.previously_quarantined if sid not in self.seen]
                 synced = self.store.objects_for(self.job.name, gone) if gone else {}
                 self.mapped_ok_quarantined.extend(sid for sid in gone if sid not in synced)
+            if self.drift:
+                self.report.notes.append(_drift_note(self.drift))
             return plan, outcome
         except BaseException:
             plan.close()
@@ -656,8 +699,12 @@ class _Run:
         key_owner = self.key_owner
         quarantined_before = self.previously_quarantined
         plan_upsert = planner.plan_upsert
+        repair = self.repair_keys
         for change, state, record in mapped:
             sid, key = change.source_id, record.key
+            if repair and state is not None and state.key in repair:
+                # Edited by hand in the target: plan it as if nothing had been pushed.
+                state = dataclasses.replace(state, fingerprint="", digests={})
             owner = key_owner.get(key)
             if owner is None and (state is None or state.key != key):
                 owner = holders.get(key)
@@ -670,6 +717,14 @@ class _Run:
                 )
                 continue
             key_owner[key] = (sid, change.dn)
+            if self.readback is not None and state is not None and state.key == key:
+                why = self.readback.differs(state, record.fields)
+                if why is not None:
+                    # Hand-edited or deleted in the target: the state no longer tells
+                    # what the item holds, so every field is written again.
+                    self.drift[why] += 1
+                    counts["drift"] += 1
+                    state = planner.distrust(state)
             if sid in self.inflight:
                 self.reverified.add(sid)
                 counts["rewritten"] += 1
@@ -698,6 +753,15 @@ class _Run:
                 plan_add(item)
         if unchanged:
             counts["unchanged"] += unchanged
+
+    def _note_orphans(self) -> None:
+        """Count the target's own items that no synced object claims (a state reset, an
+        old job): reported, never deleted, since another job may write the same place."""
+        known = {state.key for state in self.store.iter_objects(self.job.name)}
+        known.update(self.key_owner)
+        orphans = sum(1 for _ in self.readback.orphans(known))
+        if orphans:
+            self.drift["orphaned"] += orphans
 
     def _orphan_key_free(self, key: str, sid: str) -> bool:
         """True when no other object claims ``key`` (in this read or in the state), so a
@@ -831,8 +895,14 @@ class _Run:
             rep.error = f"{failed} write(s) failed; they are retried on the next run"
             rep.notes.append("cursor not advanced because some writes failed")
             return
-        if outcome.cursor is not None:
-            self.store.commit(self.job.name, cursor=outcome.cursor)
+        if outcome.cursor is not None or self.target_values:
+            from syncd.state.store import KEEP
+
+            self.store.commit(
+                self.job.name,
+                cursor=outcome.cursor if outcome.cursor is not None else KEEP,
+                target_values=self.target_values,
+            )
         rep.status = "ok"
 
     def _mark_inflight(self, batch: list[planner.PlannedAction]) -> None:
@@ -966,6 +1036,17 @@ def _digest(value: Any) -> str:
     """A short stable digest of a JSON-able value (a source's scope)."""
     text = json.dumps(value, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _drift_note(drift: Counter) -> str:
+    parts = ", ".join(f"{n} {why}" for why, n in sorted(drift.items()))
+    repaired = drift.total() - drift.get("orphaned", 0)
+    text = f"target drift: {parts}"
+    if repaired:
+        text += f"; {repaired} written again"
+    if drift.get("orphaned"):
+        text += "; orphaned items (syncd's name, no synced object) are left alone"
+    return text
 
 
 def _test_crash_hook() -> None:

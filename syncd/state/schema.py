@@ -121,6 +121,18 @@ inflight = Table(
 the target's write and the state commit, so the state of that object is not trusted."""
 
 
+target_state = Table(
+    "target_state",
+    metadata,
+    # Small per-job values a target asks the engine to keep between runs (a Graph delta
+    # link per mailbox, a folder id): the target returns them, the engine commits them.
+    Column("job", Text, primary_key=True),
+    Column("key", Text, primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+
 def _v1_initial(conn: Connection) -> None:
     # The tables above ARE version 1 today. The day a migration changes one of them,
     # copy its version-1 definition in here first so this step keeps building v1.
@@ -133,7 +145,12 @@ def _v2_inflight(conn: Connection) -> None:
 
 Migration = Callable[[Connection], None]
 
-MIGRATIONS: list[Migration] = [_v1_initial, _v2_inflight]
+
+def _v3_target_state(conn: Connection) -> None:
+    metadata.create_all(conn, tables=[target_state])
+
+
+MIGRATIONS: list[Migration] = [_v1_initial, _v2_inflight, _v3_target_state]
 """Step ``i`` takes version ``i`` to ``i + 1``. Append only."""
 
 

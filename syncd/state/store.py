@@ -42,7 +42,15 @@ from sqlalchemy.pool import StaticPool
 
 from syncd.errors import ConfigError, ConnectionFailed, UserError
 from syncd.state import schema
-from syncd.state.schema import cursors, inflight, objects, quarantine, runs, schema_version
+from syncd.state.schema import (
+    cursors,
+    inflight,
+    objects,
+    quarantine,
+    runs,
+    schema_version,
+    target_state,
+)
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +171,9 @@ def safe_url(url: URL | str) -> str:
         u = make_url(url) if isinstance(url, str) else url
     except ArgumentError:
         return "<invalid url>"
-    return u.render_as_string(hide_password=True)
+    from syncd.urls import redact_url  # also masks ?password= and the like
+
+    return redact_url(u.render_as_string(hide_password=True))
 
 
 def _parse_url(url: str) -> URL:
@@ -396,6 +406,15 @@ class StateStore:
 
     # ---------------------------------------------------------------- reading
     @_db_errors
+    def get_target_state(self, job: str) -> dict[str, str]:
+        """The values a target asked to keep for ``job`` (see ``Target.drift``)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(target_state.c.key, target_state.c.value).where(target_state.c.job == job)
+            )
+            return {k: v for k, v in rows}
+
+    @_db_errors
     def get_cursor(self, job: str) -> str | None:
         """The cursor last committed for ``job`` (None if none)."""
         with self.engine.connect() as conn:
@@ -553,6 +572,7 @@ class StateStore:
         unquarantined: Sequence[str] = (),
         cursor: str | _Keep | None = KEEP,
         settled: Sequence[str] = (),
+        target_values: dict[str, str | None] | None = None,
     ) -> None:
         """Write all of it in ONE transaction, or nothing.
 
@@ -560,7 +580,8 @@ class StateStore:
         target answered for them (cleared first). Then deletes, then upserts (a key
         change is a delete and a create of the same source id: the create wins), then
         unquarantined, then quarantined (each quarantining counts one attempt more),
-        then the cursor.
+        then the cursor. ``target_values``: per-job values of the target (key -> value;
+        None removes the key), written with the cursor.
         """
         now = _now()
         raw = self._raw_upsert_objects
@@ -623,6 +644,29 @@ class StateStore:
                 conn.execute(self._upsert_quarantine, list(problems.values()))
             if cursor is not KEEP:
                 conn.execute(self._upsert_cursor, {"job": job, "cursor": cursor, "updated_at": now})
+            if target_values:
+                self._write_target_values(conn, job, target_values, now)
+
+    def _write_target_values(
+        self, conn: Connection, job: str, values: dict[str, str | None], now: _dt.datetime
+    ) -> None:
+        gone = [k for k, v in values.items() if v is None]
+        for chunk in _chunks(gone):
+            conn.execute(
+                delete(target_state).where(target_state.c.job == job, target_state.c.key.in_(chunk))
+            )
+        kept = [
+            {"job": job, "key": k, "value": v, "updated_at": now}
+            for k, v in values.items()
+            if v is not None
+        ]
+        if kept:
+            stmt = self._insert(target_state)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[target_state.c.job, target_state.c.key],
+                set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at},
+            )
+            conn.execute(stmt, kept)
 
     # ------------------------------------------------------------------- runs
     @_db_errors
