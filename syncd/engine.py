@@ -318,6 +318,7 @@ class _Run:
             self.mapping_digest = ""
         # No synced object at all (a first run): no state row to fetch per batch.
         self.state_empty = False
+        self.synced_before = 0
         self.readback: Any = None
         self.drift: Counter = Counter()
         # Keys the target found edited or removed by hand (Target.drift): planned again
@@ -333,6 +334,9 @@ class _Run:
             self.full = True
             rep.notes.append("the last run read completely but did not finish: complete read")
         if self.apply_mode:
+            # The job lock is held: a run of this job still "running" is dead.
+            if self.store.mark_interrupted(self.job.name):
+                rep.notes.append("an earlier run of this job was killed: marked interrupted")
             rep.run_id = self.store.start_run(
                 self.job.name, method="", node=self.config.daemon.node
             )
@@ -386,6 +390,7 @@ class _Run:
                 q.source_id for q in self.store.quarantine(self.job.name)
             }
             synced_before = self.store.count_objects(self.job.name)
+            self.synced_before = synced_before
             self.state_empty = synced_before == 0
             correlating = self._correlating(target)
             # A reconciling run (--full, or a complete read the engine forces) also reads
@@ -895,6 +900,11 @@ class _Run:
             rep.error = f"{failed} write(s) failed; they are retried on the next run"
             rep.notes.append("cursor not advanced because some writes failed")
             return
+        too_many = self._too_many_quarantined()
+        if too_many:
+            rep.status, rep.error = "failed", too_many
+            rep.notes.append("cursor not advanced because too many entries were quarantined")
+            return
         if outcome.cursor is not None or self.target_values:
             from syncd.state.store import KEEP
 
@@ -917,6 +927,26 @@ class _Run:
                 InFlight(a.source_id, a.key, a.kind.value, a.target_id, a.dn)
                 for a in (p.action for p in batch)
             ],
+        )
+
+    def _too_many_quarantined(self) -> str | None:
+        """Why this run must not count as a success because of its quarantine (more
+        than the job's ``max_quarantined`` of the entries read, or of the objects synced
+        when that is more), or None."""
+        from syncd.config import parse_max_deletes
+
+        quarantined = self.report.counts.get("quarantined", 0)
+        if not quarantined:
+            return None
+        limit_text = self.job.section.max_quarantined
+        limit = parse_max_deletes(limit_text)
+        base = max(self.report.counts.get("read", 0), self.synced_before)
+        allowed = limit if isinstance(limit, int) else limit * base
+        if quarantined <= allowed:
+            return None
+        return (
+            f"{quarantined} of {base} entries quarantined, more than max_quarantined "
+            f"({limit_text}); fix the entries (syncd status shows why) or raise the limit"
         )
 
     def _commit_batch(self, batch: list[planner.PlannedAction], results: list[ActionResult]) -> int:
