@@ -439,7 +439,7 @@ def sync(
         from syncd.cli_ops import report_json
 
         click.echo(report_json(report))
-        ctx.exit(1 if report.status == "failed" else 0)
+        ctx.exit(_SYNC_EXIT.get(report.status, 0))
     click.echo(
         f"{report.summary()} in {report.duration:.1f}s"
         + (f" (method {report.method})" if report.method else "")
@@ -448,7 +448,12 @@ def sync(
         click.echo(f"  note: {note}")
     if report.status == "failed":
         click.echo(f"syncd: {report.error}", err=True)
-        ctx.exit(1)
+    ctx.exit(_SYNC_EXIT.get(report.status, 0))
+
+
+_SYNC_EXIT = {"failed": 1, "stopped": 8}
+"""Exit codes of `sync` for runs that ended without raising: a stopped run (SIGTERM)
+did not finish its work, so scripts and timers must not take it for a success."""
 
 
 @cli.command()

@@ -192,6 +192,13 @@ class JobSection(_Strict):
         "objects synced so far. Above it the run stops before writing; --allow-deletes "
         "overrides once.",
     )
+    max_quarantined: int | str = Field(
+        "50%",
+        description="most entries one run may quarantine (mapping errors, key clashes, "
+        "ambiguous matches) and still succeed: a count or a share of the entries read (or "
+        "of the objects synced, when more). Above it the run fails (exit 1) and the cursor "
+        "stays; '100%' turns the check off.",
+    )
     schedule: ScheduleSection | None = Field(
         None, description="when the daemon runs the job: {cron: ...} or {interval: ...}"
     )
@@ -204,7 +211,7 @@ class JobSection(_Strict):
         True, description="link unlinked records to existing target items (targets that can)"
     )
 
-    @field_validator("max_deletes")
+    @field_validator("max_deletes", "max_quarantined")
     @classmethod
     def _max_deletes(cls, value: int | str) -> int | str:
         parse_max_deletes(value)

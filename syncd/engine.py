@@ -23,6 +23,7 @@ import contextlib
 import dataclasses
 import gc
 import hashlib
+import json
 import logging
 import os
 import pickle
@@ -49,6 +50,7 @@ change_log = logging.getLogger("syncd.changes")
 
 READ_BATCH = 500
 MAPPING_NOTE = "mapping file digest "
+SCOPE_NOTE = "source scope digest "
 ONLY_NOTE = "only: "
 RETRY_FULL_NOTE = "complete read not finished: the next run reads completely too"
 # lookup('people') / lookup("people", 'key') in a mapping file: the job names it reads.
@@ -329,6 +331,7 @@ class _Run:
             self.mapping_digest = ""
         # No synced object at all (a first run): no state row to fetch per batch.
         self.state_empty = False
+        self.synced_before = 0
         self.readback: Any = None
         self.drift: Counter = Counter()
         # Keys the target found edited or removed by hand (Target.drift): planned again
@@ -344,6 +347,9 @@ class _Run:
             self.full = True
             rep.notes.append("the last run read completely but did not finish: complete read")
         if self.apply_mode:
+            # The job lock is held: a run of this job still "running" is dead.
+            if self.store.mark_interrupted(self.job.name):
+                rep.notes.append("an earlier run of this job was killed: marked interrupted")
             rep.run_id = self.store.start_run(
                 self.job.name, method="", node=self.config.daemon.node
             )
@@ -354,7 +360,7 @@ class _Run:
             target = self._make_target()
             # (an --only run leaves marks of a dead run to the next regular run)
             self.inflight = {} if self.only else self.store.inflight(self.job.name)
-            if self.inflight and not self.full:
+            if self.inflight and not self.full and not self.only:
                 # The dead run may have written what only its complete read found (a
                 # delete, a mapping change), and an orphan create leaves no state row:
                 # only a complete read decides every marked object again.
@@ -369,6 +375,7 @@ class _Run:
                 # digest stay for the next regular run (which must not skip them).
                 cursor = None
                 rep.notes.append(f"{ONLY_NOTE}{len(self.only)} asked for")
+            scope_digest = _digest(source.scope())
             if cursor is not None and not self.full:
                 changed = self._changed_lookup_job()
                 if changed is not None:
@@ -386,12 +393,23 @@ class _Run:
                     # periodic full read.
                     self.full = True
                     rep.notes.append("mapping file changed since the last run: complete read")
+                elif self._noted_changed(SCOPE_NOTE, scope_digest):
+                    # From the old cursor an incremental read lists what changed in the
+                    # old scope: entries that left it would stay, new ones never come.
+                    self.full = True
+                    rep.notes.append(
+                        "source scope changed since the last run (base, filter, attributes, "
+                        "bind account or query): complete read"
+                    )
             if self.apply_mode and self.mapping_digest and not self.only:
                 rep.notes.append(MAPPING_NOTE + self.mapping_digest)
+            if self.apply_mode:
+                rep.notes.append(SCOPE_NOTE + scope_digest)
             self.previously_quarantined = {
                 q.source_id for q in self.store.quarantine(self.job.name)
             }
             synced_before = self.store.count_objects(self.job.name)
+            self.synced_before = synced_before
             self.state_empty = synced_before == 0
             correlating = self._correlating(target)
             # A reconciling run (--full, or a complete read the engine forces) also reads
@@ -474,13 +492,18 @@ class _Run:
         (as recorded in that run's notes; unknown counts as unchanged)."""
         if not self.mapping_digest:
             return False
+        return self._noted_changed(MAPPING_NOTE, self.mapping_digest)
+
+    def _noted_changed(self, prefix: str, value: str) -> bool:
+        """True when the last successful run noted ``prefix`` with another value than
+        ``value`` (a run without that note counts as unchanged)."""
         last_ok = next(
             (r for r in self.store.runs(self.job.name, limit=50) if _regular_ok(r)), None
         )
         if last_ok is None:
             return False
-        used = [n for n in (last_ok.notes or []) if n.startswith(MAPPING_NOTE)]
-        return bool(used) and used[0] != MAPPING_NOTE + self.mapping_digest
+        used = [n for n in (last_ok.notes or []) if n.startswith(prefix)]
+        return bool(used) and used[0] != prefix + value
 
     def _last_run_asked_for_full(self) -> bool:
         """True when this job's latest run read completely and then did not finish
@@ -902,6 +925,11 @@ class _Run:
             rep.error = f"{failed} write(s) failed; they are retried on the next run"
             rep.notes.append("cursor not advanced because some writes failed")
             return
+        too_many = self._too_many_quarantined()
+        if too_many:
+            rep.status, rep.error = "failed", too_many
+            rep.notes.append("cursor not advanced because too many entries were quarantined")
+            return
         if outcome.cursor is not None or self.target_values:
             from syncd.state.store import KEEP
 
@@ -924,6 +952,26 @@ class _Run:
                 InFlight(a.source_id, a.key, a.kind.value, a.target_id, a.dn)
                 for a in (p.action for p in batch)
             ],
+        )
+
+    def _too_many_quarantined(self) -> str | None:
+        """Why this run must not count as a success because of its quarantine (more
+        than the job's ``max_quarantined`` of the entries read, or of the objects synced
+        when that is more), or None."""
+        from syncd.config import parse_max_deletes
+
+        quarantined = self.report.counts.get("quarantined", 0)
+        if not quarantined:
+            return None
+        limit_text = self.job.section.max_quarantined
+        limit = parse_max_deletes(limit_text)
+        base = max(self.report.counts.get("read", 0), self.synced_before)
+        allowed = limit if isinstance(limit, int) else limit * base
+        if quarantined <= allowed:
+            return None
+        return (
+            f"{quarantined} of {base} entries quarantined, more than max_quarantined "
+            f"({limit_text}); fix the entries (syncd status shows why) or raise the limit"
         )
 
     def _commit_batch(self, batch: list[planner.PlannedAction], results: list[ActionResult]) -> int:
@@ -1037,6 +1085,12 @@ class _Run:
         with Progress(*columns, transient=True) as prog:
             task = prog.add_task(what, total=total)
             yield lambda n: prog.advance(task, n)
+
+
+def _digest(value: Any) -> str:
+    """A short stable digest of a JSON-able value (a source's scope)."""
+    text = json.dumps(value, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _drift_note(drift: Counter) -> str:

@@ -689,6 +689,23 @@ class StateStore:
             return int(result.inserted_primary_key[0])
 
     @_db_errors
+    def mark_interrupted(self, job: str) -> int:
+        """Mark every run of ``job`` still recorded as "running" as "interrupted" (call it
+        while holding the job's lock: no such run is alive then, it was killed before it
+        could record its end). Returns how many were marked."""
+        with self._write() as conn:
+            result = conn.execute(
+                update(runs)
+                .where(runs.c.job == job, runs.c.status == "running")
+                .values(
+                    status="interrupted",
+                    finished=_now(),
+                    error="the run ended without recording its end (killed or lost power)",
+                )
+            )
+            return int(result.rowcount or 0)
+
+    @_db_errors
     def finish_run(
         self,
         run_id: int,

@@ -245,6 +245,19 @@ class LdapSource(Source):
     def describe(self) -> str:
         return f"LDAP {self.connection.describe()} base {self.options.base!r}"
 
+    def scope(self) -> dict[str, Any]:
+        """Base, scope, filter, attributes, id attribute and the bind account (what it
+        may read): a change of any of these changes the set of entries listed."""
+        o = self.options
+        return {
+            "base": o.base.lower(),
+            "scope": o.scope,
+            "filter": o.filter,
+            "attributes": sorted(a.lower() for a in o.attributes) if o.attributes else None,
+            "id_attribute": o.id_attribute.lower(),
+            "bind_dn": (self.connection.bind_dn or "").lower(),
+        }
+
     def close(self) -> None:
         if self._conn is not None:
             wire.close_connection(self._conn)
