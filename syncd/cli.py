@@ -283,6 +283,9 @@ def sync(
 
             click.echo(failure_json(job, err))
         raise
+    from syncd.cli_ops import apply_retention
+
+    apply_retention(cfg)
     if as_json:
         from syncd.cli_ops import report_json
 
@@ -500,10 +503,11 @@ def reference() -> None:
 
 def _register_optional(group: click.Group) -> None:
     """Commands that live in their own modules (daemon, doctor, operator commands)."""
-    from syncd.cli_ops import forget_command, quarantine_group
+    from syncd.cli_ops import forget_command, history_command, quarantine_group
 
     group.add_command(quarantine_group, "quarantine")
     group.add_command(forget_command, "forget")
+    group.add_command(history_command, "history")
     try:
         from syncd.cli_daemon import daemon_command, doctor_command
     except ImportError:

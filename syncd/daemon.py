@@ -40,6 +40,8 @@ from syncd.notify import Notifier
 log = logging.getLogger(__name__)
 
 DEFAULT_HEARTBEAT = 5.0
+RETENTION_EVERY = 86400.0
+"""Seconds between two applications of state.retention by the daemon."""
 
 
 class Daemon:
@@ -81,6 +83,7 @@ class Daemon:
         self._status_lock = threading.Lock()
         self._ready = False
         self._store_ok: tuple[float, bool, str] = (0.0, False, "not checked yet")
+        self._last_prune = 0.0
 
     # -------------------------------------------------------------- requests
     def request_stop(self) -> None:
@@ -333,6 +336,21 @@ class Daemon:
         if report.error:
             log.warning("job %s: %s", job, report.error)
         self._set_status(job, _report_status(report))
+        self._prune_daily()
+
+    def _prune_daily(self) -> None:
+        """``state.retention``, at most once a day (the first run after start, then after
+        each 24 h). A failure is logged; it never stops the daemon."""
+        from syncd.state.audit import apply_retention
+
+        with self._status_lock:
+            if self._last_prune and time.monotonic() - self._last_prune < RETENTION_EVERY:
+                return
+            self._last_prune = time.monotonic()
+        try:
+            apply_retention(self.cfg, self.store)
+        except Exception as err:
+            log.warning("retention not applied: %s", _first_line(err))
 
     def _recent_run(self, job: str, window: float) -> Any:
         """The newest run of ``job`` if it started less than ``window`` seconds ago."""

@@ -768,8 +768,9 @@ class _Run:
 
     def _commit_batch(self, batch: list[planner.PlannedAction], results: list[ActionResult]) -> int:
         from syncd.state import ObjectState, QuarantineEntry
+        from syncd.state.audit import AuditEntry
 
-        upserts, deletes, unquarantined, problems = [], [], [], []
+        upserts, deletes, unquarantined, problems, applied = [], [], [], [], []
         failed = 0
         counts = self.report.counts
         done: Counter = Counter()
@@ -792,6 +793,7 @@ class _Run:
                 log.warning("%s %s: %s", action.kind.value, action.dn or action.key, reason)
                 continue
             done[action.kind] += 1
+            applied.append(AuditEntry.of(self.job.name, self.report.run_id, action, result))
             if log_changes:
                 _log_change(action, result)
             if action.source_id in quarantined_before:
@@ -820,6 +822,7 @@ class _Run:
             quarantined=problems,
             # An object with one failed action stays quarantined (its attempts grow).
             unquarantined=[sid for sid in unquarantined if sid not in self.failed_sids],
+            audit=applied,
         )
         return failed
 

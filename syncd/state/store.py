@@ -492,12 +492,14 @@ class StateStore:
         quarantined: Sequence[QuarantineEntry] = (),
         unquarantined: Sequence[str] = (),
         cursor: str | _Keep | None = KEEP,
+        audit: Sequence[Any] = (),
     ) -> None:
         """Write all of it in ONE transaction, or nothing.
 
         Order inside the transaction: deletes, then upserts (a key change is a delete
         and a create of the same source id: the create wins), then unquarantined, then
-        quarantined (each quarantining counts one attempt more), then the cursor.
+        quarantined (each quarantining counts one attempt more), then the cursor. The
+        ``audit`` rows (:class:`syncd.state.audit.AuditEntry`) are written with them.
         """
         now = _now()
         raw = self._raw_upsert_objects
@@ -556,6 +558,10 @@ class StateStore:
                 conn.execute(self._upsert_quarantine, list(problems.values()))
             if cursor is not KEEP:
                 conn.execute(self._upsert_cursor, {"job": job, "cursor": cursor, "updated_at": now})
+            if audit:
+                from syncd.state import audit as audit_log
+
+                conn.execute(insert(schema.audit), audit_log.rows(audit, now))
 
     # ------------------------------------------------------------------- runs
     @_db_errors
