@@ -277,9 +277,21 @@ def _print_plan_ldif(cfg: Config, report: Any) -> None:
 @click.option("--full", is_flag=True, help="complete reconciliation, ignoring the cursor")
 @click.option("--progress/--no-progress", default=True, help="progress bar on a terminal")
 @click.option("--json", "as_json", is_flag=True, help="print the run report as JSON on stdout")
+@click.option(
+    "--textfile",
+    metavar="DIR",
+    envvar="SYNCD_TEXTFILE_DIR",
+    help="write the job's metrics to DIR/syncd_JOB.prom for node_exporter (timer mode)",
+)
 @click.pass_context
 def sync(
-    ctx: click.Context, job: str, allow_deletes: bool, full: bool, progress: bool, as_json: bool
+    ctx: click.Context,
+    job: str,
+    allow_deletes: bool,
+    full: bool,
+    progress: bool,
+    as_json: bool,
+    textfile: str | None,
 ) -> None:
     """Run JOB once: apply the changes and commit the state."""
     from syncd.engine import run_job
@@ -306,14 +318,20 @@ def sync(
             progress=progress,
         )
     except UserError as err:
+        if textfile:
+            from syncd.cli_ops import write_textfile_after
+
+            write_textfile_after(cfg, job, textfile, err)
         if as_json:
             from syncd.cli_ops import failure_json
 
             click.echo(failure_json(job, err))
         raise
-    from syncd.cli_ops import apply_retention
+    from syncd.cli_ops import apply_retention, write_textfile_after
 
     apply_retention(cfg)
+    if textfile:
+        write_textfile_after(cfg, job, textfile, report)
     if as_json:
         from syncd.cli_ops import report_json
 

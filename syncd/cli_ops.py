@@ -278,6 +278,27 @@ def history_command(
         click.echo(f"(the newest {limit}; --limit shows more, --since/--dn narrow it)")
 
 
+def write_textfile_after(cfg: Any, job: str, directory: str, outcome: Any) -> None:
+    """``sync --textfile DIR``: the job's gauges for node_exporter after a run.
+    ``outcome`` is the run's report, or the UserError the run raised (a gate, a refused
+    connection): that run counts as failed. A file that cannot be written is logged as
+    an error; the run's own exit code stands."""
+    from syncd.engine import RunReport
+    from syncd.errors import GateStopped
+    from syncd.metrics import write_textfile
+
+    report = outcome
+    if isinstance(outcome, BaseException):
+        report = RunReport(job=cfg.job(job).name)
+        report.status = "gated" if isinstance(outcome, GateStopped) else "failed"
+        report.error = str(outcome)
+    try:
+        with cfg.open_state() as store:
+            write_textfile(directory, report, store, cfg.daemon.node)
+    except (OSError, UserError) as err:
+        log.error("metrics textfile in %s not written: %s", directory, err)
+
+
 # ------------------------------------------------------------------ sync --json
 def report_json(report: Any) -> str:
     """The run report of ``sync --json``: one JSON object."""

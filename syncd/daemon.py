@@ -138,8 +138,11 @@ class Daemon:
         self.scheduler = scheduling.JobScheduler(
             self._run_tick, self._heartbeat, self._heartbeat_interval, workers=workers
         )
-        self.metrics = Metrics(cfg.daemon.node, self.store, self.scheduler.next_run_times)
-        self.metrics.known_jobs(sorted(cfg.jobs))
+        self.metrics = Metrics(
+            cfg.daemon.node, self.store, self.scheduler.next_run_times, process=True
+        )
+        self.metrics.known_jobs(sorted(cfg.jobs), _periods(cfg))
+        self.metrics.restore()  # last success etc. survive a restart
         old_handlers = self._install_signals() if self.install_signals else {}
         try:
             if cfg.daemon.listen:
@@ -257,7 +260,7 @@ class Daemon:
         self.cfg = new
         assert self.scheduler is not None
         names = self.scheduler.apply(new)
-        self.metrics.known_jobs(sorted(new.jobs))
+        self.metrics.known_jobs(sorted(new.jobs), _periods(new))
         log.info(
             "reloaded %s: scheduling %d job(s): %s",
             self.config_path,
@@ -427,6 +430,15 @@ def _health_server(cfg: Any, registry: Any, live: Any, ready: Any) -> Any:
             f"{cfg.path}: daemon.listen {cfg.daemon.listen}: cannot listen there: "
             f"{err.strerror or err}"
         ) from None
+
+
+def _periods(cfg: Any) -> dict[str, float]:
+    """Seconds between scheduled runs of each job that has a schedule (for metrics)."""
+    return {
+        name: scheduling.period_seconds(job.schedule)
+        for name, job in cfg.jobs.items()
+        if job.schedule is not None
+    }
 
 
 def _first_line(err: BaseException) -> str:
