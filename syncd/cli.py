@@ -425,6 +425,9 @@ def sync(
         stop.set()
 
     signal.signal(signal.SIGTERM, _stop)
+    from syncd.cli_ops import FirstRunSummary
+
+    summary = FirstRunSummary(cfg, job, ctx.obj)
     try:
         report = run_job(
             cfg,
@@ -446,6 +449,9 @@ def sync(
 
             click.echo(failure_json(job, err))
         raise
+    finally:
+        summary.close()
+    summary.note(report)
     from syncd.cli_ops import apply_retention, write_textfile_after
 
     apply_retention(cfg)

@@ -299,6 +299,54 @@ def write_textfile_after(cfg: Any, job: str, directory: str, outcome: Any) -> No
         log.error("metrics textfile in %s not written: %s", directory, err)
 
 
+class FirstRunSummary:
+    """On a terminal, a job's first sync (no synced object yet) prints its summary, not
+    one line per change (thousands of creates would bury the summary and any warning);
+    ``-v`` lists them anyway, and ``syncd history`` has them all. :meth:`close` puts
+    the change log's level back."""
+
+    def __init__(self, cfg: Any, job: str, options: dict[str, Any]):
+        from syncd.logsetup import CHANGES_LOGGER
+
+        self.job = job
+        self.logger = logging.getLogger(CHANGES_LOGGER)
+        self.previous: int | None = None
+        if options.get("verbose") or options.get("quiet") or not _stderr_is_terminal():
+            return
+        try:
+            with cfg.open_state() as store:
+                first = store.count_objects(cfg.job(job).name) == 0
+        except UserError:
+            return  # the run itself reports an unusable store
+        if first and self.logger.isEnabledFor(logging.INFO):
+            self.previous = self.logger.level
+            self.logger.setLevel(logging.WARNING)
+
+    @property
+    def active(self) -> bool:
+        return self.previous is not None
+
+    def note(self, report: Any) -> None:
+        """Tell, with the run's notes, that the changes were not listed."""
+        done = sum(report.counts.get(k, 0) for k in ("created", "updated", "deleted"))
+        if self.active and done:
+            report.notes.append(
+                f"first run: its {done} changes are not listed one by one (-v lists them; "
+                f"`syncd history {report.job}` shows them)"
+            )
+
+    def close(self) -> None:
+        if self.previous is not None:
+            self.logger.setLevel(self.previous)
+
+
+def _stderr_is_terminal() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
 # ------------------------------------------------------------------ sync --json
 def report_json(report: Any) -> str:
     """The run report of ``sync --json``: one JSON object."""

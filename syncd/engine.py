@@ -959,7 +959,7 @@ class _Run:
             done[action.kind] += 1
             applied.append(AuditEntry.of(self.job.name, self.report.run_id, action, result))
             if log_changes:
-                _log_change(action, result)
+                _log_change(self.job.name, action, result)
             if action.source_id in quarantined_before:
                 unquarantined.append(action.source_id)
             if action.kind is ActionKind.DELETE:
@@ -1036,7 +1036,10 @@ class _Run:
         else:
             columns += [TextColumn("{task.completed} entries")]
         columns.append(TimeElapsedColumn())
-        with Progress(*columns, transient=True) as prog:
+        from syncd.logsetup import console
+
+        # The log handler's console: log lines are printed above the bar, not through it.
+        with Progress(*columns, transient=True, console=console()) as prog:
             task = prog.add_task(what, total=total)
             yield lambda n: prog.advance(task, n)
 
@@ -1081,11 +1084,21 @@ def _regular_ok(run: Any) -> bool:
 _DONE = {ActionKind.CREATE: "created", ActionKind.UPDATE: "updated", ActionKind.DELETE: "deleted"}
 
 
-def _log_change(action: Action, result: ActionResult) -> None:
-    """One line per applied change (values are left out: they may be personal data)."""
+def _log_change(job: str, action: Action, result: ActionResult) -> None:
+    """One line per applied change, naming its job (values are left out: they may be
+    personal data)."""
     if not change_log.isEnabledFor(logging.INFO):
         return
     what = action.dn or action.key
     extra = f" fields={','.join(action.changed)}" if action.kind is ActionKind.UPDATE else ""
     detail = f" ({result.detail})" if result.detail else ""
-    change_log.info("%s %s key=%s%s%s", action.kind.value, what, action.key, extra, detail)
+    change_log.info(
+        "%s: %s %s key=%s%s%s",
+        job,
+        action.kind.value,
+        what,
+        action.key,
+        extra,
+        detail,
+        extra={"job": job},
+    )
