@@ -16,12 +16,12 @@ import datetime as _dt
 import json
 import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy import Connection, and_, delete, func, insert, or_, select
 
 from syncd.state.schema import audit, runs
 from syncd.state.store import StateStore, _db_errors, _text
@@ -60,23 +60,58 @@ class AuditEntry:
         return cls(job, run_id, kind, action.source_id, action.key, action.dn, target_id, names)
 
 
-def rows(entries: Iterable[AuditEntry], now: _dt.datetime) -> list[dict[str, Any]]:
-    """Insert parameters of ``entries`` (for :meth:`StateStore.commit`)."""
-    return [
-        {
-            "job": e.job,
-            "run_id": e.run_id,
-            "at": now,
-            "kind": e.kind,
-            "source_id": _text(e.source_id) or "",
-            "key": _text(e.key) or "",
-            "dn": _text(e.dn),
-            "dn_norm": _text(e.dn.lower()) if e.dn is not None else None,
-            "target_id": _text(e.target_id),
-            "fields": json.dumps(list(e.fields), ensure_ascii=False),
-        }
-        for e in entries
-    ]
+_COLUMNS = (
+    "job",
+    "run_id",
+    "at",
+    "kind",
+    "source_id",
+    "key",
+    "dn",
+    "dn_norm",
+    "target_id",
+    "fields",
+)
+_raw_sqlite: str | None = None
+
+
+def _values(entries: Iterable[AuditEntry], at: Any) -> Iterator[tuple[Any, ...]]:
+    names: dict[tuple[str, ...], str] = {}  # a run's creates all name the same fields
+    for e in entries:
+        fields = names.get(e.fields)
+        if fields is None:
+            fields = names[e.fields] = json.dumps(list(e.fields), ensure_ascii=False)
+        yield (
+            e.job,
+            e.run_id,
+            at,
+            e.kind,
+            _text(e.source_id) or "",
+            _text(e.key) or "",
+            _text(e.dn),
+            _text(e.dn.lower()) if e.dn is not None else None,
+            _text(e.target_id),
+            fields,
+        )
+
+
+def write(conn: Connection, entries: Sequence[AuditEntry], now: _dt.datetime) -> None:
+    """Insert ``entries`` in the caller's transaction (:meth:`StateStore.commit`).
+
+    On SQLite the rows go to the driver as tuples with the time as SQLAlchemy stores it
+    (about 3x cheaper than SQLAlchemy's per-row parameter processing, which would
+    otherwise triple the cost of committing a first run's creates)."""
+    global _raw_sqlite
+    if conn.dialect.name == "sqlite":
+        if _raw_sqlite is None:
+            compiled = insert(audit).compile(dialect=conn.dialect, column_keys=list(_COLUMNS))
+            assert tuple(compiled.positiontup or ()) == _COLUMNS, compiled.positiontup
+            _raw_sqlite = str(compiled)
+        stamp = now.astimezone(_dt.UTC).replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
+        conn.exec_driver_sql(_raw_sqlite, list(_values(entries, stamp)))
+        return
+    rows = [dict(zip(_COLUMNS, v, strict=True)) for v in _values(entries, now)]
+    conn.execute(insert(audit), rows)
 
 
 @_db_errors

@@ -651,7 +651,7 @@ class StateStore:
             if audit:
                 from syncd.state import audit as audit_log
 
-                conn.execute(insert(schema.audit), audit_log.rows(audit, now))
+                audit_log.write(conn, audit, now)
 
     def _write_target_values(
         self, conn: Connection, job: str, values: dict[str, str | None], now: _dt.datetime
