@@ -22,9 +22,13 @@ from syncd.state.audit import (
 )
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request, tmp_path):
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'state.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    s = StateStore(url)
     yield s
     s.close()
 
@@ -72,12 +76,26 @@ def test_audit_rows_carry_names_not_values_and_filter(store):
 def test_audit_rows_are_written_in_the_commit_transaction_or_not_at_all(store):
     # A cursor write that fails makes the whole commit fail: no object, no audit row.
     with store.engine.begin() as conn:
-        conn.execute(
-            text(
-                "CREATE TRIGGER no_cursor BEFORE INSERT ON cursors "
-                "BEGIN SELECT RAISE(ABORT, 'refused'); END"
+        if store.dialect == "sqlite":
+            conn.execute(
+                text(
+                    "CREATE TRIGGER no_cursor BEFORE INSERT ON cursors "
+                    "BEGIN SELECT RAISE(ABORT, 'refused'); END"
+                )
             )
-        )
+        else:
+            conn.execute(
+                text(
+                    "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS "
+                    "$$ BEGIN RAISE EXCEPTION 'refused'; END $$"
+                )
+            )
+            conn.execute(
+                text(
+                    "CREATE TRIGGER no_cursor BEFORE INSERT ON cursors "
+                    "FOR EACH ROW EXECUTE FUNCTION refuse()"
+                )
+            )
     state = ObjectState("a", "k-a", "t-a", "fp", {}, "cn=a,o=x")
     with pytest.raises(Exception, match="refused"):
         store.commit("inv", upserts=[state], audit=[_entry(ActionKind.CREATE, "a")], cursor="c1")
