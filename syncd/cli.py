@@ -388,6 +388,12 @@ def _print_plan_ldif(cfg: Config, report: Any) -> None:
 @click.option("--progress/--no-progress", default=True, help="progress bar on a terminal")
 @click.option("--json", "as_json", is_flag=True, help="print the run report as JSON on stdout")
 @click.option(
+    "--textfile",
+    metavar="DIR",
+    envvar="SYNCD_TEXTFILE_DIR",
+    help="write the job's metrics to DIR/syncd_JOB.prom for node_exporter (timer mode)",
+)
+@click.option(
     "--only",
     multiple=True,
     metavar="DN|ID",
@@ -401,6 +407,7 @@ def sync(
     full: bool,
     progress: bool,
     as_json: bool,
+    textfile: str | None = None,
     only: tuple[str, ...] = (),
 ) -> None:
     """Run JOB once: apply the changes and commit the state."""
@@ -418,6 +425,9 @@ def sync(
         stop.set()
 
     signal.signal(signal.SIGTERM, _stop)
+    from syncd.cli_ops import FirstRunSummary
+
+    summary = FirstRunSummary(cfg, job, ctx.obj)
     try:
         report = run_job(
             cfg,
@@ -430,11 +440,23 @@ def sync(
             only=list(only),
         )
     except UserError as err:
+        if textfile:
+            from syncd.cli_ops import write_textfile_after
+
+            write_textfile_after(cfg, job, textfile, err)
         if as_json:
             from syncd.cli_ops import failure_json
 
             click.echo(failure_json(job, err))
         raise
+    finally:
+        summary.close()
+    summary.note(report)
+    from syncd.cli_ops import apply_retention, write_textfile_after
+
+    apply_retention(cfg)
+    if textfile:
+        write_textfile_after(cfg, job, textfile, report)
     if as_json:
         from syncd.cli_ops import report_json
 
@@ -657,10 +679,11 @@ def reference() -> None:
 
 def _register_optional(group: click.Group) -> None:
     """Commands that live in their own modules (daemon, doctor, operator commands)."""
-    from syncd.cli_ops import forget_command, quarantine_group
+    from syncd.cli_ops import forget_command, history_command, quarantine_group
 
     group.add_command(quarantine_group, "quarantine")
     group.add_command(forget_command, "forget")
+    group.add_command(history_command, "history")
     try:
         from syncd.cli_daemon import daemon_command, doctor_command
     except ImportError:

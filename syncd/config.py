@@ -75,6 +75,32 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class RetentionSection(_Strict):
+    runs: int | str | None = Field(
+        "90d",
+        description="keep the run history this long (e.g. 90d; null: forever). A job's "
+        "latest run and latest successful run are always kept",
+    )
+    audit: int | str | None = Field(
+        "365d", description="keep audit log rows (syncd history) this long (null: forever)"
+    )
+    reports: int | str | None = Field(
+        "90d", description="keep run report files (report_dir) this long (null: forever)"
+    )
+
+    @field_validator("runs", "audit", "reports")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+    def seconds(self, what: str) -> int | None:
+        """The retention of ``what`` (runs, audit, reports) in seconds; None: forever."""
+        value = getattr(self, what)
+        return None if value is None else parse_duration(value)
+
+
 class StateSection(_Strict):
     url: str | None = Field(
         None,
@@ -84,6 +110,11 @@ class StateSection(_Strict):
         "config file.",
     )
     password: SecretRef | None = Field(None, description="database password (secret reference)")
+    retention: RetentionSection = Field(
+        default_factory=RetentionSection,
+        description="how long history is kept: pruned at the end of each `syncd sync` and "
+        "once a day by the daemon",
+    )
 
     @field_validator("url")
     @classmethod
@@ -275,6 +306,7 @@ class Config:
     state_password: SecretRef | None = None
     doc: YamlDoc | None = None
     """The parsed file, to tell problems found later (unresolvable secrets) by line."""
+    retention: RetentionSection = field(default_factory=RetentionSection)
 
     def where(self, *loc: Any) -> str:
         """``FILE:LINE`` of a config path such as ("connections", "ldap", "password")."""
@@ -282,7 +314,9 @@ class Config:
 
     @property
     def state(self) -> StateSection:
-        return StateSection(url=self.state_url, password=self.state_password)
+        return StateSection(
+            url=self.state_url, password=self.state_password, retention=self.retention
+        )
 
     def open_state(self) -> Any:
         """Open the state store (with its password resolved). Raises SecretError,
@@ -401,6 +435,7 @@ def load_config(path: str | Path, *, load_mappings: bool = True) -> Config:
         state_url=raw.state.url or _default_state_url(path.parent),
         daemon=raw.daemon,
         state_password=raw.state.password,
+        retention=raw.state.retention,
         doc=doc,
     )
     for name, block in raw.connections.items():

@@ -40,6 +40,8 @@ from syncd.notify import Notifier
 log = logging.getLogger(__name__)
 
 DEFAULT_HEARTBEAT = 5.0
+RETENTION_EVERY = 86400.0
+"""Seconds between two applications of state.retention by the daemon."""
 
 
 class Daemon:
@@ -81,6 +83,7 @@ class Daemon:
         self._status_lock = threading.Lock()
         self._ready = False
         self._store_ok: tuple[float, bool, str] = (0.0, False, "not checked yet")
+        self._last_prune = 0.0
 
     # -------------------------------------------------------------- requests
     def request_stop(self) -> None:
@@ -135,8 +138,11 @@ class Daemon:
         self.scheduler = scheduling.JobScheduler(
             self._run_tick, self._heartbeat, self._heartbeat_interval, workers=workers
         )
-        self.metrics = Metrics(cfg.daemon.node, self.store, self.scheduler.next_run_times)
-        self.metrics.known_jobs(sorted(cfg.jobs))
+        self.metrics = Metrics(
+            cfg.daemon.node, self.store, self.scheduler.next_run_times, process=True
+        )
+        self.metrics.known_jobs(sorted(cfg.jobs), _periods(cfg))
+        self.metrics.restore()  # last success etc. survive a restart
         old_handlers = self._install_signals() if self.install_signals else {}
         try:
             if cfg.daemon.listen:
@@ -254,7 +260,7 @@ class Daemon:
         self.cfg = new
         assert self.scheduler is not None
         names = self.scheduler.apply(new)
-        self.metrics.known_jobs(sorted(new.jobs))
+        self.metrics.known_jobs(sorted(new.jobs), _periods(new))
         log.info(
             "reloaded %s: scheduling %d job(s): %s",
             self.config_path,
@@ -333,6 +339,21 @@ class Daemon:
         if report.error:
             log.warning("job %s: %s", job, report.error)
         self._set_status(job, _report_status(report))
+        self._prune_daily()
+
+    def _prune_daily(self) -> None:
+        """``state.retention``, at most once a day (the first run after start, then after
+        each 24 h). A failure is logged; it never stops the daemon."""
+        from syncd.state.audit import apply_retention
+
+        with self._status_lock:
+            if self._last_prune and time.monotonic() - self._last_prune < RETENTION_EVERY:
+                return
+            self._last_prune = time.monotonic()
+        try:
+            apply_retention(self.cfg, self.store)
+        except Exception as err:
+            log.warning("retention not applied: %s", _first_line(err))
 
     def _recent_run(self, job: str, window: float) -> Any:
         """The newest run of ``job`` if it started less than ``window`` seconds ago."""
@@ -409,6 +430,15 @@ def _health_server(cfg: Any, registry: Any, live: Any, ready: Any) -> Any:
             f"{cfg.path}: daemon.listen {cfg.daemon.listen}: cannot listen there: "
             f"{err.strerror or err}"
         ) from None
+
+
+def _periods(cfg: Any) -> dict[str, float]:
+    """Seconds between scheduled runs of each job that has a schedule (for metrics)."""
+    return {
+        name: scheduling.period_seconds(job.schedule)
+        for name, job in cfg.jobs.items()
+        if job.schedule is not None
+    }
 
 
 def _first_line(err: BaseException) -> str:

@@ -976,8 +976,9 @@ class _Run:
 
     def _commit_batch(self, batch: list[planner.PlannedAction], results: list[ActionResult]) -> int:
         from syncd.state import ObjectState, QuarantineEntry
+        from syncd.state.audit import AuditEntry
 
-        upserts, deletes, unquarantined, problems = [], [], [], []
+        upserts, deletes, unquarantined, problems, applied = [], [], [], [], []
         # Failed deletes keep their in-flight mark: the next run reads completely and
         # plans them again (an orphan's delete has no state row to retry it from).
         failed_deletes: set[str] = set()
@@ -1005,8 +1006,9 @@ class _Run:
                 log.warning("%s %s: %s", action.kind.value, action.dn or action.key, reason)
                 continue
             done[action.kind] += 1
+            applied.append(AuditEntry.of(self.job.name, self.report.run_id, action, result))
             if log_changes:
-                _log_change(action, result)
+                _log_change(self.job.name, action, result)
             if action.source_id in quarantined_before:
                 unquarantined.append(action.source_id)
             if action.kind is ActionKind.DELETE:
@@ -1034,6 +1036,7 @@ class _Run:
             # An object with one failed action stays quarantined (its attempts grow).
             unquarantined=[sid for sid in unquarantined if sid not in self.failed_sids],
             settled=[p.action.source_id for p in batch if p.action.source_id not in failed_deletes],
+            audit=applied,
         )
         return failed
 
@@ -1082,7 +1085,10 @@ class _Run:
         else:
             columns += [TextColumn("{task.completed} entries")]
         columns.append(TimeElapsedColumn())
-        with Progress(*columns, transient=True) as prog:
+        from syncd.logsetup import console
+
+        # The log handler's console: log lines are printed above the bar, not through it.
+        with Progress(*columns, transient=True, console=console()) as prog:
             task = prog.add_task(what, total=total)
             yield lambda n: prog.advance(task, n)
 
@@ -1133,11 +1139,21 @@ def _regular_ok(run: Any) -> bool:
 _DONE = {ActionKind.CREATE: "created", ActionKind.UPDATE: "updated", ActionKind.DELETE: "deleted"}
 
 
-def _log_change(action: Action, result: ActionResult) -> None:
-    """One line per applied change (values are left out: they may be personal data)."""
+def _log_change(job: str, action: Action, result: ActionResult) -> None:
+    """One line per applied change, naming its job (values are left out: they may be
+    personal data)."""
     if not change_log.isEnabledFor(logging.INFO):
         return
     what = action.dn or action.key
     extra = f" fields={','.join(action.changed)}" if action.kind is ActionKind.UPDATE else ""
     detail = f" ({result.detail})" if result.detail else ""
-    change_log.info("%s %s key=%s%s%s", action.kind.value, what, action.key, extra, detail)
+    change_log.info(
+        "%s: %s %s key=%s%s%s",
+        job,
+        action.kind.value,
+        what,
+        action.key,
+        extra,
+        detail,
+        extra={"job": job},
+    )

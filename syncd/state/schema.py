@@ -133,6 +133,26 @@ target_state = Table(
 )
 
 
+audit = Table(
+    "audit",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job", Text, nullable=False),
+    Column("run_id", Integer),
+    Column("at", UTCDateTime, nullable=False),
+    Column("kind", Text, nullable=False),  # create | update | delete
+    Column("source_id", Text, nullable=False),
+    Column("key", Text, nullable=False),
+    Column("dn", Text),
+    Column("dn_norm", Text),  # lower-cased dn, for `syncd history --dn`
+    Column("target_id", Text),
+    Column("fields", Text, nullable=False),  # JSON [field name]: names only, never values
+    Index("ix_audit_job_at", "job", "at"),
+    Index("ix_audit_job_dn", "job", "dn_norm"),
+)
+"""One row per change a target confirmed (the audit log; see syncd.state.audit)."""
+
+
 def _v1_initial(conn: Connection) -> None:
     # The tables above ARE version 1 today. The day a migration changes one of them,
     # copy its version-1 definition in here first so this step keeps building v1.
@@ -170,7 +190,17 @@ def _v4_dn_norm(conn: Connection) -> None:
         conn.execute(stmt, params[start : start + 1000])
 
 
-MIGRATIONS: list[Migration] = [_v1_initial, _v2_inflight, _v3_target_state, _v4_dn_norm]
+def _v5_audit(conn: Connection) -> None:
+    audit.create(conn)
+
+
+MIGRATIONS: list[Migration] = [
+    _v1_initial,
+    _v2_inflight,
+    _v3_target_state,
+    _v4_dn_norm,
+    _v5_audit,
+]
 """Step ``i`` takes version ``i`` to ``i + 1``. Append only."""
 
 

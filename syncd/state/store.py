@@ -575,6 +575,7 @@ class StateStore:
         cursor: str | _Keep | None = KEEP,
         settled: Sequence[str] = (),
         target_values: dict[str, str | None] | None = None,
+        audit: Sequence[Any] = (),
     ) -> None:
         """Write all of it in ONE transaction, or nothing.
 
@@ -583,7 +584,8 @@ class StateStore:
         change is a delete and a create of the same source id: the create wins), then
         unquarantined, then quarantined (each quarantining counts one attempt more),
         then the cursor. ``target_values``: per-job values of the target (key -> value;
-        None removes the key), written with the cursor.
+        None removes the key), written with the cursor. The ``audit`` rows
+        (:class:`syncd.state.audit.AuditEntry`) are written with them.
         """
         now = _now()
         raw = self._raw_upsert_objects
@@ -648,6 +650,10 @@ class StateStore:
                 conn.execute(self._upsert_cursor, {"job": job, "cursor": cursor, "updated_at": now})
             if target_values:
                 self._write_target_values(conn, job, target_values, now)
+            if audit:
+                from syncd.state import audit as audit_log
+
+                audit_log.write(conn, audit, now)
 
     def _write_target_values(
         self, conn: Connection, job: str, values: dict[str, str | None], now: _dt.datetime
