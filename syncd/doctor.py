@@ -610,8 +610,13 @@ def check_state(cfg: Any) -> list[Finding]:
     from syncd.errors import UserError
 
     section = "state store"
+    from syncd.state.store import StateNotReady
+
     try:
-        store = cfg.open_state()
+        # As a dry run: the doctor writes nothing, not even a new state file or schema.
+        store = cfg.open_state(dry_run=True)
+    except StateNotReady as err:
+        return [Finding(section, "open", WARN, _first_line(err), "the next sync migrates it")]
     except UserError as err:
         return [
             Finding(
@@ -620,6 +625,17 @@ def check_state(cfg: Any) -> list[Finding]:
                 FAIL,
                 _first_line(err),
                 "check state.url and that the database server runs",
+            )
+        ]
+    stand_in = getattr(store, "stands_in_for", None)
+    if stand_in:
+        store.close()
+        return [
+            Finding(
+                section,
+                "open",
+                OK,
+                f"{stand_in} does not exist yet (or has no tables): the first sync creates it",
             )
         ]
     try:
