@@ -310,6 +310,8 @@ class _Run:
             self.mapping_digest = ""
         # No synced object at all (a first run): no state row to fetch per batch.
         self.state_empty = False
+        self.readback: Any = None
+        self.drift: Counter = Counter()
 
     # ------------------------------------------------------------------ the run
     def execute(self) -> RunReport:
@@ -353,8 +355,15 @@ class _Run:
             synced_before = self.store.count_objects(self.job.name)
             self.state_empty = synced_before == 0
             correlating = self._correlating(target)
-            if correlating or self.apply_mode:
+            # A reconciling run (--full, or a complete read the engine forces) also reads
+            # the target back when it can, so what was edited or deleted there by hand is
+            # repaired (drift). Not on every complete read of the source: `changes: full`
+            # jobs would read the whole target on every run.
+            verifying = self.full and type(target).read_back is not Target.read_back
+            if correlating or self.apply_mode or verifying:
                 target.open()
+            if verifying:
+                self.readback = target.read_back()
             plan, outcome = self.read_and_plan(source, target if correlating else None, cursor)
             self.read_complete = outcome.complete
             rep.method = outcome.method
@@ -534,6 +543,10 @@ class _Run:
             if outcome.complete:
                 for planned in planner.plan_unseen(self._unseen_objects(), self.seen):
                     plan.add(planned)
+                if self.readback is not None:
+                    self._note_orphans()
+            if self.drift:
+                self.report.notes.append(_drift_note(self.drift))
                 # Quarantined entries the source no longer lists are gone: so is their
                 # quarantine entry (a synced one leaves it when its delete is confirmed).
                 gone = [sid for sid in self.previously_quarantined if sid not in self.seen]
@@ -631,6 +644,14 @@ class _Run:
                 )
                 continue
             key_owner[key] = (sid, change.dn)
+            if self.readback is not None and state is not None and state.key == key:
+                why = self.readback.differs(state, record.fields)
+                if why is not None:
+                    # Hand-edited or deleted in the target: the state no longer tells
+                    # what the item holds, so every field is written again.
+                    self.drift[why] += 1
+                    counts["drift"] += 1
+                    state = planner.distrust(state)
             planned = plan_upsert(sid, key, record.fields, change.dn, state)
             if not planned:
                 unchanged += 1
@@ -653,6 +674,15 @@ class _Run:
                 plan_add(item)
         if unchanged:
             counts["unchanged"] += unchanged
+
+    def _note_orphans(self) -> None:
+        """Count the target's own items that no synced object claims (a state reset, an
+        old job): reported, never deleted, since another job may write the same place."""
+        known = {state.key for state in self.store.iter_objects(self.job.name)}
+        known.update(self.key_owner)
+        orphans = sum(1 for _ in self.readback.orphans(known))
+        if orphans:
+            self.drift["orphaned"] += orphans
 
     def _quarantine(self, sid: str, dn: str | None, reason: str) -> None:
         self.quarantine.append((sid, dn, reason))
@@ -867,6 +897,17 @@ class _Run:
         with Progress(*columns, transient=True) as prog:
             task = prog.add_task(what, total=total)
             yield lambda n: prog.advance(task, n)
+
+
+def _drift_note(drift: Counter) -> str:
+    parts = ", ".join(f"{n} {why}" for why, n in sorted(drift.items()))
+    repaired = drift.total() - drift.get("orphaned", 0)
+    text = f"target drift: {parts}"
+    if repaired:
+        text += f"; {repaired} written again"
+    if drift.get("orphaned"):
+        text += "; orphaned items (syncd's name, no synced object) are left alone"
+    return text
 
 
 _DONE = {ActionKind.CREATE: "created", ActionKind.UPDATE: "updated", ActionKind.DELETE: "deleted"}

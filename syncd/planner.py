@@ -7,6 +7,7 @@ rows of objects the read did not see. The planner answers :class:`PlannedAction`
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Container, Iterable, Iterator
 from dataclasses import dataclass
 
@@ -56,6 +57,12 @@ def plan_upsert(
         ActionKind.UPDATE, source_id, key, fields, changed=changed, target_id=state.target_id, dn=dn
     )
     return [PlannedAction(action, fp, digests)]
+
+
+def distrust(state: object) -> object:
+    """The state of an object whose target item drifted (edited or deleted outside
+    syncd): same identity, no known values, so :func:`plan_upsert` writes every field."""
+    return dataclasses.replace(state, fingerprint="", digests={})
 
 
 def plan_delete(state: object) -> PlannedAction:
