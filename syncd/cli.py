@@ -64,6 +64,10 @@ def get_config(ctx: click.Context) -> Config:
     """Load the config named on the command line (cached on the context)."""
     if "config" not in ctx.obj:
         ctx.obj["config"] = load_config(find_config(ctx.obj.get("config_path")))
+        from syncd.permissions import permission_warnings
+
+        for warning in permission_warnings(ctx.obj["config"]):
+            click.echo(f"syncd: warning: {warning}", err=True)
     return ctx.obj["config"]
 
 
