@@ -192,6 +192,21 @@ class Current:
     """The action as LDIF change records (LDAP targets), secrets left out."""
 
 
+@dataclass(slots=True)
+class TargetDrift:
+    """What :meth:`Target.drift` found: items changed outside syncd, and the values the
+    target wants kept for its next run (the engine commits them, never the target)."""
+
+    keys: set[str] = field(default_factory=set)
+    """Record keys whose items were edited or removed by hand: the engine plans them
+    again with every field (and reads the source completely to get their records)."""
+    values: dict[str, str | None] = field(default_factory=dict)
+    """Per-job target values to store once this run finished cleanly (None removes a
+    key): delta links, folder ids. Not stored after a failed run, so the changes they
+    stand for are reported again."""
+    notes: list[str] = field(default_factory=list)
+
+
 class Target(ABC):
     """A place records are written to (SQL table, address book, directory...)."""
 
@@ -219,6 +234,16 @@ class Target(ABC):
         in its result; raise :class:`syncd.errors.TargetError` only when the target
         became unusable (then nothing of this batch is taken as done).
         """
+
+    def drift(
+        self, saved: dict[str, str], known_keys: Callable[[], Iterator[str]]
+    ) -> TargetDrift | None:
+        """After :meth:`open`, before the read: find items changed in the target outside
+        syncd. ``saved`` holds the values the last clean run committed for this job;
+        ``known_keys()`` streams the keys of every synced record (call it only when
+        needed). Default: None (the target does not track its own changes).
+        Raises ConnectionFailed/TargetError like :meth:`apply`."""
+        return None
 
     def correlate(self, fields: dict[str, FieldValue]) -> list[str]:
         """Target ids of existing items that match a not-yet-linked record (used by
