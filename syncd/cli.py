@@ -542,6 +542,10 @@ def _register_optional(group: click.Group) -> None:
         return
     group.add_command(daemon_command, "daemon")
     group.add_command(doctor_command, "doctor")
+    from syncd.cli_setup import init_command, man_command
+
+    group.add_command(init_command, "init")
+    group.add_command(man_command, "man")
 
 
 _register_optional(cli)
