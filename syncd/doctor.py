@@ -600,7 +600,10 @@ def connector_checks(cfg: Any, conn: Any, *, timeout: float | None = None) -> li
     attempts: list[tuple[str, str, Any, Any]] = []  # (role, label, class, options)
     seen_options: set[tuple[str, str]] = set()
     for role, job, end in _users(cfg, conn.name):
-        key = (role, end.options.model_dump_json())
+        try:
+            key = (role, end.options.model_dump_json())
+        except Exception:  # options a JSON dump cannot show: check them anyway
+            key = (role, f"{job.name}")
         if key in seen_options:
             continue  # a job with the same options as one checked: same answers
         seen_options.add(key)

@@ -48,10 +48,19 @@ def loose_access(path: Path) -> str | None:
 
 
 def _secret_files(value: Any) -> Iterator[Path]:
-    """Every ``{file: PATH}`` secret inside a config model (nested blocks too)."""
+    """Every ``{file: PATH}`` secret inside a config model (nested blocks too), and the
+    credential store file of each ``{credential: NAME}`` read from a shell."""
     if isinstance(value, SecretRef):
         if value.file:
             yield Path(value.file)
+        elif value.credential and not os.environ.get("CREDENTIALS_DIRECTORY"):
+            # From a shell, credentials are read from systemd's credential stores.
+            from syncd import secrets
+
+            for store in secrets.CREDSTORE_DIRS:
+                if (store / value.credential).exists():
+                    yield store / value.credential
+                    break
     elif isinstance(value, BaseModel):
         for name in type(value).model_fields:
             yield from _secret_files(getattr(value, name))

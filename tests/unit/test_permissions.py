@@ -71,3 +71,19 @@ def test_validate_prints_the_warning_and_still_succeeds(conf, capsys):
     err = capsys.readouterr().err
     assert info.value.code == 0
     assert "syncd: warning:" in err and str(conf.parent / "ldap-pw") in err
+
+
+def test_a_world_readable_credential_in_the_credstore_is_named(tmp_path, monkeypatch):
+    from syncd import secrets
+
+    store = tmp_path / "credstore"
+    store.mkdir()
+    (store / "ldap-bind").write_text("pw\n")
+    (store / "ldap-bind").chmod(0o644)
+    monkeypatch.setattr(secrets, "CREDSTORE_DIRS", (store,))
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    path = tmp_path / "syncd.yaml"
+    path.write_text(CONFIG.replace("{file: ldap-pw}", "{credential: ldap-bind}"))
+    path.chmod(0o600)
+    (warning,) = permission_warnings(load_config(path))
+    assert str(store / "ldap-bind") in warning and "chmod 600" in warning
