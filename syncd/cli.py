@@ -65,6 +65,10 @@ def get_config(ctx: click.Context) -> Config:
     """Load the config named on the command line (cached on the context)."""
     if "config" not in ctx.obj:
         ctx.obj["config"] = load_config(find_config(ctx.obj.get("config_path")))
+        from syncd.permissions import permission_warnings
+
+        for warning in permission_warnings(ctx.obj["config"]):
+            click.echo(f"syncd: warning: {warning}", err=True)
     return ctx.obj["config"]
 
 
@@ -690,6 +694,10 @@ def _register_optional(group: click.Group) -> None:
         return
     group.add_command(daemon_command, "daemon")
     group.add_command(doctor_command, "doctor")
+    from syncd.cli_setup import init_command, man_command
+
+    group.add_command(init_command, "init")
+    group.add_command(man_command, "man")
 
 
 _register_optional(cli)

@@ -210,7 +210,7 @@ def run_job(
     job = config.job(job_name)
     own_store = store is None
     if own_store:
-        store = config.open_state()
+        store = config.open_state(dry_run=not apply)
     try:
         run = _Run(
             config,

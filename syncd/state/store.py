@@ -231,6 +231,18 @@ def _sqlite_engine(u: URL) -> Engine:
     return engine
 
 
+class StateNotReady(UserError):
+    """A store opened with ``migrate=False`` has no schema yet (``version`` None) or an
+    older one; opening it would have to write."""
+
+    def __init__(self, url: str, version: int | None):
+        self.version = version
+        super().__init__(
+            f"state database {url} has schema version {version}, this syncd needs "
+            f"{schema.latest()}: a dry run does not migrate it (syncd sync or the daemon does)"
+        )
+
+
 def _db_errors(method: Callable[..., _T]) -> Callable[..., _T]:
     """Turn a lost or refused database connection into ConnectionFailed (a user error
     with one clear line); any other database error is a bug and keeps its traceback."""
@@ -252,8 +264,9 @@ class StateStore:
     reached, and UserError when its schema is newer than this code knows.
     """
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, *, migrate: bool = True):
         u = _parse_url(url)
+        self._may_migrate = migrate
         self.url = safe_url(u)
         self.dialect = u.get_backend_name()
         try:
@@ -321,6 +334,8 @@ class StateStore:
             return  # the common case: no write lock, so read-only users can open it
         if current is not None and current > schema.latest():
             self._refuse_newer(current)
+        if not self._may_migrate:  # a dry run writes nothing, not even a schema
+            raise StateNotReady(self.url, current)
         with self._write() as conn:
             if self.dialect == "postgresql":
                 # Several nodes may start at once: one migrates, the others wait.

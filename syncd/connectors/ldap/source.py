@@ -823,7 +823,10 @@ class LdapSource(Source):
                 )
                 return results
             results.append(CheckResult("rootDSE", True, f"vendor: {root.vendor()}"))
-            results.append(self._check_base(conn))
+            base = self._check_base(conn)
+            results.append(base)
+            if base.ok:
+                results.append(self._check_scope(conn, root.supports_paging))
             results.append(
                 CheckResult(
                     "paged results control",
@@ -844,6 +847,50 @@ class LdapSource(Source):
         finally:
             self.close()
         return results
+
+    def _check_scope(self, conn: ldap3.Connection, paging: bool) -> CheckResult:
+        """Read the job's whole scope (ids only) as a run would: a size limit of the bind
+        DN smaller than the scope fails here, not in the first run. Stops after the
+        connection's timeout (then the scope was not read to its end: said so)."""
+        who = self.connection.bind_dn or "anonymous"
+        deadline = time.monotonic() + self.connection.timeout
+        read = 0
+        try:
+            for _ in wire.paged_search(
+                conn,
+                self.options.base,
+                self.options.filter,
+                self.options.scope,
+                ["1.1"],
+                page_size=self.page_size,
+                paged=paging,
+                what="reading the job's scope",
+            ):
+                read += 1
+                if time.monotonic() > deadline:
+                    return CheckResult(
+                        "size limit",
+                        True,
+                        f"{read} entries read as {who} within {self.connection.timeout}s, "
+                        "not counted to the end",
+                    )
+        except SourceError as err:
+            limited = "limit" in str(err)
+            return CheckResult(
+                "size limit",
+                False,
+                f"as {who}: {err}" if limited else str(err),
+                "the bind DN may read fewer entries than the job's scope holds: raise its "
+                "limits on the server (slapd: limits dn.exact=<bind DN> size=unlimited "
+                "size.prtotal=unlimited; AD: MaxPageSize / MaxResultSetSize)"
+                if limited
+                else "check base, filter and the bind DN's ACLs",
+            )
+        return CheckResult(
+            "size limit",
+            True,
+            f"{read} entries in the job's scope, all readable as {who}",
+        )
 
     def _check_base(self, conn: ldap3.Connection) -> CheckResult:
         done = None
