@@ -15,4 +15,5 @@ pytest_plugins = [
     "tests.servers.fixtures_radicale",
     "tests.servers.fixtures_ews",
     "tests.servers.fixtures_ldaptarget",
+    "tests.servers.fixtures_graph",
 ]

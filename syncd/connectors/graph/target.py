@@ -414,6 +414,7 @@ class GraphTarget(Target):
         reqs: list[SubRequest] = []
         what: list[tuple[int, str, _Item | None]] = []  # action index, verb, item
         photos: dict[int, bytes | None] = {}
+        sent: dict[int, tuple[str, str | None]] = {}  # digest and photo hash written
         base = f"{box.path()}/contacts"
         for dup in box.extra:  # leftovers of a lost answer or a copy: keep the first
             reqs.append(SubRequest("DELETE", f"{base}/{dup.id}"))
@@ -442,6 +443,7 @@ class GraphTarget(Target):
             if photo_changed:
                 ext.append({"id": self.photo_id, "value": want_photo})
                 photos[i] = photo
+            sent[i] = (digest, want_photo if photo_changed else (item.photo if item else None))
             if item is None:
                 reqs.append(
                     SubRequest("POST", base, {**_clean(body), "singleValueExtendedProperties": ext})
@@ -464,7 +466,7 @@ class GraphTarget(Target):
             what.append((i, "update", item))
         answers = self._c().batch(reqs, mailbox=box.address) if reqs else []
         for (i, verb, item), r in zip(what, answers, strict=True):
-            self._answer(box, actions, outs, i, verb, item, r, photos)
+            self._answer(box, actions, outs, i, verb, item, r, photos, sent.get(i))
         self._photos(box, actions, outs, photos)
 
     def _answer(
@@ -477,6 +479,7 @@ class GraphTarget(Target):
         item: _Item | None,
         r: SubResponse,
         photos: dict[int, bytes | None],
+        sent: tuple[str, str | None] | None = None,
     ) -> None:
         index = box.index
         assert index is not None
@@ -510,8 +513,8 @@ class GraphTarget(Target):
         if not cid:
             outs[i].fail(box, "Graph answered without a contact id")
             return
-        got = self._item(body) if body.get("singleValueExtendedProperties") else None
-        index[a.key] = got or _Item(cid, a.key, None, None, False)
+        digest, photo = sent or (None, None)
+        index[a.key] = _Item(cid, a.key, digest, photo, False)
         outs[i].target_id = cid
         if verb == "update" and a.kind is ActionKind.CREATE:
             outs[i].detail = "existing contact found by key and updated"
