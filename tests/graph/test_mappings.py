@@ -78,4 +78,4 @@ def test_ad_person_and_disabled_skipped():
 
 @pytest.mark.parametrize("name", ["addressbook-graph-openldap.yaml", "addressbook-graph-ad.yaml"])
 def test_every_field_is_known_to_the_target(name):
-    F.check_fields(load(name).fields)
+    F.check_fields(load(name).field_names)
