@@ -210,7 +210,10 @@ class GraphTarget(Target):
 
     def _list(self, box: _Box) -> None:
         """List the folder: owned contacts by key (the oldest of a key wins)."""
+        had = box.folder_id is not None
         self._folder(box, create=self.options.create_folder)
+        if not had and box.index is not None:
+            return  # just created: empty
         index: dict[str, _Item] = {}
         extra: list[_Item] = []
         select = ",".join(("id", *F.PROPERTIES))
@@ -442,7 +445,8 @@ class GraphTarget(Target):
             photo_changed = item is None or (item.photo or "none") != want_photo
             if photo_changed:
                 ext.append({"id": self.photo_id, "value": want_photo})
-                photos[i] = photo
+                if photo is not None or (item is not None and item.photo not in (None, "none")):
+                    photos[i] = photo  # upload, or remove the photo syncd put there
             sent[i] = (digest, want_photo if photo_changed else (item.photo if item else None))
             if item is None:
                 reqs.append(
@@ -533,9 +537,6 @@ class GraphTarget(Target):
                 continue
             url = f"{box.path()}/contacts/{outs[i].target_id}/photo/$value"
             if photo is None:
-                item = box.index.get(actions[i].key) if box.index else None
-                if item is None or item.photo in (None, "none"):
-                    continue  # never had a photo from syncd
                 reqs.append(SubRequest("DELETE", url))
             else:
                 reqs.append(SubRequest("PUT", url, photo, content_type="image/jpeg"))
