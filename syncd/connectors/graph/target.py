@@ -172,36 +172,38 @@ class GraphTarget(Target):
 
     # ------------------------------------------------------------------ folders
     def _folder(self, box: _Box, *, create: bool) -> str:
-        """The folder id in this mailbox (looked up, created when allowed)."""
+        """The folder id in this mailbox. With ``create``, the folder is created first
+        and looked up only if it exists already (409): one request on a first run."""
         if box.folder_id:
             return box.folder_id
         c = self._c()
         name = self.options.folder
+        if create:
+            resp = c.send(
+                "POST",
+                f"users/{quote(box.address)}/contactFolders",
+                json_body={"displayName": name},
+                mailbox=box.address,
+            )
+            if resp.status_code < 300:
+                box.folder_id = resp.json()["id"]
+                box.index, box.extra = {}, []  # a new folder holds nothing
+                log.info("created Graph contact folder %r in %s", name, box.address)
+                return box.folder_id
+            if resp.status_code != 409:
+                raise TargetError(
+                    f"cannot create Graph contact folder {name!r} in {box.address}: "
+                    f"{SubResponse(resp.status_code, _json(resp)).error()}"
+                )
         found = c.get_json(
             f"users/{quote(box.address)}/contactFolders?$filter=displayName eq '{_odata(name)}'"
             "&$select=id,displayName",
             mailbox=box.address,
         )
         hits = [f for f in found.get("value", []) if f.get("displayName") == name]
-        if hits:
-            box.folder_id = hits[0]["id"]
-            return box.folder_id
-        if not create:
+        if not hits:
             raise TargetError(f"Graph contact folder {name!r} does not exist in {box.address}")
-        resp = c.send(
-            "POST",
-            f"users/{quote(box.address)}/contactFolders",
-            json_body={"displayName": name},
-            mailbox=box.address,
-        )
-        if resp.status_code >= 400:
-            raise TargetError(
-                f"cannot create Graph contact folder {name!r} in {box.address}: "
-                f"{SubResponse(resp.status_code, _json(resp)).error()}"
-            )
-        box.folder_id = resp.json()["id"]
-        box.index = {}  # a new folder holds nothing
-        log.info("created Graph contact folder %r in %s", name, box.address)
+        box.folder_id = hits[0]["id"]
         return box.folder_id
 
     def _expand(self) -> str:
@@ -303,6 +305,8 @@ class GraphTarget(Target):
             except TargetError as err:
                 if getattr(err, "status", None) not in (410, 404):
                     raise
+                if err.status == 404:  # type: ignore[attr-defined]
+                    box.folder_id = None  # the folder itself is gone: find or create it
                 note = f"{box.address}: delta link expired (HTTP {err.status}): complete listing"  # type: ignore[attr-defined]
                 link = None
         if not link:
@@ -310,6 +314,10 @@ class GraphTarget(Target):
                 self._folder(box, create=self.options.create_folder)
             except TargetError:
                 return None, False, set(), f"{box.address}: folder not found"
+            if box.index is not None:
+                # Just created: empty. Its first delta query waits for the next run
+                # (which would list this run's own writes from any link anyway).
+                return None, True, set(), note
             select = ",".join(("id", *F.PROPERTIES))
             changed, removed, new = self._delta(
                 box, f"{box.path()}/contacts/delta?$select={select}"
