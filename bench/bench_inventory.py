@@ -1,16 +1,22 @@
 """Benchmark: a full first run and a no-change run of the inventory job, against
-`ldapsearch` dumping the same entries in the same run.
+`ldapsearch` and against the cron script an administrator would write
+(bench/baseline_cron.py: python-ldap paged read + SQLAlchemy upsert), all in the same run.
 
-    .venv/bin/python bench/bench_inventory.py [--sizes 20000,100000] [--repeat 1]
+    .venv/bin/python bench/bench_inventory.py [--sizes 20000,100000] [--repeat 5]
+                                              [--db sqlite|postgres]
 
 For each size it loads N generated `device` entries into a private slapd (slapadd),
-then measures, each in its own process so peak RSS is that process's alone:
-  * ldapsearch -E pr=1000 dumping them (the baseline),
-  * `syncd sync inventory` first run (full read, N creates into SQLite),
-  * `syncd sync inventory` second run (no changes).
-Prints wall time, entries/s, peak RSS, the ratio to the ldapsearch time, the process's
-CPU time (steadier than wall time on a shared machine) and the load average. The syncd
-runs use the bytecode cache like an installed syncd (see child_env).
+then measures, each in its own process so peak RSS is that process's alone, `--repeat`
+interleaved rounds of:
+  * ldapsearch -E pr=1000 dumping them,
+  * the cron script's first run (empty table) and `syncd sync inventory`'s first run
+    (full read, N creates, fresh state),
+  * the cron script's second run (it rewrites every row) and syncd's no-change run.
+`--db postgres` puts the target table (and syncd's state) into a private PostgreSQL.
+Prints medians of wall time, entries/s, the highest peak RSS, the ratios to ldapsearch
+and to the cron script of the same round, the process's CPU time (steadier than wall
+time on a shared machine) and the load average. The syncd runs use the bytecode cache
+like an installed syncd (see child_env). Needs the bench extra (python-ldap).
 """
 
 from __future__ import annotations
@@ -46,16 +52,16 @@ def measure(cmd: list[str], **kw) -> tuple[float, float, float]:
     return wall, usage.ru_maxrss / 1024.0, usage.ru_utime + usage.ru_stime
 
 
-def config(slapd: Slapd, work: Path) -> Path:
+def config(slapd: Slapd, work: Path, state_url: str, db_url: str) -> Path:
     (work / "pw").write_text(slapd.root_pw)
     path = work / "syncd.yaml"
     path.write_text(f"""\
 version: 1
-state: {{url: "sqlite:///{work}/state.db"}}
+state: {{url: "{state_url}"}}
 connections:
   dir: {{type: ldap, url: "{slapd.url}", bind_dn: "{slapd.root_dn}",
          password: {{file: "{work}/pw"}}, start_tls: false, page_size: 1000}}
-  db: {{type: sql, url: "sqlite:///{work}/inventory.db"}}
+  db: {{type: sql, url: "{db_url}"}}
 jobs:
   inventory:
     source: {{connection: dir, base: "ou=devices,dc=example,dc=com",
@@ -64,6 +70,33 @@ jobs:
     target: {{connection: db, table: devices}}
 """)
     return path
+
+
+class Databases:
+    """Fresh, empty target (and state) databases for each first run: SQLite files in
+    the work directory, or databases of a private PostgreSQL cluster."""
+
+    def __init__(self, kind: str, work: Path):
+        self.kind, self.work, self.pg = kind, work, None
+        if kind == "postgres":
+            from tests.servers.postgres import PostgresCluster
+
+            self.pg = PostgresCluster()
+            self.pg.setup()
+            self.pg.start()
+
+    def fresh(self, name: str) -> str:
+        if self.pg is None:
+            path = self.work / f"{name}.db"
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+            return f"sqlite:///{path}"
+        self.pg.psql("postgres", f'DROP DATABASE IF EXISTS "{name}"')
+        return self.pg.create_database(name)
+
+    def close(self) -> None:
+        if self.pg is not None:
+            self.pg.__exit__(None, None, None)
 
 
 def child_env() -> dict[str, str]:
@@ -93,7 +126,12 @@ def median_of(runs: list[tuple[float, float, float]]) -> tuple[float, float, flo
     )
 
 
-def run_size(n: int, repeat: int) -> dict[str, tuple[float, float, float]]:
+STEPS = ("ldapsearch", "cron first", "syncd first", "cron again", "syncd no-change")
+BASELINE = {"syncd first": "cron first", "syncd no-change": "cron again"}
+"""The cron script's run each syncd run is compared with (same round)."""
+
+
+def run_size(n: int, repeat: int, db: str) -> dict[str, list[tuple[float, float, float]]]:
     with tempfile.TemporaryDirectory(prefix="syncd-bench-") as tmp:
         work = Path(tmp)
         slapd = Slapd(work / "slapd")
@@ -108,60 +146,64 @@ def run_size(n: int, repeat: int) -> dict[str, tuple[float, float, float]]:
             capture_output=True,
         )
         slapd.start()
+        dbs = Databases(db, work)
         try:
-            cfg = config(slapd, work)
-            dump = [
-                "ldapsearch",
-                "-x",
-                "-LLL",
-                "-H",
-                slapd.url,
-                "-D",
-                slapd.root_dn,
-                "-w",
-                slapd.root_pw,
-                "-b",
-                "ou=devices,dc=example,dc=com",
-                "-E",
-                "pr=1000/noprompt",
-                "(objectClass=device)",
-            ]
-            results = {"ldapsearch": median_of([measure(dump) for _ in range(repeat)])}
-            firsts, seconds = [], []
+            base = "ou=devices,dc=example,dc=com"
+            dump = ["ldapsearch", "-x", "-LLL", "-H", slapd.url, "-D", slapd.root_dn]
+            dump += ["-w", slapd.root_pw, "-b", base, "-E", "pr=1000/noprompt"]
+            dump += ["(objectClass=device)"]
             env = child_env()
             warm_bytecode(env)
-            sync = [SYNCD, "-q", "-c", str(cfg), "sync", "--no-progress", "inventory"]
+            python = str(ROOT / ".venv" / "bin" / "python")
+            results: dict[str, list[tuple[float, float, float]]] = {s: [] for s in STEPS}
             for _ in range(repeat):
-                for f in ("state.db", "inventory.db"):
-                    (work / f).unlink(missing_ok=True)
-                firsts.append(measure(sync, env=env))
-                seconds.append(measure(sync, env=env))
-            results["syncd first run"] = median_of(firsts)
-            results["syncd no-change run"] = median_of(seconds)
+                results["ldapsearch"].append(measure(dump))
+                cron_db = dbs.fresh("cron")
+                cfg = config(slapd, work, dbs.fresh("state"), dbs.fresh("inventory"))
+                cron = [python, str(ROOT / "bench" / "baseline_cron.py"), slapd.url]
+                cron += [slapd.root_dn, str(work / "pw"), base, cron_db]
+                sync = [SYNCD, "-q", "-c", str(cfg), "sync", "--no-progress", "inventory"]
+                results["cron first"].append(measure(cron, env=env))
+                results["syncd first"].append(measure(sync, env=env))
+                results["cron again"].append(measure(cron, env=env))
+                results["syncd no-change"].append(measure(sync, env=env))
             return results
         finally:
+            dbs.close()
             slapd.stop()
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default="100000")
-    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
     args = ap.parse_args()
     for n in (int(s) for s in args.sizes.split(",")):
-        load_before = os.getloadavg()[0]
-        res = run_size(n, args.repeat)
-        baseline = res["ldapsearch"][0]
+        load_before = os.getloadavg()
+        res = run_size(n, args.repeat, args.db)
+        load_after = os.getloadavg()
         print(
-            f"\n{n} entries (median of {args.repeat}; load average "
-            f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after, {os.cpu_count()} CPUs):"
+            f"\n{n} entries into {args.db} (medians of {args.repeat} interleaved rounds; load "
+            f"average {load_before[0]:.1f} before, {load_after[0]:.1f}/{load_after[1]:.1f} "
+            f"after (1/5 min), {os.cpu_count()} CPUs):"
         )
-        head = ("step", "wall s", "entries/s", "peak RSS MB", "x ldapsearch", "CPU s")
-        print("  {:22} {:>8} {:>10} {:>12} {:>13} {:>7}".format(*head))
-        for name, (wall, rss, cpu) in res.items():
+        head = ("step", "wall s", "entries/s", "peak MB", "x ldapsearch", "x cron", "CPU s")
+        print("  {:16} {:>7} {:>10} {:>8} {:>12} {:>7} {:>7}".format(*head))
+        dump = res["ldapsearch"]
+        for name, runs in res.items():
+            wall, rss, cpu = median_of(runs)
+            # Ratios per round (each against the baseline run beside it), then the median.
+            x_dump = statistics.median(r[0] / d[0] for r, d in zip(runs, dump, strict=True))
+            base = res.get(BASELINE.get(name, ""))
+            x_cron = (
+                f"{statistics.median(r[0] / b[0] for r, b in zip(runs, base, strict=True)):7.2f}"
+                if base
+                else f"{'':7}"
+            )
             print(
-                f"  {name:22} {wall:8.2f} {n / wall:10.0f} {rss:12.1f} "
-                f"{wall / baseline:13.2f} {cpu:7.2f}"
+                f"  {name:16} {wall:7.2f} {n / wall:10.0f} {rss:8.1f} {x_dump:12.2f} "
+                f"{x_cron} {cpu:7.2f}"
             )
         print("  (CPU s: the process's own user+system time; ldapsearch's excludes slapd's)")
 

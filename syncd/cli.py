@@ -6,10 +6,10 @@ error's code, without a traceback; anything else is a bug and keeps its tracebac
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -130,23 +130,53 @@ def _check_secrets(cfg: Config) -> list[str]:
 @cli.command()
 @click.argument("job")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@click.option("--ldif", is_flag=True, help="the plan as an LDIF change file (LDAP targets)")
 @click.option("--full", is_flag=True, help="plan a complete reconciliation, ignoring the cursor")
 @click.option("--all", "show_all", is_flag=True, help="list every action (default: 50 a kind)")
 @click.option("--check", is_flag=True, help="exit 1 when the plan is not empty (drift check)")
+@click.option(
+    "--out",
+    "out_file",
+    metavar="FILE",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="also store the plan in FILE (mode 0600) for `syncd apply FILE`",
+)
+@click.option(
+    "--only",
+    multiple=True,
+    metavar="DN|ID",
+    help="plan just this entry (repeatable): no deletes from absence, cursor untouched",
+)
 @click.pass_context
 def plan(
-    ctx: click.Context, job: str, as_json: bool, full: bool, show_all: bool, check: bool
+    ctx: click.Context,
+    job: str,
+    as_json: bool,
+    ldif: bool,
+    full: bool,
+    show_all: bool,
+    check: bool,
+    out_file: Path | None,
+    only: tuple[str, ...],
 ) -> None:
-    """Show what `sync JOB` would change. Writes nothing."""
+    """Show what `sync JOB` would change: every action with its DN and each field
+    old -> new (secrets never shown). Writes nothing (but FILE with --out)."""
     from syncd.engine import run_job
 
     cfg = get_config(ctx)
-    report = run_job(cfg, job, apply=False, full=full, progress=not as_json)
+    _only_alone(full, only)
+    report = run_job(
+        cfg, job, apply=False, full=full, progress=not (as_json or ldif), only=list(only)
+    )
     try:
-        if as_json:
-            _print_plan_json(report)
+        if out_file is not None:
+            _store_plan(cfg, report, out_file, {"full": full, "only": list(only)})
+        if ldif:
+            _print_plan_ldif(cfg, report)
+        elif as_json:
+            _print_plan_json(cfg, report)
         else:
-            _print_plan_text(report, limit=None if show_all else 50)
+            _print_plan_text(cfg, report, limit=None if show_all else 50)
         changes = len(report.plan) if report.plan is not None else 0
     finally:
         if report.plan is not None:
@@ -155,32 +185,135 @@ def plan(
         ctx.exit(1)
 
 
-_SIGNS = {"create": "+", "update": "~", "delete": "-"}
+def _only_alone(full: bool, only: tuple[str, ...]) -> None:
+    if full and only:
+        raise UserError("--only and --full exclude each other (a few entries, or all)")
 
 
-def _print_plan_text(report: Any, limit: int | None) -> None:
+@cli.command()
+@click.argument("job")
+@click.argument("entry", metavar="DN|ID")
+@click.pass_context
+def explain(ctx: click.Context, job: str, entry: str) -> None:
+    """How one entry travels through JOB: its source attributes, the mapped fields, the
+    state row and the planned action (values redacted as in plans). Writes nothing."""
+    from syncd.explain import explain as run_explain
+
+    for line in run_explain(get_config(ctx), job, entry):
+        click.echo(line)
+
+
+def _store_plan(cfg: Config, report: Any, path: Path, options: dict[str, Any]) -> None:
+    """Write the plan file for `syncd apply` (every action, with its effect)."""
+    from syncd import planfile, planview
+
+    views, is_secret, _ = _plan_views(cfg, report)
+    items = [planview.json_item(v, is_secret) for v in views]
+    digests = [planfile.action_digest(p) for p in report.plan]
+    store = cfg.open_state()
+    try:
+        planfile.write(
+            path,
+            config=cfg,
+            job=report.job,
+            options=options,
+            report=report,
+            store=store,
+            items=items,
+            digests=digests,
+        )
+    finally:
+        store.close()
+    click.echo(
+        f"plan stored in {path} (mode 0600: it holds directory data, no secrets); "
+        f"apply it with: syncd apply {path}",
+        err=True,
+    )
+
+
+@cli.command("apply")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--allow-deletes",
+    is_flag=True,
+    help="let this run delete more than max_deletes / from an empty source",
+)
+@click.pass_context
+def apply_plan(ctx: click.Context, file: Path, allow_deletes: bool) -> None:
+    """Apply exactly the actions stored by `syncd plan JOB --out FILE`, or refuse
+    (exit 8, nothing written) when the state, the cursor, the config, the mapping or
+    the source changed since. Gates apply as in `sync`."""
+    from syncd import planfile
+    from syncd.engine import run_job
+
+    data = planfile.load(file)
+    cfg = get_config(ctx)
+    if data["job"] not in cfg.jobs:
+        raise UserError(f"{file}: job {data['job']!r} is not in {cfg.path}")
+    planfile.check_files(data, cfg, file)
+    options = data.get("options") or {}
+    store = cfg.open_state()
+    try:
+        report = run_job(
+            cfg,
+            data["job"],
+            apply=True,
+            allow_deletes=allow_deletes,
+            full=bool(options.get("full")),
+            only=[str(x) for x in options.get("only") or []],
+            store=store,
+            verify=planfile.verifier(data, store, file),
+        )
+    finally:
+        store.close()
+    click.echo(f"{report.summary()} in {report.duration:.1f}s (stored plan {file})")
+    for note in report.notes:
+        click.echo(f"  note: {note}")
+    if report.status == "failed":
+        click.echo(f"syncd: {report.error}", err=True)
+        ctx.exit(1)
+
+
+def _plan_views(cfg: Config, report: Any, limit: int | None = None) -> Any:
+    """(views of the shown actions, secret predicate, notes the view adds); with
+    ``limit``, the target is asked only about the first ``limit`` actions of a kind."""
+    from syncd import planview
+
+    is_secret = planview.secret_names(cfg.job(report.job).mapping)
+    target = planview.open_target(cfg, report.job) if len(report.plan) else None
+    notes: list[str] = []
+    shown: dict[str, int] = {}
+
+    def wanted() -> Any:
+        for planned in report.plan:
+            kind = planned.action.kind.value
+            shown[kind] = shown.get(kind, 0) + 1
+            if limit is None or shown[kind] <= limit:
+                yield planned.action
+
+    def gen() -> Any:
+        try:
+            yield from planview.views(wanted(), target, is_secret, notes)
+        finally:
+            if target is not None:
+                target.close()
+
+    return gen(), is_secret, notes
+
+
+def _print_plan_text(cfg: Config, report: Any, limit: int | None) -> None:
+    from syncd import planview
+
     plan = report.plan
     counts = report.counts
     click.echo(
         f"Plan for job {report.job} (changes found by {report.method or 'full'} read, "
         f"{counts.get('read', 0)} entries read)"
     )
-    shown: dict[str, int] = {}
     lines: dict[str, list[str]] = {"create": [], "update": [], "delete": []}
-    for planned in plan:
-        action = planned.action
-        kind = action.kind.value
-        shown[kind] = shown.get(kind, 0) + 1
-        if limit is not None and shown[kind] > limit:
-            continue
-        what = action.dn or action.key
-        if kind == "update":
-            detail = "  fields: " + ", ".join(action.changed)
-            if action.changed == tuple(action.fields) and action.target_id:
-                detail = f"  (link to existing {action.target_id})"
-        else:
-            detail = ""
-        lines[kind].append(f"    {_SIGNS[kind]} {what}{detail}")
+    views, is_secret, notes = _plan_views(cfg, report, limit)
+    for view in views:
+        lines[view.action.kind.value].extend(planview.text_lines(view, is_secret))
     for kind in ("create", "update", "delete"):
         n = plan.counts.get(kind, 0)
         if not n:
@@ -195,22 +328,15 @@ def _print_plan_text(report: Any, limit: int | None) -> None:
     for key in ("unchanged", "skipped", "quarantined", "ambiguous", "correlated"):
         if counts.get(key):
             click.echo(f"  {key}: {counts[key]}")
-    for note in report.notes:
+    for note in [*report.notes, *notes]:
         click.echo(f"  note: {note}")
 
 
-def _json_value(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return {"base64": base64.b64encode(value).decode()}
-    if isinstance(value, list | tuple):
-        return [_json_value(v) for v in value]
-    if isinstance(value, str | int | float | bool) or value is None:
-        return value
-    return str(value)
+def _print_plan_json(cfg: Config, report: Any) -> None:
+    from syncd import planview
 
-
-def _print_plan_json(report: Any) -> None:
     out = sys.stdout
+    views, is_secret, notes = _plan_views(cfg, report)
     head = {
         "job": report.job,
         "method": report.method,
@@ -220,23 +346,35 @@ def _print_plan_json(report: Any) -> None:
     }
     out.write(json.dumps(head)[:-1] + ', "actions": [')
     first = True
-    for planned in report.plan:
-        a = planned.action
-        item = {
-            "kind": a.kind.value,
-            "source_id": a.source_id,
-            "key": a.key,
-            "dn": a.dn,
-            "target_id": a.target_id,
-        }
-        if a.kind.value == "update":
-            item["changed"] = list(a.changed)
-            item["fields"] = {k: _json_value(a.fields.get(k)) for k in a.changed}
-        elif a.kind.value == "create":
-            item["fields"] = {k: _json_value(v) for k, v in a.fields.items()}
+    for view in views:
+        item = planview.json_item(view, is_secret)
         out.write(("" if first else ",") + "\n  " + json.dumps(item, ensure_ascii=False))
         first = False
-    out.write("\n]}\n")
+    out.write('\n], "view_notes": ' + json.dumps(notes) + "}\n")
+
+
+def _print_plan_ldif(cfg: Config, report: Any) -> None:
+    """The plan as LDIF change records (``ldapmodify -f`` applies it). Refused for a
+    target that is not a directory."""
+    from syncd.errors import UserError as _UserError
+
+    if cfg.job(report.job).target.connection.spec.name != "ldap":
+        raise _UserError(f"job {report.job}: --ldif needs an LDAP target")
+    views, _, notes = _plan_views(cfg, report)
+    out = sys.stdout
+    out.write(f"# syncd plan for job {report.job}: LDIF change records (ldapmodify -f FILE)\n")
+    out.write("# secret attributes are left out; entries already as wanted are not listed\n")
+    for view in views:
+        a = view.action
+        cur = view.current
+        out.write(f"\n# {a.kind.value} {view.name} (key {a.key})")
+        for note in view.notes:
+            out.write(f"\n# {note}")
+        out.write("\n")
+        if cur is not None and cur.ldif:
+            out.write("\n" + cur.ldif)
+    for note in notes:
+        out.write(f"\n# note: {note}\n")
 
 
 @cli.command()
@@ -248,12 +386,28 @@ def _print_plan_json(report: Any) -> None:
 )
 @click.option("--full", is_flag=True, help="complete reconciliation, ignoring the cursor")
 @click.option("--progress/--no-progress", default=True, help="progress bar on a terminal")
+@click.option("--json", "as_json", is_flag=True, help="print the run report as JSON on stdout")
+@click.option(
+    "--only",
+    multiple=True,
+    metavar="DN|ID",
+    help="sync just this entry (repeatable): no deletes from absence, cursor untouched",
+)
 @click.pass_context
-def sync(ctx: click.Context, job: str, allow_deletes: bool, full: bool, progress: bool) -> None:
+def sync(
+    ctx: click.Context,
+    job: str,
+    allow_deletes: bool,
+    full: bool,
+    progress: bool,
+    as_json: bool,
+    only: tuple[str, ...] = (),
+) -> None:
     """Run JOB once: apply the changes and commit the state."""
     from syncd.engine import run_job
 
     cfg = get_config(ctx)
+    _only_alone(full, only)
     import signal
     import threading
 
@@ -264,15 +418,28 @@ def sync(ctx: click.Context, job: str, allow_deletes: bool, full: bool, progress
         stop.set()
 
     signal.signal(signal.SIGTERM, _stop)
-    report = run_job(
-        cfg,
-        job,
-        apply=True,
-        allow_deletes=allow_deletes,
-        full=full,
-        stop_event=stop,
-        progress=progress,
-    )
+    try:
+        report = run_job(
+            cfg,
+            job,
+            apply=True,
+            allow_deletes=allow_deletes,
+            full=full,
+            stop_event=stop,
+            progress=progress,
+            only=list(only),
+        )
+    except UserError as err:
+        if as_json:
+            from syncd.cli_ops import failure_json
+
+            click.echo(failure_json(job, err))
+        raise
+    if as_json:
+        from syncd.cli_ops import report_json
+
+        click.echo(report_json(report))
+        ctx.exit(1 if report.status == "failed" else 0)
     click.echo(
         f"{report.summary()} in {report.duration:.1f}s"
         + (f" (method {report.method})" if report.method else "")
@@ -288,9 +455,37 @@ def sync(ctx: click.Context, job: str, allow_deletes: bool, full: bool, progress
 @click.argument("job", required=False)
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--runs", default=5, show_default=True, help="runs shown per job")
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Nagios plugin: one status line; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN",
+)
+@click.option("--warning", metavar="AGE", help="--check: warn when the last success is older")
+@click.option("--critical", metavar="AGE", help="--check: critical when older (e.g. 6h)")
 @click.pass_context
-def status(ctx: click.Context, job: str | None, as_json: bool, runs: int) -> None:
-    """Last runs of each job and the quarantined entries with their reasons."""
+def status(
+    ctx: click.Context,
+    job: str | None,
+    as_json: bool,
+    runs: int,
+    check: bool,
+    warning: str | None,
+    critical: str | None,
+) -> None:
+    """Last runs of each job and the quarantined entries with their reasons.
+
+    --check: CRITICAL when the last run failed or the last success is older than
+    --critical (default 3 periods of the schedule, 50 h without one), WARNING when older
+    than --warning (default 2 periods, 25 h)."""
+    if check:
+        from syncd.cli_ops import status_check
+
+        try:
+            cfg = get_config(ctx)
+        except UserError as err:
+            click.echo(f"SYNCD UNKNOWN - {str(err).splitlines()[0]}")
+            ctx.exit(3)
+        ctx.exit(status_check(cfg, job, warning, critical))
 
     cfg = get_config(ctx)
     jobs = [cfg.job(job).name] if job else sorted(cfg.jobs)
@@ -456,7 +651,11 @@ def reference() -> None:
 
 
 def _register_optional(group: click.Group) -> None:
-    """Commands that live in their own modules (daemon, doctor)."""
+    """Commands that live in their own modules (daemon, doctor, operator commands)."""
+    from syncd.cli_ops import forget_command, quarantine_group
+
+    group.add_command(quarantine_group, "quarantine")
+    group.add_command(forget_command, "forget")
     try:
         from syncd.cli_daemon import daemon_command, doctor_command
     except ImportError:

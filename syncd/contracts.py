@@ -19,7 +19,7 @@ Value conventions (shared by every connector, so mappings are portable):
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar
@@ -112,6 +112,40 @@ class Source(ABC):
         a short read).
         """
 
+    def read_entries(self, wanted: Sequence[str]) -> Read:
+        """Read only the objects named in ``wanted`` (each a source id or a DN), for
+        ``--only`` and ``syncd explain``. The outcome is never complete (nothing may be
+        concluded from an absence) and has no cursor (an --only run does not move it);
+        its notes name what was not found.
+
+        Default: a complete read filtered to those objects (sources that can look one
+        entry up, like LDAP, override it). Raises like :meth:`read`."""
+        inner = self.read(None, full=True)
+        ids = set(wanted)
+        dns = {w.lower() for w in wanted}
+        read = Read(iter(()))
+
+        def changes() -> Iterator[Change]:
+            found: set[str] = set()
+            for change in inner.changes:
+                if change.op is not Op.UPSERT:
+                    continue
+                hit = change.source_id in ids or (change.dn or "").lower() in dns
+                if hit:
+                    found.update((change.source_id, (change.dn or "").lower()))
+                    yield change
+            method = inner.outcome.method if inner.outcome else "full"
+            missing = [w for w in wanted if w not in found and w.lower() not in found]
+            read.outcome = ReadOutcome(
+                None,
+                complete=False,
+                method=method,
+                notes=[f"not found in the source: {w}" for w in missing],
+            )
+
+        read.changes = changes()
+        return read
+
     def check(self) -> list[CheckResult]:
         """Checks for `syncd doctor`. Default: none."""
         return []
@@ -161,6 +195,35 @@ class ActionResult:
     detail: str | None = None
     """What the target actually did when that is more than the action says, for the
     run report: 'moved to ou=sales', 'disabled', 'soft-deleted'."""
+
+
+@dataclass(slots=True)
+class FieldChange:
+    """One field (or attribute) as a plan shows it: what the target holds, what it gets."""
+
+    name: str
+    old: list[FieldValue]
+    """Values the target holds now ([] = absent)."""
+    new: list[FieldValue]
+    """Values the action writes ([] = cleared)."""
+
+
+@dataclass(slots=True)
+class Current:
+    """What a target holds now for the item of one planned action (for ``syncd plan``).
+
+    Asked for only for the actions a plan shows, never while planning or applying."""
+
+    dn: str | None = None
+    """The item's current name (an LDAP DN, a row key); None when it does not exist."""
+    new_dn: str | None = None
+    """The name the action gives it, when that differs from ``dn`` (rename/move)."""
+    changes: list[FieldChange] = field(default_factory=list)
+    """Every field the action would really change, old -> new, as the target sees it."""
+    notes: list[str] = field(default_factory=list)
+    """What else the action would do ('linked to existing entry', 'disabled'...)."""
+    ldif: str | None = None
+    """The action as LDIF change records (LDAP targets), secrets left out."""
 
 
 @dataclass(slots=True)
@@ -221,6 +284,22 @@ class Target(ABC):
         reconciliation jobs on their first run). Default: no correlation."""
         return []
 
+    def current(
+        self, actions: Sequence[Action], secret: Callable[[str], bool] | None = None
+    ) -> list[Current | None]:
+        """What the target holds now for each action's item, in the same order, read
+        without writing anything (``syncd plan`` shows old -> new from it). None for an
+        item the target cannot tell about. ``secret(field)`` is true for fields whose
+        values must not appear (in LDIF, say). Default: nothing known."""
+        return [None] * len(actions)
+
+    def read_back(self) -> ReadBack | None:
+        """What the target holds now, for drift repair on a complete run (``--full``):
+        items edited or deleted by hand, orphans. Called after :meth:`open`; reads only.
+        Default None: this target cannot list what it holds, and a complete run compares
+        the source with syncd's state only."""
+        return None
+
     def check(self) -> list[CheckResult]:
         """Checks for `syncd doctor`. Default: none."""
         return []
@@ -230,6 +309,26 @@ class Target(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections. Safe to call twice."""
+
+
+class ReadBack(ABC):
+    """A target's own items, as read back for one complete run.
+
+    The engine asks :meth:`differs` for every synced object the source still has, and
+    :meth:`orphans` once at the end. Both only read.
+    """
+
+    @abstractmethod
+    def differs(self, state: Any, fields: dict[str, FieldValue]) -> str | None:
+        """Why the target's item for this synced object (``state``: its ObjectState) is
+        not what syncd would write for ``fields`` now: ``"missing"`` (deleted outside
+        syncd), ``"edited"`` (changed outside syncd); None when it matches."""
+
+    def orphans(self, known_keys: Container[str]) -> Iterator[tuple[str, str | None]]:
+        """(key, target id) of items the target holds as syncd's own (tagged with a key
+        of this job) whose key is not in ``known_keys``: left by a crash or by a state
+        reset. Default: none (the target cannot tell its own items from others')."""
+        return iter(())
 
 
 @dataclass(frozen=True)

@@ -24,14 +24,16 @@ import dataclasses
 import gc
 import hashlib
 import logging
+import os
 import pickle
 import re
+import signal
 import sys
 import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -46,6 +48,7 @@ change_log = logging.getLogger("syncd.changes")
 
 READ_BATCH = 500
 MAPPING_NOTE = "mapping file digest "
+ONLY_NOTE = "only: "
 RETRY_FULL_NOTE = "complete read not finished: the next run reads completely too"
 # lookup('people') / lookup("people", 'key') in a mapping file: the job names it reads.
 _LOOKUP_JOB = re.compile(r"""lookup\(\s*['"]([^'"]+)['"]""")
@@ -184,11 +187,18 @@ def run_job(
     stop_event: threading.Event | None = None,
     progress: bool = False,
     store: Any = None,
+    verify: Callable[[Plan, str | None], None] | None = None,
+    only: Sequence[str] | None = None,
 ) -> RunReport:
     """Run ``job_name`` once.
 
     ``apply=False`` is a dry run: it reads, maps and plans, writes nothing (no target
     write, no state write, no cursor move) and returns the plan in ``report.plan``.
+    ``verify(plan, cursor)`` is called with the whole plan and the cursor the read
+    started from, before the gates and any write (under the job lock when applying): it
+    raises a UserError to stop the run (``syncd apply`` refuses a stale stored plan).
+    ``only`` (source ids or DNs) reads just those entries (``Source.read_entries``):
+    no delete is planned from an absence and the cursor is not moved.
     Raises UserError subclasses for user-fixable failures (GateStopped when a gate
     stops an applying run; ConnectionFailed, SourceError, TargetError...). The run
     record in the state store says what happened either way.
@@ -209,6 +219,8 @@ def run_job(
             stop_event=stop_event or threading.Event(),
             progress=progress,
         )
+        run.verify = verify
+        run.only = list(only) if only else None
         with _quiet_gc():
             if not apply:
                 return run.execute()
@@ -298,11 +310,17 @@ class _Run:
         self.dn_moves: list[tuple[Any, str | None]] = []
         self._dn_cache: dict[tuple[str, str], Any] = {}
         self.reporter: Any = None
+        self.verify: Callable[[Plan, str | None], None] | None = None
+        self.only: list[str] | None = None
         # Source ids with a failed action in this run. A key change is a delete of the
         # old item and a create of the new one: if the delete failed, the state must
         # keep the old key (even though the create worked) so the next run retries it.
         self.failed_sids: set[str] = set()
         self.read_complete = False
+        # Source id -> actions a dead run handed to the target without committing their
+        # outcome; such objects are written again (see planner.plan_reverify).
+        self.inflight: dict[str, list[Any]] = {}
+        self.reverified: set[str] = set()
         try:
             text = job.mapping_path.read_bytes()
             self.mapping_digest = hashlib.sha256(text).hexdigest()[:16]
@@ -310,6 +328,8 @@ class _Run:
             self.mapping_digest = ""
         # No synced object at all (a first run): no state row to fetch per batch.
         self.state_empty = False
+        self.readback: Any = None
+        self.drift: Counter = Counter()
         # Keys the target found edited or removed by hand (Target.drift): planned again
         # with every field; the values the target keeps are committed with the cursor.
         self.repair_keys: set[str] = set()
@@ -319,7 +339,7 @@ class _Run:
     def execute(self) -> RunReport:
         started = time.monotonic()
         rep = self.report
-        if not self.full and self._last_run_asked_for_full():
+        if not self.full and not self.only and self._last_run_asked_for_full():
             self.full = True
             rep.notes.append("the last run read completely but did not finish: complete read")
         if self.apply_mode:
@@ -331,7 +351,23 @@ class _Run:
         try:
             source = self._make_source()
             target = self._make_target()
+            # (an --only run leaves marks of a dead run to the next regular run)
+            self.inflight = {} if self.only else self.store.inflight(self.job.name)
+            if self.inflight and not self.full:
+                # The dead run may have written what only its complete read found (a
+                # delete, a mapping change), and an orphan create leaves no state row:
+                # only a complete read decides every marked object again.
+                self.full = True
+                rep.notes.append(
+                    f"a run died between writing {len(self.inflight)} object(s) and "
+                    "committing them: complete read, and they are written again"
+                )
             cursor = None if self.full else self.store.get_cursor(self.job.name)
+            if self.only:
+                # A few entries only: the cursor, complete reads and the mapping's
+                # digest stay for the next regular run (which must not skip them).
+                cursor = None
+                rep.notes.append(f"{ONLY_NOTE}{len(self.only)} asked for")
             if cursor is not None and not self.full:
                 changed = self._changed_lookup_job()
                 if changed is not None:
@@ -349,7 +385,7 @@ class _Run:
                     # periodic full read.
                     self.full = True
                     rep.notes.append("mapping file changed since the last run: complete read")
-            if self.apply_mode and self.mapping_digest:
+            if self.apply_mode and self.mapping_digest and not self.only:
                 rep.notes.append(MAPPING_NOTE + self.mapping_digest)
             self.previously_quarantined = {
                 q.source_id for q in self.store.quarantine(self.job.name)
@@ -357,11 +393,22 @@ class _Run:
             synced_before = self.store.count_objects(self.job.name)
             self.state_empty = synced_before == 0
             correlating = self._correlating(target)
-            if correlating or self.apply_mode:
+            # A reconciling run (--full, or a complete read the engine forces) also reads
+            # the target back when it can, so what was edited or deleted there by hand is
+            # repaired (drift). Not on every complete read of the source: `changes: full`
+            # jobs would read the whole target on every run.
+            verifying = (
+                self.full and not self.only and type(target).read_back is not Target.read_back
+            )
+            if correlating or self.apply_mode or verifying:
                 target.open()
+            if verifying:
+                self.readback = target.read_back()
             if self.apply_mode and self._target_drift(target):
                 cursor = None
             plan, outcome = self.read_and_plan(source, target if correlating else None, cursor)
+            if self.verify is not None:
+                self.verify(plan, cursor)
             self.read_complete = outcome.complete
             rep.method = outcome.method
             rep.notes.extend(outcome.notes)
@@ -427,7 +474,7 @@ class _Run:
         if not self.mapping_digest:
             return False
         last_ok = next(
-            (r for r in self.store.runs(self.job.name, limit=50) if r.status == "ok"), None
+            (r for r in self.store.runs(self.job.name, limit=50) if _regular_ok(r)), None
         )
         if last_ok is None:
             return False
@@ -438,7 +485,7 @@ class _Run:
         """True when this job's latest run read completely and then did not finish
         (failed writes, stopped, gated): its deletes must be found again."""
         try:
-            last = self.store.runs(self.job.name, limit=1)
+            last = [r for r in self.store.runs(self.job.name, limit=10) if not _only_run(r)]
         except Exception:  # the run itself reports an unusable store
             return False
         return bool(last) and RETRY_FULL_NOTE in (last[0].notes or [])
@@ -473,7 +520,7 @@ class _Run:
         if not jobs:
             return None
         last_ok = next(
-            (r for r in self.store.runs(self.job.name, limit=50) if r.status == "ok"), None
+            (r for r in self.store.runs(self.job.name, limit=50) if _regular_ok(r)), None
         )
         if last_ok is None:
             return None
@@ -544,7 +591,9 @@ class _Run:
         the read's outcome. Raises SourceError if the read did not end normally."""
         plan = Plan()
         try:
-            read: Read = source.read(cursor, full=self.full)
+            read: Read = (
+                source.read_entries(self.only) if self.only else source.read(cursor, full=self.full)
+            )
             batch: list[Change] = []
             with self._progress("reading") as tick:
                 for change in read.changes:
@@ -564,11 +613,16 @@ class _Run:
             if outcome.complete:
                 for planned in planner.plan_unseen(self._unseen_objects(), self.seen):
                     plan.add(planned)
+                self._plan_unseen_inflight(plan)
+                if self.readback is not None:
+                    self._note_orphans()
                 # Quarantined entries the source no longer lists are gone: so is their
                 # quarantine entry (a synced one leaves it when its delete is confirmed).
                 gone = [sid for sid in self.previously_quarantined if sid not in self.seen]
                 synced = self.store.objects_for(self.job.name, gone) if gone else {}
                 self.mapped_ok_quarantined.extend(sid for sid in gone if sid not in synced)
+            if self.drift:
+                self.report.notes.append(_drift_note(self.drift))
             return plan, outcome
         except BaseException:
             plan.close()
@@ -624,6 +678,8 @@ class _Run:
                 elif change.op is Op.DELETE and state is not None:
                     # accounted for: a complete read must not plan its delete again
                     plan_add(planner.plan_delete(state))
+                if change.op is Op.DELETE and sid in self.inflight:
+                    self._plan_orphans(plan, sid, state)
                 elif change.op is Op.DELETE and sid in self.previously_quarantined:
                     self.mapped_ok_quarantined.append(sid)  # never synced, now gone
                 continue
@@ -637,6 +693,8 @@ class _Run:
                 counts["skipped"] += 1
                 if state is not None:
                     plan_add(planner.plan_delete(state))
+                if sid in self.inflight:
+                    self._plan_orphans(plan, sid, state)
                 elif sid in self.previously_quarantined:
                     self.mapped_ok_quarantined.append(sid)  # out of scope now
                 continue
@@ -665,7 +723,21 @@ class _Run:
                 )
                 continue
             key_owner[key] = (sid, change.dn)
-            planned = plan_upsert(sid, key, record.fields, change.dn, state)
+            if self.readback is not None and state is not None and state.key == key:
+                why = self.readback.differs(state, record.fields)
+                if why is not None:
+                    # Hand-edited or deleted in the target: the state no longer tells
+                    # what the item holds, so every field is written again.
+                    self.drift[why] += 1
+                    counts["drift"] += 1
+                    state = planner.distrust(state)
+            if sid in self.inflight:
+                self.reverified.add(sid)
+                counts["rewritten"] += 1
+                marks = [m for m in self.inflight[sid] if self._orphan_key_free(m.key, sid)]
+                planned = planner.plan_reverify(sid, key, record.fields, change.dn, state, marks)
+            else:
+                planned = plan_upsert(sid, key, record.fields, change.dn, state)
             if not planned:
                 unchanged += 1
                 if sid in quarantined_before:
@@ -687,6 +759,37 @@ class _Run:
                 plan_add(item)
         if unchanged:
             counts["unchanged"] += unchanged
+
+    def _note_orphans(self) -> None:
+        """Count the target's own items that no synced object claims (a state reset, an
+        old job): reported, never deleted, since another job may write the same place."""
+        known = {state.key for state in self.store.iter_objects(self.job.name)}
+        known.update(self.key_owner)
+        orphans = sum(1 for _ in self.readback.orphans(known))
+        if orphans:
+            self.drift["orphaned"] += orphans
+
+    def _orphan_key_free(self, key: str, sid: str) -> bool:
+        """True when no other object claims ``key`` (in this read or in the state), so a
+        delete by that key cannot remove another object's item."""
+        owner = self.key_owner.get(key) or self._key_holders([key]).get(key)
+        return owner is None or owner[0] == sid
+
+    def _plan_orphans(self, plan: Plan, sid: str, state: Any) -> None:
+        """Deletes by key of what a dead run may have written for ``sid``, an object the
+        source no longer has (``state``'s own key is deleted by the caller)."""
+        self.reverified.add(sid)
+        marks = [m for m in self.inflight[sid] if self._orphan_key_free(m.key, sid)]
+        keep = {state.key} if state is not None else set()
+        for planned in planner.plan_orphans(marks, keep):
+            plan.add(planned)
+
+    def _plan_unseen_inflight(self, plan: Plan) -> None:
+        """After a complete read: orphans of marked objects the read did not list."""
+        gone = [sid for sid in self.inflight if sid not in self.seen]
+        states = self.store.objects_for(self.job.name, gone) if gone else {}
+        for sid in gone:
+            self._plan_orphans(plan, sid, states.get(sid))
 
     def _quarantine(self, sid: str, dn: str | None, reason: str) -> None:
         self.quarantine.append((sid, dn, reason))
@@ -779,11 +882,13 @@ class _Run:
                         "lost the job lock (state store connection lost); "
                         "stopping before another node runs this job too"
                     )
+                self._mark_inflight(batch)
                 try:
                     results = target.apply([p.action for p in batch])
                 except TargetError:
                     rep.counts["failed"] += len(batch)
                     raise
+                _test_crash_hook()
                 if len(results) != len(batch):
                     raise TargetError(
                         f"{target.describe()} answered {len(results)} results "
@@ -806,10 +911,27 @@ class _Run:
             )
         rep.status = "ok"
 
+    def _mark_inflight(self, batch: list[planner.PlannedAction]) -> None:
+        """One state commit per batch, before the target sees it: should the process die
+        after the target wrote and before :meth:`_commit_batch`, the next run knows
+        which objects' state is not to be trusted."""
+        from syncd.state import InFlight
+
+        self.store.mark_inflight(
+            self.job.name,
+            [
+                InFlight(a.source_id, a.key, a.kind.value, a.target_id, a.dn)
+                for a in (p.action for p in batch)
+            ],
+        )
+
     def _commit_batch(self, batch: list[planner.PlannedAction], results: list[ActionResult]) -> int:
         from syncd.state import ObjectState, QuarantineEntry
 
         upserts, deletes, unquarantined, problems = [], [], [], []
+        # Failed deletes keep their in-flight mark: the next run reads completely and
+        # plans them again (an orphan's delete has no state row to retry it from).
+        failed_deletes: set[str] = set()
         failed = 0
         counts = self.report.counts
         done: Counter = Counter()
@@ -824,6 +946,8 @@ class _Run:
             if not result.ok:
                 failed += 1
                 self.failed_sids.add(action.source_id)
+                if action.kind is ActionKind.DELETE:
+                    failed_deletes.add(action.source_id)
                 counts["failed"] += 1
                 reason = f"{action.kind.value} failed: {result.error or 'unknown error'}"
                 problems.append(
@@ -860,6 +984,7 @@ class _Run:
             quarantined=problems,
             # An object with one failed action stays quarantined (its attempts grow).
             unquarantined=[sid for sid in unquarantined if sid not in self.failed_sids],
+            settled=[p.action.source_id for p in batch if p.action.source_id not in failed_deletes],
         )
         return failed
 
@@ -875,12 +1000,16 @@ class _Run:
                 with contextlib.suppress(Exception):
                     self.reporter.problem(sid, dn, reason)
         moved = [dataclasses.replace(state, dn=dn) for state, dn in self.dn_moves]
-        if entries or self.mapped_ok_quarantined or moved:
+        # Marked objects with nothing planned (quarantined by their mapping): the marks
+        # would otherwise force a complete read on every run.
+        settled = [sid for sid in self.inflight if sid not in self.reverified]
+        if entries or self.mapped_ok_quarantined or moved or settled:
             self.store.commit(
                 self.job.name,
                 upserts=moved,
                 quarantined=entries,
                 unquarantined=self.mapped_ok_quarantined,
+                settled=settled,
             )
 
     # ---------------------------------------------------------------- progress
@@ -907,6 +1036,43 @@ class _Run:
         with Progress(*columns, transient=True) as prog:
             task = prog.add_task(what, total=total)
             yield lambda n: prog.advance(task, n)
+
+
+def _drift_note(drift: Counter) -> str:
+    parts = ", ".join(f"{n} {why}" for why, n in sorted(drift.items()))
+    repaired = drift.total() - drift.get("orphaned", 0)
+    text = f"target drift: {parts}"
+    if repaired:
+        text += f"; {repaired} written again"
+    if drift.get("orphaned"):
+        text += "; orphaned items (syncd's name, no synced object) are left alone"
+    return text
+
+
+def _test_crash_hook() -> None:
+    """TEST HOOK, for tests/e2e/test_crash_window.py and bench/crash_storm.py only:
+    with ``SYNCD_TEST_CRASH_AFTER_APPLY=N`` in the environment the process kills itself
+    (SIGKILL, no clean-up) right after the N-th batch was applied by the target and
+    before its state commit, the window a real crash hits. Read here and nowhere else."""
+    wanted = os.environ.get("SYNCD_TEST_CRASH_AFTER_APPLY")
+    if not wanted:
+        return
+    global _applied_batches
+    _applied_batches += 1
+    if _applied_batches >= int(wanted):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+_applied_batches = 0
+
+
+def _only_run(run: Any) -> bool:
+    """A run of a few entries (--only): not a run later runs may take as their base."""
+    return any(n.startswith(ONLY_NOTE) for n in (run.notes or []))
+
+
+def _regular_ok(run: Any) -> bool:
+    return run.status == "ok" and not _only_run(run)
 
 
 _DONE = {ActionKind.CREATE: "created", ActionKind.UPDATE: "updated", ActionKind.DELETE: "deleted"}

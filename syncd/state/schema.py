@@ -105,6 +105,21 @@ quarantine = Table(
     Column("attempts", Integer, nullable=False),
 )
 
+inflight = Table(
+    "inflight",
+    metadata,
+    Column("job", Text, primary_key=True),
+    Column("source_id", Text, primary_key=True),
+    Column("key", Text, primary_key=True),
+    Column("kind", Text, nullable=False),  # create | update | delete
+    Column("target_id", Text),
+    Column("dn", Text),
+    Column("since", UTCDateTime, nullable=False),
+)
+"""Actions handed to a target whose outcome is not committed yet (see
+:meth:`syncd.state.StateStore.mark_inflight`): a row left here means a run died between
+the target's write and the state commit, so the state of that object is not trusted."""
+
 
 target_state = Table(
     "target_state",
@@ -124,13 +139,18 @@ def _v1_initial(conn: Connection) -> None:
     metadata.create_all(conn, tables=[cursors, objects, runs, quarantine])
 
 
+def _v2_inflight(conn: Connection) -> None:
+    inflight.create(conn)
+
+
 Migration = Callable[[Connection], None]
 
-def _v2_target_state(conn: Connection) -> None:
+
+def _v3_target_state(conn: Connection) -> None:
     metadata.create_all(conn, tables=[target_state])
 
 
-MIGRATIONS: list[Migration] = [_v1_initial, _v2_target_state]
+MIGRATIONS: list[Migration] = [_v1_initial, _v2_inflight, _v3_target_state]
 """Step ``i`` takes version ``i`` to ``i + 1``. Append only."""
 
 

@@ -42,7 +42,15 @@ from sqlalchemy.pool import StaticPool
 
 from syncd.errors import ConfigError, ConnectionFailed, UserError
 from syncd.state import schema
-from syncd.state.schema import cursors, objects, quarantine, runs, schema_version, target_state
+from syncd.state.schema import (
+    cursors,
+    inflight,
+    objects,
+    quarantine,
+    runs,
+    schema_version,
+    target_state,
+)
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +92,18 @@ class ObjectState:
     fingerprint: str
     digests: dict[str, str]
     dn: str | None
+
+
+@dataclass(slots=True)
+class InFlight:
+    """One action handed to a target whose outcome the state has not committed yet."""
+
+    source_id: str
+    key: str
+    kind: str
+    """create | update | delete"""
+    target_id: str | None = None
+    dn: str | None = None
 
 
 @dataclass(slots=True)
@@ -151,7 +171,9 @@ def safe_url(url: URL | str) -> str:
         u = make_url(url) if isinstance(url, str) else url
     except ArgumentError:
         return "<invalid url>"
-    return u.render_as_string(hide_password=True)
+    from syncd.urls import redact_url  # also masks ?password= and the like
+
+    return redact_url(u.render_as_string(hide_password=True))
 
 
 def _parse_url(url: str) -> URL:
@@ -270,6 +292,7 @@ class StateStore:
         self._raw_upsert_objects = self._compile_raw(self._upsert_objects)
         self._upsert_quarantine = self._make_upsert_quarantine()
         self._upsert_cursor = self._make_upsert_cursor()
+        self._upsert_inflight = self._make_upsert_inflight()
 
     # ----------------------------------------------------------------- schema
     @contextmanager
@@ -374,6 +397,13 @@ class StateStore:
             set_={"cursor": stmt.excluded.cursor, "updated_at": stmt.excluded.updated_at},
         )
 
+    def _make_upsert_inflight(self):
+        stmt = self._insert(inflight)
+        return stmt.on_conflict_do_update(
+            index_elements=[inflight.c.job, inflight.c.source_id, inflight.c.key],
+            set_={c: stmt.excluded[c] for c in ("kind", "target_id", "dn", "since")},
+        )
+
     # ---------------------------------------------------------------- reading
     @_db_errors
     def get_target_state(self, job: str) -> dict[str, str]:
@@ -474,6 +504,23 @@ class StateStore:
             raise ConnectionFailed(f"state database {self.url}: {_short(err)}") from err
 
     @_db_errors
+    def inflight(self, job: str) -> dict[str, list[InFlight]]:
+        """Source id -> the actions of ``job`` a target was handed but whose outcome was
+        never committed (a run died in between): their state rows are not to be trusted."""
+        found: dict[str, list[InFlight]] = {}
+        query = select(
+            inflight.c.source_id,
+            inflight.c.key,
+            inflight.c.kind,
+            inflight.c.target_id,
+            inflight.c.dn,
+        ).where(inflight.c.job == job)
+        with self.engine.connect() as conn:
+            for sid, key, kind, target_id, dn in conn.execute(query):
+                found.setdefault(sid, []).append(InFlight(sid, key, kind, target_id, dn))
+        return found
+
+    @_db_errors
     def count_objects(self, job: str) -> int:
         with self.engine.connect() as conn:
             return conn.execute(
@@ -492,6 +539,29 @@ class StateStore:
 
     # ---------------------------------------------------------------- writing
     @_db_errors
+    def mark_inflight(self, job: str, entries: Sequence[InFlight]) -> None:
+        """Record, in ONE transaction, that these actions are about to be handed to the
+        target. :meth:`commit` with ``settled=`` clears them once the target answered;
+        whatever is still here at the next run was possibly written, possibly not."""
+        if not entries:
+            return
+        now = _now()
+        rows = {
+            (e.source_id, e.key): {
+                "job": job,
+                "source_id": e.source_id,
+                "key": e.key,
+                "kind": e.kind,
+                "target_id": e.target_id,
+                "dn": _text(e.dn),
+                "since": now,
+            }
+            for e in entries
+        }
+        with self._write() as conn:
+            conn.execute(self._upsert_inflight, list(rows.values()))
+
+    @_db_errors
     def commit(
         self,
         job: str,
@@ -501,16 +571,17 @@ class StateStore:
         quarantined: Sequence[QuarantineEntry] = (),
         unquarantined: Sequence[str] = (),
         cursor: str | _Keep | None = KEEP,
+        settled: Sequence[str] = (),
         target_values: dict[str, str | None] | None = None,
     ) -> None:
         """Write all of it in ONE transaction, or nothing.
 
-        ``target_values``: per-job values of the target (key -> value; None removes the
-        key), written with the cursor.
-
-        Order inside the transaction: deletes, then upserts (a key change is a delete
-        and a create of the same source id: the create wins), then unquarantined, then
-        quarantined (each quarantining counts one attempt more), then the cursor.
+        ``settled``: source ids whose in-flight marks (:meth:`mark_inflight`) go, as the
+        target answered for them (cleared first). Then deletes, then upserts (a key
+        change is a delete and a create of the same source id: the create wins), then
+        unquarantined, then quarantined (each quarantining counts one attempt more),
+        then the cursor. ``target_values``: per-job values of the target (key -> value;
+        None removes the key), written with the cursor.
         """
         now = _now()
         raw = self._raw_upsert_objects
@@ -551,6 +622,10 @@ class StateStore:
                 "attempts": 1,
             }
         with self._write() as conn:
+            for chunk in _chunks(list(dict.fromkeys(settled))):
+                conn.execute(
+                    delete(inflight).where(inflight.c.job == job, inflight.c.source_id.in_(chunk))
+                )
             for chunk in _chunks(list(dict.fromkeys(deletes))):
                 conn.execute(
                     delete(objects).where(objects.c.job == job, objects.c.source_id.in_(chunk))

@@ -154,14 +154,31 @@ def test_photo_3_0_round_trip(make_target, cards):
     got = cards()
     assert got["ph-1"].photo.value == JPEG
     assert got["ph-1"].photo.params["TYPE"] == ["JPEG"]
+    big = JPEG * 8  # several KiB of base64: many folded lines through the real server
+    ok(target.apply([create("ph-3", fn="Big", photo=big)]))
+    assert cards()["ph-3"].photo.value == big
     assert got["ph-2"].photo.value == PNG
+
+
+@pytest.mark.parametrize("version", ["3.0", "4.0"])
+def test_every_line_is_folded_at_75_octets(version):
+    """RFC 6350 3.2 / RFC 2426 2.6: lines longer than 75 octets are folded. vobject left a
+    PHOTO's base64 on one line of kilobytes; folds must not split UTF-8 sequences."""
+    fields = {"fn": "Zoë " + "東京" * 60, "note": "é€👩‍💻" * 50, "photo": JPEG * 3}
+    text = vcard.build_vcard("fold-1", fields, version=version)
+    lines = text.split("\r\n")
+    assert max(len(ln.encode("utf-8")) for ln in lines) <= 75
+    assert sum(1 for ln in lines if ln.startswith(" ")) > 40  # the photo really was folded
+    card = vobject.readOne(text)
+    assert card.fn.value == fields["fn"] and card.note.value == fields["note"]
 
 
 def test_photo_4_0_is_a_data_uri():
     # Checked on the text syncd sends: Radicale 3 itself cuts 4.0 data: URIs at the comma
     # when it re-serialises a card (a vobject limitation), so the server is not the judge.
     text = vcard.build_vcard("ph-4", {"fn": "Pic", "photo": JPEG}, version="4.0")
-    line = next(ln for ln in text.split("\r\n") if ln.startswith("PHOTO"))
+    unfolded = text.replace("\r\n ", "")
+    line = next(ln for ln in unfolded.split("\r\n") if ln.startswith("PHOTO"))
     prefix = "PHOTO:data:image/jpeg;base64,"
     assert line.startswith(prefix)
     assert base64.b64decode(line[len(prefix) :]) == JPEG

@@ -33,6 +33,7 @@ class RewritingProxy:
         multiget_500: bool = False,
         drop: tuple[str, ...] = (),
         busy_puts: int = 0,
+        locked_puts: int = 0,
     ):
         """``rewrite_puts``: add a property to PUT bodies and drop the ETag of the
         answer. ``multiget_500``: answer addressbook-multiget with a 207 whose every
@@ -41,6 +42,9 @@ class RewritingProxy:
         self.drop = drop
         self.busy_puts = busy_puts
         """The next N PUTs are answered 429 Too Many Requests with Retry-After: 1."""
+        self.locked_puts = locked_puts
+        """The next N PUTs are answered 423 Locked (no Retry-After), as Xandikos answers
+        concurrent writes into one collection."""
         self.upstream = upstream.rstrip("/")
         self.rewrite_puts = rewrite_puts
         self.multiget_500 = multiget_500
@@ -61,6 +65,12 @@ class RewritingProxy:
                     outer.busy_puts -= 1
                     self.send_response(429)
                     self.send_header("Retry-After", "1")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if self.command == "PUT" and outer.locked_puts > 0:
+                    outer.locked_puts -= 1
+                    self.send_response(423)
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return

@@ -407,6 +407,50 @@ def test_rate_limited_puts_are_retried_after_retry_after(radicale_server, cardda
     assert waits == [1.0, 1.0, 1.0]
 
 
+@pytest.mark.radicale
+def test_locked_puts_are_retried_with_back_off(radicale_server, carddav_book, tmp_path):
+    """Xandikos answers parallel PUTs into one collection with 423 Locked (no
+    Retry-After): the cards are written after growing pauses, not failed."""
+    from syncd.contracts import Action, ActionKind
+
+    proxy = RewritingProxy(radicale_server.url, rewrite_puts=False, locked_puts=3)
+    try:
+        t = _radicale_target(radicale_server, tmp_path, proxy.url, carddav_book)
+        t.open()
+        waits: list[float] = []
+        t.client.sleep = waits.append
+        key = "0d2c8a52-5b0e-4c5e-9d51-1b1c1c1c1e01"
+        res = t.apply([Action(ActionKind.CREATE, key, key, fields={"fn": "Locked once"})])
+        t.close()
+    finally:
+        proxy.stop()
+    assert res[0].ok, res[0].error
+    assert waits == [0.5, 1.0, 2.0]
+    with radicale_server.client() as c:
+        assert "Locked once" in c.get(res[0].target_id.split(" ")[0]).text
+
+
+@pytest.mark.radicale
+def test_a_collection_locked_for_good_fails_the_card(radicale_server, carddav_book, tmp_path):
+    """A lock that never clears fails that card after the bounded retries (retried on
+    the next run), it does not hang the run."""
+    from syncd.contracts import Action, ActionKind
+
+    proxy = RewritingProxy(radicale_server.url, rewrite_puts=False, locked_puts=100)
+    try:
+        t = _radicale_target(radicale_server, tmp_path, proxy.url, carddav_book)
+        t.open()
+        waits: list[float] = []
+        t.client.sleep = waits.append
+        key = "0d2c8a52-5b0e-4c5e-9d51-1b1c1c1c1e02"
+        res = t.apply([Action(ActionKind.CREATE, key, key, fields={"fn": "Never"})])
+        t.close()
+    finally:
+        proxy.stop()
+    assert not res[0].ok and "423" in (res[0].error or "")
+    assert waits == [0.5, 1.0, 2.0, 4.0]
+
+
 def test_retry_after_forms():
     from datetime import UTC, datetime, timedelta
     from email.utils import format_datetime

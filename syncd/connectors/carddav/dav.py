@@ -214,6 +214,8 @@ def same_site(host: str, configured: str) -> bool:
 
 _BUSY_RETRIES = 4
 _MAX_BUSY_WAIT = 60.0
+_LOCKED_WAIT = 0.5
+"""First pause after a 423 Locked; doubled on each retry (0.5, 1, 2, 4 s)."""
 
 
 def _retry_after(value: str | None, *, default: float) -> float:
@@ -350,13 +352,18 @@ class DavClient:
                 raise ConnectionFailed(
                     f"CardDAV server {self._where(url)}: too many redirects"
                 ) from None
-            if resp.status_code not in (429, 503) or attempt > _BUSY_RETRIES:
+            if resp.status_code not in (423, 429, 503) or attempt > _BUSY_RETRIES:
                 break
             if resp.status_code == 503 and "retry-after" not in resp.headers:
                 break  # a backend that is down, not a rate limit: fail fast
             # Rate limited (iCloud, Fastmail, a proxy): wait what the server asks (or a
             # growing pause), a bounded number of times, instead of failing the card.
-            wait = _retry_after(resp.headers.get("retry-after"), default=2.0**attempt)
+            # 423 Locked: the collection is locked by a concurrent write (Xandikos
+            # answers so to parallel PUTs into one address book); it clears quickly.
+            default = (
+                _LOCKED_WAIT * 2.0 ** (attempt - 1) if resp.status_code == 423 else 2.0**attempt
+            )
+            wait = _retry_after(resp.headers.get("retry-after"), default=default)
             if wait > _MAX_BUSY_WAIT:
                 break
             log.warning(

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -36,7 +36,7 @@ from urllib.parse import unquote, urljoin, urlsplit
 from syncd.connectors.carddav import vcard
 from syncd.connectors.carddav.config import CardDavConnection, CardDavTargetOptions
 from syncd.connectors.carddav.dav import DavClient, short_status, strong_etag
-from syncd.contracts import Action, ActionKind, ActionResult, CheckResult, Target
+from syncd.contracts import Action, ActionKind, ActionResult, CheckResult, ReadBack, Target
 from syncd.errors import ConnectionFailed, SecretError, TargetError
 
 log = logging.getLogger(__name__)
@@ -397,6 +397,11 @@ class CardDavTarget(Target):
             w.action, ok=False, error=f"{w.name} kept changing while being deleted; retried later"
         )
 
+    def read_back(self) -> ReadBack:
+        """The address book's cards as listed at :meth:`open` (names and ETags): a
+        complete run repairs cards deleted or edited outside syncd with no extra request."""
+        return _CardReadBack(self)
+
     def changed_outside(self, target_ids: Iterable[str]) -> dict[str, str]:
         """Which of these cards (target ids as the state holds them) changed on the
         server since syncd wrote them, by the ETags of the listing made at open():
@@ -491,3 +496,36 @@ class CardDavTarget(Target):
             return [CheckResult("carddav address book", False, str(err))]
         finally:
             client.close()
+
+
+class _CardReadBack(ReadBack):
+    """Drift from the listing :meth:`CardDavTarget.open` made: a synced card that is no
+    longer listed was deleted outside syncd; one whose ETag is not the one syncd stored
+    was edited outside syncd (``on_external_edit`` then decides whether the repair
+    overwrites it)."""
+
+    def __init__(self, target: CardDavTarget):
+        self.target = target
+
+    def _name(self, state: Any) -> tuple[str, str | None]:
+        t = self.target
+        stored_path, etag = t._parse_target_id(state.target_id)
+        if stored_path is not None and stored_path.startswith(t.book_path):
+            return stored_path[len(t.book_path) :], etag
+        return vcard.resource_name(state.key), None
+
+    def differs(self, state: Any, fields: dict[str, Any]) -> str | None:
+        name, etag = self._name(state)
+        current = self.target.etags.get(name, _MISSING)
+        if current is _MISSING:
+            return "missing"
+        if etag is not None and current is not None and current != etag:
+            return "edited"
+        return None
+
+    def orphans(self, known_keys: Any) -> Iterator[tuple[str, str | None]]:
+        t = self.target
+        known = {vcard.resource_name(k) for k in known_keys}
+        for name, etag in t.etags.items():
+            if vcard.is_syncd_name(name) and name not in known:
+                yield vcard.key_from_name(name) or name, f"{t.book_path}{name} {etag or '-'}"

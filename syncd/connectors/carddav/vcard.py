@@ -448,7 +448,34 @@ def _with_digest(text: str) -> str:
     end = "END:VCARD\r\n"
     if not text.endswith(end):
         raise VCardError("vobject produced an unexpected card")
-    return text[: -len(end)] + f"{DIGEST_PROPERTY}:{content_digest(text)}\r\n" + end
+    return fold(text[: -len(end)] + f"{DIGEST_PROPERTY}:{content_digest(text)}\r\n" + end)
+
+
+FOLD_OCTETS = 75
+
+
+def fold(text: str) -> str:
+    """The card with every content line folded at 75 octets (RFC 6350 3.2, RFC 2426 2.6).
+
+    vobject folds text lines but writes a PHOTO's base64 as one line of many kilobytes,
+    which strict servers and phones refuse. A fold never splits a UTF-8 sequence: a
+    continuation starts with one space, so it carries at most 74 octets of the line.
+    """
+    out: list[str] = []
+    for line in _unfold(text):
+        raw = line.encode("utf-8")
+        if len(raw) <= FOLD_OCTETS:
+            out.append(line)
+            continue
+        start, limit = 0, FOLD_OCTETS
+        while start < len(raw):
+            end = min(start + limit, len(raw))
+            while end < len(raw) and (raw[end] & 0xC0) == 0x80:
+                end -= 1  # back off to the start of a UTF-8 sequence
+            chunk = raw[start:end].decode("utf-8")
+            out.append(chunk if start == 0 else " " + chunk)
+            start, limit = end, FOLD_OCTETS - 1
+    return "\r\n".join(out) + "\r\n"
 
 
 def read_props(text: str, names: Iterable[str]) -> dict[str, str]:

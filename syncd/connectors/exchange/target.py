@@ -27,7 +27,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -56,7 +56,15 @@ from syncd.connectors.exchange.models import (
     ExchangeTargetOptions,
     split_folder_path,
 )
-from syncd.contracts import Action, ActionKind, ActionResult, CheckResult, Target, batched
+from syncd.contracts import (
+    Action,
+    ActionKind,
+    ActionResult,
+    CheckResult,
+    ReadBack,
+    Target,
+    batched,
+)
 from syncd.errors import ConnectionFailed, SecretError, TargetError
 
 log = logging.getLogger(__name__)
@@ -390,14 +398,17 @@ class ExchangeTarget(Target):
     # ------------------------------------------------------------------ lookup
     def _find_owned(self, keys: Sequence[str]) -> dict[str, list[_Found]]:
         """Owned items of these keys in the folder: key -> items (oldest first)."""
-        out: dict[str, list[_Found]] = {}
         if not keys:
-            return out
+            return {}
+        return self._find_tagged(Q(**{f"{self.tag}__in": list(dict.fromkeys(keys))}))
+
+    def _find_tagged(self, q: Any) -> dict[str, list[_Found]]:
+        """Owned items matching ``q`` in the folder (paged by FindItem): key -> items."""
+        out: dict[str, list[_Found]] = {}
         acc = self.account
         wanted = {FieldPath(field=self.item_cls.get_field_by_fieldname(self.tag))}
         if self.kind == "contact":
             wanted.add(FieldPath(field=Contact.get_field_by_fieldname(self.photo_tag)))
-        q = Q(**{f"{self.tag}__in": list(dict.fromkeys(keys))})
         restriction = Restriction(q, folders=[self.folder], applies_to=Restriction.ITEMS)
 
         def run() -> list[Any]:
@@ -429,6 +440,12 @@ class ExchangeTarget(Target):
             ph = getattr(item, self.photo_tag, None) if kind == "contact" else None
             out.setdefault(key, []).append(_Found(item.id, item.changekey, key, kind, ph))
         return out
+
+    def read_back(self) -> ReadBack:
+        """Every owned item of the folder (one paged FindItem on the tag): a complete run
+        re-creates what was deleted by hand. Hand edits of synced fields are not seen
+        (the item's change key moves with syncd's own writes too)."""
+        return _ExchangeReadBack(self)
 
     # ------------------------------------------------------------------ apply
     def apply(self, actions: Sequence[Action]) -> list[ActionResult]:
@@ -905,3 +922,26 @@ def _hint(err: Exception) -> str:
 
 
 __all__ = ["PROPERTY_SET", "ExchangeTarget", "translate"]
+
+
+class _ExchangeReadBack(ReadBack):
+    """The keys of the owned items of this job's kind in the folder, listed once."""
+
+    def __init__(self, target: ExchangeTarget):
+        self.target = target
+        self._keys: set[str] | None = None
+
+    def _owned(self) -> set[str]:
+        if self._keys is None:
+            t = self.target
+            found = t._find_tagged(Q(**{f"{t.tag}__exists": True}))
+            self._keys = {k for k, items in found.items() if any(f.kind == t.kind for f in items)}
+        return self._keys
+
+    def differs(self, state: Any, fields: dict[str, Any]) -> str | None:
+        return None if state.key in self._owned() else "missing"
+
+    def orphans(self, known_keys: Any) -> Iterator[tuple[str, str | None]]:
+        for key in sorted(self._owned()):
+            if key not in known_keys:
+                yield key, None
