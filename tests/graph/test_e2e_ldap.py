@@ -185,3 +185,18 @@ def test_delta_links_are_kept_only_after_a_clean_run(book, slapd, graph_server):
         assert store.get_target_state("people") == saved
     finally:
         store.close()
+
+
+def test_only_run_leaves_hand_edits_for_the_next_full_run(book, slapd, graph_server):
+    slapd.add(person_ldif("jdoe", "Jürgen", "Döe", title="Engineer"))
+    assert run_job(book, "people").status == "ok"
+    assert run_job(book, "people").status == "ok"  # first delta links
+    jd = names(graph_server)["Jürgen Döe"]
+    graph_server.edit(MAILBOX, jd["id"], jobTitle="Hacked")
+    rep = run_job(book, "people", only=[f"uid=jdoe,{PEOPLE}"])
+    assert rep.status == "ok", rep.error
+    assert rep.counts["drifted"] == 0  # an --only run does not ask the target
+    assert names(graph_server)["Jürgen Döe"]["jobTitle"] == "Hacked"
+    rep = run_job(book, "people")
+    assert rep.counts["drifted"] == 1
+    assert names(graph_server)["Jürgen Döe"]["jobTitle"] == "Engineer"
