@@ -248,3 +248,18 @@ def test_expired_access_token_is_renewed(graph_server, make_graph_target):
     ok(t.apply([create(2)]))
     assert set(graph_server.owned(MAILBOX, FOLDER)) == {"k1", "k2"}
     assert graph_server.token_requests == 2
+
+
+def test_no_secret_or_token_in_logs(graph_server, make_graph_target, caplog):
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    t = make_graph_target()
+    t.open()
+    graph_server.inject(429, 1, where="http")
+    ok(t.apply([create(1, photo=JPEG)]))
+    tokens = {h[len("Bearer ") :] for h in graph_server.auth_headers_seen}
+    assert tokens
+    for secret in (graph_server.client_secret, *tokens):
+        assert secret not in caplog.text
+    assert "Authorization" not in caplog.text
