@@ -840,7 +840,7 @@ def _kind(rel: str) -> str:
     path = urlsplit(rel).path
     parts = []
     for p in path.split("/"):
-        parts.append("*" if (p.startswith("AAMk") or "@" in p or len(p) >= 32) else p)
+        parts.append("*" if (p.startswith("AAMk") or "@" in unquote(p) or len(p) >= 32) else p)
     return "/".join(parts)
 
 
