@@ -78,7 +78,16 @@ class NetEndpoint:
 
 
 # ------------------------------------------------------------------- endpoints
-_URL_FIELDS = ("url", "urls", "service_endpoint", "endpoint", "server_url", "base_url")
+_URL_FIELDS = (
+    "url",
+    "urls",
+    "service_endpoint",
+    "endpoint",
+    "server_url",
+    "base_url",
+    "authority_url",  # graph: sign-in host
+    "graph_url",
+)
 
 
 def endpoints_of(options: Any) -> list[NetEndpoint]:

@@ -423,7 +423,14 @@ class _Run:
                 target.open()
             if verifying:
                 self.readback = target.read_back()
-            if self.apply_mode and self._target_drift(target):
+            # Not for --only runs (they read a few entries, so could not repair) nor for
+            # a stored plan being applied (it must apply exactly what was shown).
+            if (
+                self.apply_mode
+                and not self.only
+                and self.verify is None
+                and self._target_drift(target)
+            ):
                 cursor = None
             plan, outcome = self.read_and_plan(source, target if correlating else None, cursor)
             if self.verify is not None:
