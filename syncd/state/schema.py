@@ -73,6 +73,9 @@ objects = Table(
     Column("dn", Text),
     Column("dn_norm", Text),  # lower-cased dn, for case-insensitive look-ups
     Column("updated_at", UTCDateTime, nullable=False),
+    # Digest of the source entry as last mapped (with the mapping's digest): an entry
+    # read again unchanged is not mapped again. NULL: unknown, map it (schema v2).
+    Column("entry_digest", Text),
     Index("ix_objects_job_dn", "job", "dn_norm"),
     Index("ix_objects_job_key", "job", "key"),
 )
@@ -107,14 +110,36 @@ quarantine = Table(
 
 
 def _v1_initial(conn: Connection) -> None:
-    # The tables above ARE version 1 today. The day a migration changes one of them,
-    # copy its version-1 definition in here first so this step keeps building v1.
-    metadata.create_all(conn, tables=[cursors, objects, runs, quarantine])
+    # The tables above are version 1 except where a later migration changed them: those
+    # keep their version-1 definition here, so this step keeps building v1.
+    v1 = MetaData()
+    Table(
+        "objects",
+        v1,
+        Column("job", Text, primary_key=True),
+        Column("source_id", Text, primary_key=True),
+        Column("key", Text, nullable=False),
+        Column("target_id", Text),
+        Column("fingerprint", Text, nullable=False),
+        Column("digests", Text, nullable=False),
+        Column("dn", Text),
+        Column("dn_norm", Text),
+        Column("updated_at", UTCDateTime, nullable=False),
+        Index("ix_objects_job_dn", "job", "dn_norm"),
+        Index("ix_objects_job_key", "job", "key"),
+    )
+    for table in (cursors, runs, quarantine):
+        table.to_metadata(v1)
+    v1.create_all(conn)
+
+
+def _v2_entry_digest(conn: Connection) -> None:
+    conn.exec_driver_sql("ALTER TABLE objects ADD COLUMN entry_digest TEXT")
 
 
 Migration = Callable[[Connection], None]
 
-MIGRATIONS: list[Migration] = [_v1_initial]
+MIGRATIONS: list[Migration] = [_v1_initial, _v2_entry_digest]
 """Step ``i`` takes version ``i`` to ``i + 1``. Append only."""
 
 

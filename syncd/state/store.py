@@ -26,6 +26,7 @@ from typing import Any, Final, TypeVar
 from sqlalchemy import (
     Connection,
     Engine,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -84,6 +85,8 @@ class ObjectState:
     fingerprint: str
     digests: dict[str, str]
     dn: str | None
+    entry_digest: str | None = None
+    """Digest of the source entry this state was planned from (None: unknown)."""
 
 
 @dataclass(slots=True)
@@ -326,7 +329,16 @@ class StateStore:
 
     def _make_upsert_objects(self):
         stmt = self._insert(objects)
-        cols = ("key", "target_id", "fingerprint", "digests", "dn", "dn_norm", "updated_at")
+        cols = (
+            "key",
+            "target_id",
+            "fingerprint",
+            "digests",
+            "dn",
+            "dn_norm",
+            "updated_at",
+            "entry_digest",
+        )
         return stmt.on_conflict_do_update(
             index_elements=[objects.c.job, objects.c.source_id],
             set_={c: stmt.excluded[c] for c in cols},
@@ -342,6 +354,7 @@ class StateStore:
         "dn",
         "dn_norm",
         "updated_at",
+        "entry_digest",
     )
 
     def _compile_raw(self, stmt) -> str | None:
@@ -384,8 +397,10 @@ class StateStore:
     @staticmethod
     def _state(row: Any) -> ObjectState:
         # Positional: Row attribute access by name costs more than the rest together.
-        source_id, key, target_id, fp, digests, dn = row[:6]
-        return ObjectState(source_id, key, target_id, fp, _load(digests) if digests else {}, dn)
+        source_id, key, target_id, fp, digests, dn, entry = row[:7]
+        return ObjectState(
+            source_id, key, target_id, fp, _load(digests) if digests else {}, dn, entry
+        )
 
     _STATE_COLS = (
         objects.c.source_id,
@@ -394,6 +409,7 @@ class StateStore:
         objects.c.fingerprint,
         objects.c.digests,
         objects.c.dn,
+        objects.c.entry_digest,
     )
 
     @_db_errors
@@ -483,6 +499,22 @@ class StateStore:
 
     # ---------------------------------------------------------------- writing
     @_db_errors
+    def remember_entry_digests(self, job: str, digests: dict[str, str]) -> None:
+        """Set the entry digest (source id -> digest) of objects already synced, in one
+        transaction. Nothing else changes, not even ``updated_at``: their records did
+        not change, so jobs that look members up here have nothing to follow."""
+        if not digests:
+            return
+        stmt = (
+            update(objects)
+            .where(objects.c.job == bindparam("b_job"), objects.c.source_id == bindparam("b_sid"))
+            .values(entry_digest=bindparam("b_digest"))
+        )
+        params = [{"b_job": job, "b_sid": sid, "b_digest": d} for sid, d in digests.items()]
+        with self._write() as conn:
+            conn.execute(stmt, params)
+
+    @_db_errors
     def commit(
         self,
         job: str,
@@ -518,6 +550,7 @@ class StateStore:
                 _text(o.dn),
                 _text(o.dn.lower()) if o.dn is not None else None,
                 stamp,
+                o.entry_digest,
             )
             rows[o.source_id] = (
                 values

@@ -89,6 +89,7 @@ def test_newer_schema_is_refused(url):
 
 def test_migrations_apply_in_order_in_one_transaction(url, monkeypatch):
     StateStore(url).close()
+    n = state_schema.latest()  # the real migrations; two test ones are appended
     applied = []
 
     def v2(conn):
@@ -105,10 +106,10 @@ def test_migrations_apply_in_order_in_one_transaction(url, monkeypatch):
         StateStore(url)
     assert applied == [2, 3]
     # Nothing of the failed upgrade stayed: not v2's table, not its version row.
-    monkeypatch.setattr(state_schema, "MIGRATIONS", state_schema.MIGRATIONS[:1])
+    monkeypatch.setattr(state_schema, "MIGRATIONS", state_schema.MIGRATIONS[:n])
     s = StateStore(url)
     try:
-        assert s.schema_version() == 1
+        assert s.schema_version() == n
         assert not {"extra_v2", "extra_v3"} & set(inspect(s.engine).get_table_names())
     finally:
         s.close()
@@ -116,7 +117,7 @@ def test_migrations_apply_in_order_in_one_transaction(url, monkeypatch):
     applied.clear()
     s = StateStore(url)
     try:
-        assert applied == [2] and s.schema_version() == 2
+        assert applied == [2] and s.schema_version() == n + 1
         assert "extra_v2" in inspect(s.engine).get_table_names()
     finally:
         s.close()
