@@ -6,7 +6,6 @@ error's code, without a traceback; anything else is a bug and keeps its tracebac
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import sys
@@ -130,23 +129,33 @@ def _check_secrets(cfg: Config) -> list[str]:
 @cli.command()
 @click.argument("job")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@click.option("--ldif", is_flag=True, help="the plan as an LDIF change file (LDAP targets)")
 @click.option("--full", is_flag=True, help="plan a complete reconciliation, ignoring the cursor")
 @click.option("--all", "show_all", is_flag=True, help="list every action (default: 50 a kind)")
 @click.option("--check", is_flag=True, help="exit 1 when the plan is not empty (drift check)")
 @click.pass_context
 def plan(
-    ctx: click.Context, job: str, as_json: bool, full: bool, show_all: bool, check: bool
+    ctx: click.Context,
+    job: str,
+    as_json: bool,
+    ldif: bool,
+    full: bool,
+    show_all: bool,
+    check: bool,
 ) -> None:
-    """Show what `sync JOB` would change. Writes nothing."""
+    """Show what `sync JOB` would change: every action with its DN and each field
+    old -> new (secrets never shown). Writes nothing."""
     from syncd.engine import run_job
 
     cfg = get_config(ctx)
-    report = run_job(cfg, job, apply=False, full=full, progress=not as_json)
+    report = run_job(cfg, job, apply=False, full=full, progress=not (as_json or ldif))
     try:
-        if as_json:
-            _print_plan_json(report)
+        if ldif:
+            _print_plan_ldif(cfg, report)
+        elif as_json:
+            _print_plan_json(cfg, report)
         else:
-            _print_plan_text(report, limit=None if show_all else 50)
+            _print_plan_text(cfg, report, limit=None if show_all else 50)
         changes = len(report.plan) if report.plan is not None else 0
     finally:
         if report.plan is not None:
@@ -155,32 +164,46 @@ def plan(
         ctx.exit(1)
 
 
-_SIGNS = {"create": "+", "update": "~", "delete": "-"}
+def _plan_views(cfg: Config, report: Any, limit: int | None = None) -> Any:
+    """(views of the shown actions, secret predicate, notes the view adds); with
+    ``limit``, the target is asked only about the first ``limit`` actions of a kind."""
+    from syncd import planview
+
+    is_secret = planview.secret_names(cfg.job(report.job).mapping)
+    target = planview.open_target(cfg, report.job) if len(report.plan) else None
+    notes: list[str] = []
+    shown: dict[str, int] = {}
+
+    def wanted() -> Any:
+        for planned in report.plan:
+            kind = planned.action.kind.value
+            shown[kind] = shown.get(kind, 0) + 1
+            if limit is None or shown[kind] <= limit:
+                yield planned.action
+
+    def gen() -> Any:
+        try:
+            yield from planview.views(wanted(), target, is_secret, notes)
+        finally:
+            if target is not None:
+                target.close()
+
+    return gen(), is_secret, notes
 
 
-def _print_plan_text(report: Any, limit: int | None) -> None:
+def _print_plan_text(cfg: Config, report: Any, limit: int | None) -> None:
+    from syncd import planview
+
     plan = report.plan
     counts = report.counts
     click.echo(
         f"Plan for job {report.job} (changes found by {report.method or 'full'} read, "
         f"{counts.get('read', 0)} entries read)"
     )
-    shown: dict[str, int] = {}
     lines: dict[str, list[str]] = {"create": [], "update": [], "delete": []}
-    for planned in plan:
-        action = planned.action
-        kind = action.kind.value
-        shown[kind] = shown.get(kind, 0) + 1
-        if limit is not None and shown[kind] > limit:
-            continue
-        what = action.dn or action.key
-        if kind == "update":
-            detail = "  fields: " + ", ".join(action.changed)
-            if action.changed == tuple(action.fields) and action.target_id:
-                detail = f"  (link to existing {action.target_id})"
-        else:
-            detail = ""
-        lines[kind].append(f"    {_SIGNS[kind]} {what}{detail}")
+    views, is_secret, notes = _plan_views(cfg, report, limit)
+    for view in views:
+        lines[view.action.kind.value].extend(planview.text_lines(view, is_secret))
     for kind in ("create", "update", "delete"):
         n = plan.counts.get(kind, 0)
         if not n:
@@ -195,22 +218,15 @@ def _print_plan_text(report: Any, limit: int | None) -> None:
     for key in ("unchanged", "skipped", "quarantined", "ambiguous", "correlated"):
         if counts.get(key):
             click.echo(f"  {key}: {counts[key]}")
-    for note in report.notes:
+    for note in [*report.notes, *notes]:
         click.echo(f"  note: {note}")
 
 
-def _json_value(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return {"base64": base64.b64encode(value).decode()}
-    if isinstance(value, list | tuple):
-        return [_json_value(v) for v in value]
-    if isinstance(value, str | int | float | bool) or value is None:
-        return value
-    return str(value)
+def _print_plan_json(cfg: Config, report: Any) -> None:
+    from syncd import planview
 
-
-def _print_plan_json(report: Any) -> None:
     out = sys.stdout
+    views, is_secret, notes = _plan_views(cfg, report)
     head = {
         "job": report.job,
         "method": report.method,
@@ -220,23 +236,35 @@ def _print_plan_json(report: Any) -> None:
     }
     out.write(json.dumps(head)[:-1] + ', "actions": [')
     first = True
-    for planned in report.plan:
-        a = planned.action
-        item = {
-            "kind": a.kind.value,
-            "source_id": a.source_id,
-            "key": a.key,
-            "dn": a.dn,
-            "target_id": a.target_id,
-        }
-        if a.kind.value == "update":
-            item["changed"] = list(a.changed)
-            item["fields"] = {k: _json_value(a.fields.get(k)) for k in a.changed}
-        elif a.kind.value == "create":
-            item["fields"] = {k: _json_value(v) for k, v in a.fields.items()}
+    for view in views:
+        item = planview.json_item(view, is_secret)
         out.write(("" if first else ",") + "\n  " + json.dumps(item, ensure_ascii=False))
         first = False
-    out.write("\n]}\n")
+    out.write('\n], "view_notes": ' + json.dumps(notes) + "}\n")
+
+
+def _print_plan_ldif(cfg: Config, report: Any) -> None:
+    """The plan as LDIF change records (``ldapmodify -f`` applies it). Refused for a
+    target that is not a directory."""
+    from syncd.errors import UserError as _UserError
+
+    if cfg.job(report.job).target.connection.spec.name != "ldap":
+        raise _UserError(f"job {report.job}: --ldif needs an LDAP target")
+    views, _, notes = _plan_views(cfg, report)
+    out = sys.stdout
+    out.write(f"# syncd plan for job {report.job}: LDIF change records (ldapmodify -f FILE)\n")
+    out.write("# secret attributes are left out; entries already as wanted are not listed\n")
+    for view in views:
+        a = view.action
+        cur = view.current
+        out.write(f"\n# {a.kind.value} {view.name} (key {a.key})")
+        for note in view.notes:
+            out.write(f"\n# {note}")
+        out.write("\n")
+        if cur is not None and cur.ldif:
+            out.write("\n" + cur.ldif)
+    for note in notes:
+        out.write(f"\n# note: {note}\n")
 
 
 @cli.command()
@@ -248,8 +276,11 @@ def _print_plan_json(report: Any) -> None:
 )
 @click.option("--full", is_flag=True, help="complete reconciliation, ignoring the cursor")
 @click.option("--progress/--no-progress", default=True, help="progress bar on a terminal")
+@click.option("--json", "as_json", is_flag=True, help="print the run report as JSON on stdout")
 @click.pass_context
-def sync(ctx: click.Context, job: str, allow_deletes: bool, full: bool, progress: bool) -> None:
+def sync(
+    ctx: click.Context, job: str, allow_deletes: bool, full: bool, progress: bool, as_json: bool
+) -> None:
     """Run JOB once: apply the changes and commit the state."""
     from syncd.engine import run_job
 
@@ -264,15 +295,27 @@ def sync(ctx: click.Context, job: str, allow_deletes: bool, full: bool, progress
         stop.set()
 
     signal.signal(signal.SIGTERM, _stop)
-    report = run_job(
-        cfg,
-        job,
-        apply=True,
-        allow_deletes=allow_deletes,
-        full=full,
-        stop_event=stop,
-        progress=progress,
-    )
+    try:
+        report = run_job(
+            cfg,
+            job,
+            apply=True,
+            allow_deletes=allow_deletes,
+            full=full,
+            stop_event=stop,
+            progress=progress,
+        )
+    except UserError as err:
+        if as_json:
+            from syncd.cli_ops import failure_json
+
+            click.echo(failure_json(job, err))
+        raise
+    if as_json:
+        from syncd.cli_ops import report_json
+
+        click.echo(report_json(report))
+        ctx.exit(1 if report.status == "failed" else 0)
     click.echo(
         f"{report.summary()} in {report.duration:.1f}s"
         + (f" (method {report.method})" if report.method else "")
@@ -288,9 +331,37 @@ def sync(ctx: click.Context, job: str, allow_deletes: bool, full: bool, progress
 @click.argument("job", required=False)
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--runs", default=5, show_default=True, help="runs shown per job")
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Nagios plugin: one status line; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN",
+)
+@click.option("--warning", metavar="AGE", help="--check: warn when the last success is older")
+@click.option("--critical", metavar="AGE", help="--check: critical when older (e.g. 6h)")
 @click.pass_context
-def status(ctx: click.Context, job: str | None, as_json: bool, runs: int) -> None:
-    """Last runs of each job and the quarantined entries with their reasons."""
+def status(
+    ctx: click.Context,
+    job: str | None,
+    as_json: bool,
+    runs: int,
+    check: bool,
+    warning: str | None,
+    critical: str | None,
+) -> None:
+    """Last runs of each job and the quarantined entries with their reasons.
+
+    --check: CRITICAL when the last run failed or the last success is older than
+    --critical (default 3 periods of the schedule, 50 h without one), WARNING when older
+    than --warning (default 2 periods, 25 h)."""
+    if check:
+        from syncd.cli_ops import status_check
+
+        try:
+            cfg = get_config(ctx)
+        except UserError as err:
+            click.echo(f"SYNCD UNKNOWN - {str(err).splitlines()[0]}")
+            ctx.exit(3)
+        ctx.exit(status_check(cfg, job, warning, critical))
 
     cfg = get_config(ctx)
     jobs = [cfg.job(job).name] if job else sorted(cfg.jobs)
@@ -456,7 +527,11 @@ def reference() -> None:
 
 
 def _register_optional(group: click.Group) -> None:
-    """Commands that live in their own modules (daemon, doctor)."""
+    """Commands that live in their own modules (daemon, doctor, operator commands)."""
+    from syncd.cli_ops import forget_command, quarantine_group
+
+    group.add_command(quarantine_group, "quarantine")
+    group.add_command(forget_command, "forget")
     try:
         from syncd.cli_daemon import daemon_command, doctor_command
     except ImportError:

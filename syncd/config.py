@@ -47,6 +47,10 @@ from syncd.secrets import SecretRef
 from syncd.yamlsrc import YamlDoc, load_yaml
 
 DEFAULT_CONFIG_PATHS = ("syncd.yaml", "/etc/syncd/syncd.yaml")
+SYSTEM_CONFIG_DIR = Path("/etc/syncd")
+"""The service's config directory (ConfigurationDirectory=syncd in the units)."""
+SYSTEM_STATE_DIR = Path("/var/lib/syncd")
+"""The service's state directory (StateDirectory=syncd in the units)."""
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -75,7 +79,9 @@ class StateSection(_Strict):
     url: str | None = Field(
         None,
         description="SQLAlchemy URL of the state store, without a password. Default: SQLite "
-        "file state.db in $STATE_DIRECTORY (systemd) or beside the config file.",
+        "file state.db in $STATE_DIRECTORY (systemd), in /var/lib/syncd for "
+        "/etc/syncd/syncd.yaml (the daemon's place, also from a shell), else beside the "
+        "config file.",
     )
     password: SecretRef | None = Field(None, description="database password (secret reference)")
 
@@ -94,7 +100,10 @@ class StateSection(_Strict):
             raise ValueError(
                 "not a database URL (expected e.g. postgresql+psycopg://syncd@db/syncd)"
             ) from None
-        if url.password:
+        from syncd.urls import url_secret_problem
+
+        problem = "a password" if url.password else url_secret_problem(value)
+        if problem:
             raise ValueError(
                 "the URL must not contain the password; use state.password: {env: NAME}"
             )
@@ -306,8 +315,17 @@ def find_config(explicit: str | None) -> Path:
 
 
 def _default_state_url(config_dir: Path) -> str:
+    """state.db in $STATE_DIRECTORY (the service); for the service's own config
+    (/etc/syncd) in /var/lib/syncd, the directory the service gets, so a root shell
+    running plan/status opens the daemon's store, not a second empty one; else beside
+    the config file."""
     state_dir = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
-    base = Path(state_dir) if state_dir else config_dir
+    if state_dir:
+        base = Path(state_dir)
+    elif config_dir.resolve() == SYSTEM_CONFIG_DIR.resolve():
+        base = SYSTEM_STATE_DIR
+    else:
+        base = config_dir
     return f"sqlite:///{(base / 'state.db').resolve()}"
 
 

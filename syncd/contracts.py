@@ -19,7 +19,7 @@ Value conventions (shared by every connector, so mappings are portable):
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Container, Iterator, Sequence
+from collections.abc import Callable, Container, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar
@@ -163,6 +163,50 @@ class ActionResult:
     run report: 'moved to ou=sales', 'disabled', 'soft-deleted'."""
 
 
+@dataclass(slots=True)
+class FieldChange:
+    """One field (or attribute) as a plan shows it: what the target holds, what it gets."""
+
+    name: str
+    old: list[FieldValue]
+    """Values the target holds now ([] = absent)."""
+    new: list[FieldValue]
+    """Values the action writes ([] = cleared)."""
+
+
+@dataclass(slots=True)
+class Current:
+    """What a target holds now for the item of one planned action (for ``syncd plan``).
+
+    Asked for only for the actions a plan shows, never while planning or applying."""
+
+    dn: str | None = None
+    """The item's current name (an LDAP DN, a row key); None when it does not exist."""
+    new_dn: str | None = None
+    """The name the action gives it, when that differs from ``dn`` (rename/move)."""
+    changes: list[FieldChange] = field(default_factory=list)
+    """Every field the action would really change, old -> new, as the target sees it."""
+    notes: list[str] = field(default_factory=list)
+    """What else the action would do ('linked to existing entry', 'disabled'...)."""
+    ldif: str | None = None
+    """The action as LDIF change records (LDAP targets), secrets left out."""
+
+
+@dataclass(slots=True)
+class TargetDrift:
+    """What :meth:`Target.drift` found: items changed outside syncd, and the values the
+    target wants kept for its next run (the engine commits them, never the target)."""
+
+    keys: set[str] = field(default_factory=set)
+    """Record keys whose items were edited or removed by hand: the engine plans them
+    again with every field (and reads the source completely to get their records)."""
+    values: dict[str, str | None] = field(default_factory=dict)
+    """Per-job target values to store once this run finished cleanly (None removes a
+    key): delta links, folder ids. Not stored after a failed run, so the changes they
+    stand for are reported again."""
+    notes: list[str] = field(default_factory=list)
+
+
 class Target(ABC):
     """A place records are written to (SQL table, address book, directory...)."""
 
@@ -191,10 +235,29 @@ class Target(ABC):
         became unusable (then nothing of this batch is taken as done).
         """
 
+    def drift(
+        self, saved: dict[str, str], known_keys: Callable[[], Iterator[str]]
+    ) -> TargetDrift | None:
+        """After :meth:`open`, before the read: find items changed in the target outside
+        syncd. ``saved`` holds the values the last clean run committed for this job;
+        ``known_keys()`` streams the keys of every synced record (call it only when
+        needed). Default: None (the target does not track its own changes).
+        Raises ConnectionFailed/TargetError like :meth:`apply`."""
+        return None
+
     def correlate(self, fields: dict[str, FieldValue]) -> list[str]:
         """Target ids of existing items that match a not-yet-linked record (used by
         reconciliation jobs on their first run). Default: no correlation."""
         return []
+
+    def current(
+        self, actions: Sequence[Action], secret: Callable[[str], bool] | None = None
+    ) -> list[Current | None]:
+        """What the target holds now for each action's item, in the same order, read
+        without writing anything (``syncd plan`` shows old -> new from it). None for an
+        item the target cannot tell about. ``secret(field)`` is true for fields whose
+        values must not appear (in LDIF, say). Default: nothing known."""
+        return [None] * len(actions)
 
     def read_back(self) -> ReadBack | None:
         """What the target holds now, for drift repair on a complete run (``--full``):

@@ -24,8 +24,10 @@ import dataclasses
 import gc
 import hashlib
 import logging
+import os
 import pickle
 import re
+import signal
 import sys
 import tempfile
 import threading
@@ -319,6 +321,10 @@ class _Run:
         # keep the old key (even though the create worked) so the next run retries it.
         self.failed_sids: set[str] = set()
         self.read_complete = False
+        # Source id -> actions a dead run handed to the target without committing their
+        # outcome; such objects are written again (see planner.plan_reverify).
+        self.inflight: dict[str, list[Any]] = {}
+        self.reverified: set[str] = set()
         try:
             text = job.mapping_path.read_bytes()
             self.mapping_digest = hashlib.sha256(text).hexdigest()[:16]
@@ -341,6 +347,10 @@ class _Run:
         self.state_empty = False
         self.readback: Any = None
         self.drift: Counter = Counter()
+        # Keys the target found edited or removed by hand (Target.drift): planned again
+        # with every field; the values the target keeps are committed with the cursor.
+        self.repair_keys: set[str] = set()
+        self.target_values: dict[str, str | None] = {}
 
     # ------------------------------------------------------------------ the run
     def execute(self) -> RunReport:
@@ -358,6 +368,16 @@ class _Run:
         try:
             source = self._make_source()
             target = self._make_target()
+            self.inflight = self.store.inflight(self.job.name)
+            if self.inflight and not self.full:
+                # The dead run may have written what only its complete read found (a
+                # delete, a mapping change), and an orphan create leaves no state row:
+                # only a complete read decides every marked object again.
+                self.full = True
+                rep.notes.append(
+                    f"a run died between writing {len(self.inflight)} object(s) and "
+                    "committing them: complete read, and they are written again"
+                )
             cursor = None if self.full else self.store.get_cursor(self.job.name)
             if cursor is not None and not self.full:
                 changed = self._changed_lookup_job()
@@ -384,13 +404,17 @@ class _Run:
             synced_before = self.store.count_objects(self.job.name)
             self.state_empty = synced_before == 0
             correlating = self._correlating(target)
-            # A complete run (--full, full_every...) also reads the target back when it
-            # can, so what was edited or deleted there by hand is repaired (drift).
+            # A reconciling run (--full, or a complete read the engine forces) also reads
+            # the target back when it can, so what was edited or deleted there by hand is
+            # repaired (drift). Not on every complete read of the source: `changes: full`
+            # jobs would read the whole target on every run.
             verifying = self.full and type(target).read_back is not Target.read_back
             if correlating or self.apply_mode or verifying:
                 target.open()
             if verifying:
                 self.readback = target.read_back()
+            if self.apply_mode and self._target_drift(target):
+                cursor = None
             # A run that verifies the target compares every record with it: map them all.
             self.skip_unchanged = self.entry_salt is not None and self.readback is None
             plan, outcome = self.read_and_plan(source, target if correlating else None, cursor)
@@ -530,6 +554,30 @@ class _Run:
             end.connection.options, end.options, job=self.job.name
         )
 
+    def _target_drift(self, target: Target) -> bool:
+        """Ask the target what changed in it outside syncd. True when something must be
+        repaired: then the read is complete, so the source lists those records."""
+        if type(target).drift is Target.drift:
+            return False
+        job = self.job.name
+        drift = target.drift(
+            self.store.get_target_state(job), lambda: (o.key for o in self.store.iter_objects(job))
+        )
+        if drift is None:
+            return False
+        self.target_values = dict(drift.values)
+        self.report.notes.extend(drift.notes)
+        if not drift.keys:
+            return False
+        self.repair_keys = set(drift.keys)
+        self.report.counts["drifted"] += len(drift.keys)
+        self.report.notes.append(
+            f"{len(drift.keys)} item(s) changed or removed in the target outside syncd: "
+            "complete read to write them again"
+        )
+        self.full = True
+        return True
+
     def _correlating(self, target: Target) -> bool:
         return self.job.section.correlate and type(target).correlate is not Target.correlate
 
@@ -572,15 +620,16 @@ class _Run:
             if outcome.complete:
                 for planned in planner.plan_unseen(self._unseen_objects(), self.seen):
                     plan.add(planned)
+                self._plan_unseen_inflight(plan)
                 if self.readback is not None:
                     self._note_orphans()
-            if self.drift:
-                self.report.notes.append(_drift_note(self.drift))
                 # Quarantined entries the source no longer lists are gone: so is their
                 # quarantine entry (a synced one leaves it when its delete is confirmed).
                 gone = [sid for sid in self.previously_quarantined if sid not in self.seen]
                 synced = self.store.objects_for(self.job.name, gone) if gone else {}
                 self.mapped_ok_quarantined.extend(sid for sid in gone if sid not in synced)
+            if self.drift:
+                self.report.notes.append(_drift_note(self.drift))
             return plan, outcome
         except BaseException:
             plan.close()
@@ -640,6 +689,8 @@ class _Run:
                 elif change.op is Op.DELETE and state is not None:
                     # accounted for: a complete read must not plan its delete again
                     plan_add(planner.plan_delete(state))
+                if change.op is Op.DELETE and sid in self.inflight:
+                    self._plan_orphans(plan, sid, state)
                 elif change.op is Op.DELETE and sid in self.previously_quarantined:
                     self.mapped_ok_quarantined.append(sid)  # never synced, now gone
                 continue
@@ -650,6 +701,7 @@ class _Run:
                     and state is not None
                     and state.entry_digest == digest
                     and sid not in quarantined_before
+                    and state.key not in self.repair_keys  # edited in the target: repair
                 ):
                     # Read exactly as when it was last mapped, with the same mapping:
                     # the same record, so nothing to plan (the cheap path of a no-change
@@ -666,6 +718,8 @@ class _Run:
                 counts["skipped"] += 1
                 if state is not None:
                     plan_add(planner.plan_delete(state))
+                if sid in self.inflight:
+                    self._plan_orphans(plan, sid, state)
                 elif sid in self.previously_quarantined:
                     self.mapped_ok_quarantined.append(sid)  # out of scope now
                 continue
@@ -675,8 +729,12 @@ class _Run:
         holders = self._key_holders(claimed)
         key_owner = self.key_owner
         plan_upsert = planner.plan_upsert
+        repair = self.repair_keys
         for change, state, record, digest in mapped:
             sid, key = change.source_id, record.key
+            if repair and state is not None and state.key in repair:
+                # Edited by hand in the target: plan it as if nothing had been pushed.
+                state = dataclasses.replace(state, fingerprint="", digests={})
             owner = key_owner.get(key)
             if owner is None and (state is None or state.key != key):
                 owner = holders.get(key)
@@ -697,7 +755,13 @@ class _Run:
                     self.drift[why] += 1
                     counts["drift"] += 1
                     state = planner.distrust(state)
-            planned = plan_upsert(sid, key, record.fields, change.dn, state)
+            if sid in self.inflight:
+                self.reverified.add(sid)
+                counts["rewritten"] += 1
+                marks = [m for m in self.inflight[sid] if self._orphan_key_free(m.key, sid)]
+                planned = planner.plan_reverify(sid, key, record.fields, change.dn, state, marks)
+            else:
+                planned = plan_upsert(sid, key, record.fields, change.dn, state)
             if not planned:
                 unchanged += 1
                 if sid in quarantined_before:
@@ -734,6 +798,28 @@ class _Run:
         orphans = sum(1 for _ in self.readback.orphans(known))
         if orphans:
             self.drift["orphaned"] += orphans
+
+    def _orphan_key_free(self, key: str, sid: str) -> bool:
+        """True when no other object claims ``key`` (in this read or in the state), so a
+        delete by that key cannot remove another object's item."""
+        owner = self.key_owner.get(key) or self._key_holders([key]).get(key)
+        return owner is None or owner[0] == sid
+
+    def _plan_orphans(self, plan: Plan, sid: str, state: Any) -> None:
+        """Deletes by key of what a dead run may have written for ``sid``, an object the
+        source no longer has (``state``'s own key is deleted by the caller)."""
+        self.reverified.add(sid)
+        marks = [m for m in self.inflight[sid] if self._orphan_key_free(m.key, sid)]
+        keep = {state.key} if state is not None else set()
+        for planned in planner.plan_orphans(marks, keep):
+            plan.add(planned)
+
+    def _plan_unseen_inflight(self, plan: Plan) -> None:
+        """After a complete read: orphans of marked objects the read did not list."""
+        gone = [sid for sid in self.inflight if sid not in self.seen]
+        states = self.store.objects_for(self.job.name, gone) if gone else {}
+        for sid in gone:
+            self._plan_orphans(plan, sid, states.get(sid))
 
     def _quarantine(self, sid: str, dn: str | None, reason: str) -> None:
         self.quarantine.append((sid, dn, reason))
@@ -828,11 +914,13 @@ class _Run:
                         "lost the job lock (state store connection lost); "
                         "stopping before another node runs this job too"
                     )
+                self._mark_inflight(batch)
                 try:
                     results = target.apply([p.action for p in batch])
                 except TargetError:
                     rep.counts["failed"] += len(batch)
                     raise
+                _test_crash_hook()
                 if len(results) != len(batch):
                     raise TargetError(
                         f"{target.describe()} answered {len(results)} results "
@@ -845,14 +933,37 @@ class _Run:
             rep.error = f"{failed} write(s) failed; they are retried on the next run"
             rep.notes.append("cursor not advanced because some writes failed")
             return
-        if outcome.cursor is not None:
-            self.store.commit(self.job.name, cursor=outcome.cursor)
+        if outcome.cursor is not None or self.target_values:
+            from syncd.state.store import KEEP
+
+            self.store.commit(
+                self.job.name,
+                cursor=outcome.cursor if outcome.cursor is not None else KEEP,
+                target_values=self.target_values,
+            )
         rep.status = "ok"
+
+    def _mark_inflight(self, batch: list[planner.PlannedAction]) -> None:
+        """One state commit per batch, before the target sees it: should the process die
+        after the target wrote and before :meth:`_commit_batch`, the next run knows
+        which objects' state is not to be trusted."""
+        from syncd.state import InFlight
+
+        self.store.mark_inflight(
+            self.job.name,
+            [
+                InFlight(a.source_id, a.key, a.kind.value, a.target_id, a.dn)
+                for a in (p.action for p in batch)
+            ],
+        )
 
     def _commit_batch(self, batch: list[planner.PlannedAction], results: list[ActionResult]) -> int:
         from syncd.state import ObjectState, QuarantineEntry
 
         upserts, deletes, unquarantined, problems = [], [], [], []
+        # Failed deletes keep their in-flight mark: the next run reads completely and
+        # plans them again (an orphan's delete has no state row to retry it from).
+        failed_deletes: set[str] = set()
         failed = 0
         counts = self.report.counts
         done: Counter = Counter()
@@ -867,6 +978,8 @@ class _Run:
             if not result.ok:
                 failed += 1
                 self.failed_sids.add(action.source_id)
+                if action.kind is ActionKind.DELETE:
+                    failed_deletes.add(action.source_id)
                 counts["failed"] += 1
                 reason = f"{action.kind.value} failed: {result.error or 'unknown error'}"
                 problems.append(
@@ -904,6 +1017,7 @@ class _Run:
             quarantined=problems,
             # An object with one failed action stays quarantined (its attempts grow).
             unquarantined=[sid for sid in unquarantined if sid not in self.failed_sids],
+            settled=[p.action.source_id for p in batch if p.action.source_id not in failed_deletes],
         )
         return failed
 
@@ -919,12 +1033,16 @@ class _Run:
                 with contextlib.suppress(Exception):
                     self.reporter.problem(sid, dn, reason)
         moved = [dataclasses.replace(state, dn=dn) for state, dn in self.dn_moves]
-        if entries or self.mapped_ok_quarantined or moved:
+        # Marked objects with nothing planned (quarantined by their mapping): the marks
+        # would otherwise force a complete read on every run.
+        settled = [sid for sid in self.inflight if sid not in self.reverified]
+        if entries or self.mapped_ok_quarantined or moved or settled:
             self.store.commit(
                 self.job.name,
                 upserts=moved,
                 quarantined=entries,
                 unquarantined=self.mapped_ok_quarantined,
+                settled=settled,
             )
         self.store.remember_entry_digests(self.job.name, self.entry_digests)
 
@@ -964,6 +1082,22 @@ def _drift_note(drift: Counter) -> str:
         text += "; orphaned items (syncd's name, no synced object) are left alone"
     return text
 
+
+def _test_crash_hook() -> None:
+    """TEST HOOK, for tests/e2e/test_crash_window.py and bench/crash_storm.py only:
+    with ``SYNCD_TEST_CRASH_AFTER_APPLY=N`` in the environment the process kills itself
+    (SIGKILL, no clean-up) right after the N-th batch was applied by the target and
+    before its state commit, the window a real crash hits. Read here and nowhere else."""
+    wanted = os.environ.get("SYNCD_TEST_CRASH_AFTER_APPLY")
+    if not wanted:
+        return
+    global _applied_batches
+    _applied_batches += 1
+    if _applied_batches >= int(wanted):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+_applied_batches = 0
 
 _DONE = {ActionKind.CREATE: "created", ActionKind.UPDATE: "updated", ActionKind.DELETE: "deleted"}
 

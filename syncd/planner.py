@@ -67,6 +67,58 @@ def distrust(state: object) -> object:
     return dataclasses.replace(state, fingerprint="", digests={})
 
 
+def plan_reverify(
+    source_id: str,
+    key: str,
+    fields: dict[str, FieldValue],
+    dn: str | None,
+    state: object | None,
+    marks: Iterable[object],
+) -> list[PlannedAction]:
+    """Plan for an object the source says exists but whose state is not trusted: a run
+    died after handing it to the target (``marks``: its :class:`syncd.state.InFlight`
+    rows) and before committing the outcome, so the target may hold either version.
+
+    The whole record is written again as a create (every target's create is an
+    idempotent upsert by key, keeping ``state.target_id`` when the key is the same),
+    and every other key the dead run may have written for it is deleted by key.
+    """
+    fp, digests = fingerprint(fields)
+    out: list[PlannedAction] = []
+    same = state is not None and state.key == key
+    if state is not None and not same:
+        out.append(plan_delete(state))
+    out.extend(plan_orphans(marks, {key, state.key if state is not None else key}))
+    create = Action(
+        ActionKind.CREATE,
+        source_id,
+        key,
+        fields,
+        changed=tuple(fields),
+        target_id=state.target_id if same else None,
+        dn=dn,
+    )
+    out.append(PlannedAction(create, fp, digests))
+    return out
+
+
+def plan_orphans(marks: Iterable[object], keep: Container[str]) -> list[PlannedAction]:
+    """Deletes by key (no target id) of what a dead run may have written under keys
+    other than ``keep``: e.g. a create applied but never committed, whose object is
+    gone from the source since."""
+    out: list[PlannedAction] = []
+    done: set[str] = set()
+    for mark in marks:
+        if mark.key in keep or mark.key in done:
+            continue
+        done.add(mark.key)
+        delete = Action(
+            ActionKind.DELETE, mark.source_id, mark.key, target_id=mark.target_id, dn=mark.dn
+        )
+        out.append(PlannedAction(delete))
+    return out
+
+
 def plan_delete(state: object) -> PlannedAction:
     """Plan the removal of a synced object (the target decides delete vs soft delete)."""
     return PlannedAction(

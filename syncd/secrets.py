@@ -4,6 +4,11 @@ A secret is never written in the config itself. Connector config models declare 
 of type :class:`SecretRef`; it is resolved only when a connection is made, and its
 ``repr``/``str`` never show the value, so it cannot leak into logs, errors or plans.
 ``{credential: NAME}`` reads ``$CREDENTIALS_DIRECTORY/NAME`` (systemd LoadCredential=).
+Outside the service (a root shell running ``syncd validate``, ``plan``, ``doctor``) there
+is no ``$CREDENTIALS_DIRECTORY``; then NAME is looked up where systemd itself keeps
+credentials, ``/etc/credstore/NAME`` and ``/run/credstore/NAME``, so the shell sees the
+secret the service gets from ``LoadCredential=NAME``. Encrypted credentials
+(``/etc/credstore.encrypted``) need ``systemd-creds`` to decrypt and are named, not read.
 """
 
 from __future__ import annotations
@@ -15,6 +20,15 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from syncd.errors import SecretError
+
+CREDSTORE_DIRS: tuple[Path, ...] = (Path("/etc/credstore"), Path("/run/credstore"))
+"""Where systemd's ``LoadCredential=NAME`` (no path) finds NAME; searched in this order
+when ``$CREDENTIALS_DIRECTORY`` is not set."""
+ENCRYPTED_CREDSTORE_DIRS: tuple[Path, ...] = (
+    Path("/etc/credstore.encrypted"),
+    Path("/run/credstore.encrypted"),
+)
+"""Where ``LoadCredentialEncrypted=NAME`` finds NAME: only systemd can decrypt these."""
 
 
 class SecretRef(BaseModel):
@@ -41,6 +55,11 @@ class SecretRef(BaseModel):
         given = [k for k in ("env", "file", "credential") if getattr(self, k)]
         if len(given) != 1:
             raise ValueError("a secret reference needs exactly one of env, file, credential")
+        if self.credential is not None and (
+            "/" in self.credential or self.credential in (".", "..")
+        ):
+            # systemd refuses such names too; here they would read outside the store.
+            raise ValueError("a credential name is a file name, without '/'")
         return self
 
     def describe(self) -> str:
@@ -61,16 +80,7 @@ class SecretRef(BaseModel):
             if value is None:
                 raise SecretError(f"secret {self.describe()} is not set")
             return value
-        if self.file:
-            path = Path(self.file)
-        else:
-            base = os.environ.get("CREDENTIALS_DIRECTORY")
-            if not base:
-                raise SecretError(
-                    f"secret {self.describe()}: $CREDENTIALS_DIRECTORY is not set "
-                    "(LoadCredential= in the systemd unit provides it)"
-                )
-            path = Path(base) / str(self.credential)
+        path = Path(self.file) if self.file else self._credential_path()
         try:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
@@ -80,6 +90,33 @@ class SecretRef(BaseModel):
         except UnicodeDecodeError:
             raise SecretError(f"secret {self.describe()}: not UTF-8 text") from None
         return text[:-1] if text.endswith("\n") else text
+
+    def _credential_path(self) -> Path:
+        """The file of ``{credential: NAME}``: in $CREDENTIALS_DIRECTORY under systemd,
+        else the first credential store holding NAME. Raises SecretError naming every
+        place searched (and an encrypted copy found, which syncd cannot read)."""
+        name = str(self.credential)
+        base = os.environ.get("CREDENTIALS_DIRECTORY")
+        if base:
+            return Path(base) / name
+        for store in CREDSTORE_DIRS:
+            if (store / name).exists():
+                return store / name
+        searched = ", ".join(str(d / name) for d in CREDSTORE_DIRS)
+        for store in ENCRYPTED_CREDSTORE_DIRS:
+            if (store / name).exists():
+                raise SecretError(
+                    f"secret {self.describe()}: $CREDENTIALS_DIRECTORY is not set and "
+                    f"{store / name} is encrypted: only systemd can decrypt it "
+                    "(LoadCredentialEncrypted=). From a shell, run syncd under systemd, e.g. "
+                    f"systemd-run -P --property=LoadCredentialEncrypted={name} syncd ..., "
+                    f"or put a root-only plain copy in {CREDSTORE_DIRS[0] / name} "
+                    "(systemd-creds decrypt)"
+                )
+        raise SecretError(
+            f"secret {self.describe()}: $CREDENTIALS_DIRECTORY is not set (systemd's "
+            f"LoadCredential= provides it) and no file {searched}"
+        )
 
     def check(self) -> str | None:
         """None if the secret resolves, else the (secret-free) problem."""

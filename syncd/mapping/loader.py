@@ -32,7 +32,7 @@ __all__ = [
 
 SUPPORTED_VERSION = 1
 _TOP_KEYS = ("version", "description", "key", "fields", "required", "skip")
-_FIELD_KEYS = ("value", "type", "default", "required")
+_FIELD_KEYS = ("value", "type", "default", "required", "secret")
 # LDAP attribute names (RFC 4512 descr or OID, with options) and, for CSV and SQL
 # sources, column names with underscores.
 ATTRIBUTE_NAME = re.compile(r"(?:[A-Za-z_][A-Za-z0-9_-]*|\d+(?:\.\d+)+)(?:;[A-Za-z0-9-]+)*\Z")
@@ -65,6 +65,8 @@ class FieldSpec:
     type: str | None = None
     default: Any = None
     required: bool = False
+    secret: bool = False
+    """Plans, explain and run reports show ``<secret>`` instead of its values."""
 
 
 @dataclass(slots=True)
@@ -321,6 +323,13 @@ class _Parser:
                     ok = False
                 else:
                     spec.required = flag
+            elif key == "secret":
+                flag = _scalar(sub) if isinstance(sub, yaml.ScalarNode) else None
+                if not isinstance(flag, bool):
+                    self.problems.add(sub_line, f"{what}: secret must be true or false")
+                    ok = False
+                else:
+                    spec.secret = flag
             else:
                 self.problems.add(sub_line, _unknown_key(key, _FIELD_KEYS, what))
                 ok = False

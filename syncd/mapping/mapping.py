@@ -123,6 +123,7 @@ class Mapping:
         self._fields = spec.fields
         self.field_names: tuple[str, ...] = tuple(f.name for f in spec.fields)
         self.required: tuple[str, ...] = tuple(f.name for f in spec.fields if f.required)
+        self.secret_fields: frozenset[str] = frozenset(f.name for f in spec.fields if f.secret)
         self._key = spec.key
         self._skip = spec.skip
         self._compile()

@@ -7,6 +7,7 @@ fingerprints compared by the planner).
 from syncd.state.fingerprint import fingerprint
 from syncd.state.store import (
     KEEP,
+    InFlight,
     ObjectState,
     QuarantineEntry,
     RunRecord,
@@ -15,6 +16,7 @@ from syncd.state.store import (
 
 __all__ = [
     "KEEP",
+    "InFlight",
     "ObjectState",
     "QuarantineEntry",
     "RunRecord",

@@ -74,7 +74,7 @@ objects = Table(
     Column("dn_norm", Text),  # lower-cased dn, for case-insensitive look-ups
     Column("updated_at", UTCDateTime, nullable=False),
     # Digest of the source entry as last mapped (with the mapping's digest): an entry
-    # read again unchanged is not mapped again. NULL: unknown, map it (schema v2).
+    # read again unchanged is not mapped again. NULL: unknown, map it (schema v4).
     Column("entry_digest", Text),
     Index("ix_objects_job_dn", "job", "dn_norm"),
     Index("ix_objects_job_key", "job", "key"),
@@ -108,6 +108,33 @@ quarantine = Table(
     Column("attempts", Integer, nullable=False),
 )
 
+inflight = Table(
+    "inflight",
+    metadata,
+    Column("job", Text, primary_key=True),
+    Column("source_id", Text, primary_key=True),
+    Column("key", Text, primary_key=True),
+    Column("kind", Text, nullable=False),  # create | update | delete
+    Column("target_id", Text),
+    Column("dn", Text),
+    Column("since", UTCDateTime, nullable=False),
+)
+"""Actions handed to a target whose outcome is not committed yet (see
+:meth:`syncd.state.StateStore.mark_inflight`): a row left here means a run died between
+the target's write and the state commit, so the state of that object is not trusted."""
+
+
+target_state = Table(
+    "target_state",
+    metadata,
+    # Small per-job values a target asks the engine to keep between runs (a Graph delta
+    # link per mailbox, a folder id): the target returns them, the engine commits them.
+    Column("job", Text, primary_key=True),
+    Column("key", Text, primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
 
 def _v1_initial(conn: Connection) -> None:
     # The tables above are version 1 except where a later migration changed them: those
@@ -133,13 +160,22 @@ def _v1_initial(conn: Connection) -> None:
     v1.create_all(conn)
 
 
-def _v2_entry_digest(conn: Connection) -> None:
-    conn.exec_driver_sql("ALTER TABLE objects ADD COLUMN entry_digest TEXT")
+def _v2_inflight(conn: Connection) -> None:
+    inflight.create(conn)
 
 
 Migration = Callable[[Connection], None]
 
-MIGRATIONS: list[Migration] = [_v1_initial, _v2_entry_digest]
+
+def _v3_target_state(conn: Connection) -> None:
+    metadata.create_all(conn, tables=[target_state])
+
+
+def _v4_entry_digest(conn: Connection) -> None:
+    conn.exec_driver_sql("ALTER TABLE objects ADD COLUMN entry_digest TEXT")
+
+
+MIGRATIONS: list[Migration] = [_v1_initial, _v2_inflight, _v3_target_state, _v4_entry_digest]
 """Step ``i`` takes version ``i`` to ``i + 1``. Append only."""
 
 

@@ -43,7 +43,15 @@ from sqlalchemy.pool import StaticPool
 
 from syncd.errors import ConfigError, ConnectionFailed, UserError
 from syncd.state import schema
-from syncd.state.schema import cursors, objects, quarantine, runs, schema_version
+from syncd.state.schema import (
+    cursors,
+    inflight,
+    objects,
+    quarantine,
+    runs,
+    schema_version,
+    target_state,
+)
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +95,18 @@ class ObjectState:
     dn: str | None
     entry_digest: str | None = None
     """Digest of the source entry this state was planned from (None: unknown)."""
+
+
+@dataclass(slots=True)
+class InFlight:
+    """One action handed to a target whose outcome the state has not committed yet."""
+
+    source_id: str
+    key: str
+    kind: str
+    """create | update | delete"""
+    target_id: str | None = None
+    dn: str | None = None
 
 
 @dataclass(slots=True)
@@ -154,7 +174,9 @@ def safe_url(url: URL | str) -> str:
         u = make_url(url) if isinstance(url, str) else url
     except ArgumentError:
         return "<invalid url>"
-    return u.render_as_string(hide_password=True)
+    from syncd.urls import redact_url  # also masks ?password= and the like
+
+    return redact_url(u.render_as_string(hide_password=True))
 
 
 def _parse_url(url: str) -> URL:
@@ -273,6 +295,7 @@ class StateStore:
         self._raw_upsert_objects = self._compile_raw(self._upsert_objects)
         self._upsert_quarantine = self._make_upsert_quarantine()
         self._upsert_cursor = self._make_upsert_cursor()
+        self._upsert_inflight = self._make_upsert_inflight()
 
     # ----------------------------------------------------------------- schema
     @contextmanager
@@ -387,7 +410,23 @@ class StateStore:
             set_={"cursor": stmt.excluded.cursor, "updated_at": stmt.excluded.updated_at},
         )
 
+    def _make_upsert_inflight(self):
+        stmt = self._insert(inflight)
+        return stmt.on_conflict_do_update(
+            index_elements=[inflight.c.job, inflight.c.source_id, inflight.c.key],
+            set_={c: stmt.excluded[c] for c in ("kind", "target_id", "dn", "since")},
+        )
+
     # ---------------------------------------------------------------- reading
+    @_db_errors
+    def get_target_state(self, job: str) -> dict[str, str]:
+        """The values a target asked to keep for ``job`` (see ``Target.drift``)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(target_state.c.key, target_state.c.value).where(target_state.c.job == job)
+            )
+            return {k: v for k, v in rows}
+
     @_db_errors
     def get_cursor(self, job: str) -> str | None:
         """The cursor last committed for ``job`` (None if none)."""
@@ -481,6 +520,23 @@ class StateStore:
             raise ConnectionFailed(f"state database {self.url}: {_short(err)}") from err
 
     @_db_errors
+    def inflight(self, job: str) -> dict[str, list[InFlight]]:
+        """Source id -> the actions of ``job`` a target was handed but whose outcome was
+        never committed (a run died in between): their state rows are not to be trusted."""
+        found: dict[str, list[InFlight]] = {}
+        query = select(
+            inflight.c.source_id,
+            inflight.c.key,
+            inflight.c.kind,
+            inflight.c.target_id,
+            inflight.c.dn,
+        ).where(inflight.c.job == job)
+        with self.engine.connect() as conn:
+            for sid, key, kind, target_id, dn in conn.execute(query):
+                found.setdefault(sid, []).append(InFlight(sid, key, kind, target_id, dn))
+        return found
+
+    @_db_errors
     def count_objects(self, job: str) -> int:
         with self.engine.connect() as conn:
             return conn.execute(
@@ -515,6 +571,29 @@ class StateStore:
             conn.execute(stmt, params)
 
     @_db_errors
+    def mark_inflight(self, job: str, entries: Sequence[InFlight]) -> None:
+        """Record, in ONE transaction, that these actions are about to be handed to the
+        target. :meth:`commit` with ``settled=`` clears them once the target answered;
+        whatever is still here at the next run was possibly written, possibly not."""
+        if not entries:
+            return
+        now = _now()
+        rows = {
+            (e.source_id, e.key): {
+                "job": job,
+                "source_id": e.source_id,
+                "key": e.key,
+                "kind": e.kind,
+                "target_id": e.target_id,
+                "dn": _text(e.dn),
+                "since": now,
+            }
+            for e in entries
+        }
+        with self._write() as conn:
+            conn.execute(self._upsert_inflight, list(rows.values()))
+
+    @_db_errors
     def commit(
         self,
         job: str,
@@ -524,12 +603,17 @@ class StateStore:
         quarantined: Sequence[QuarantineEntry] = (),
         unquarantined: Sequence[str] = (),
         cursor: str | _Keep | None = KEEP,
+        settled: Sequence[str] = (),
+        target_values: dict[str, str | None] | None = None,
     ) -> None:
         """Write all of it in ONE transaction, or nothing.
 
-        Order inside the transaction: deletes, then upserts (a key change is a delete
-        and a create of the same source id: the create wins), then unquarantined, then
-        quarantined (each quarantining counts one attempt more), then the cursor.
+        ``settled``: source ids whose in-flight marks (:meth:`mark_inflight`) go, as the
+        target answered for them (cleared first). Then deletes, then upserts (a key
+        change is a delete and a create of the same source id: the create wins), then
+        unquarantined, then quarantined (each quarantining counts one attempt more),
+        then the cursor. ``target_values``: per-job values of the target (key -> value;
+        None removes the key), written with the cursor.
         """
         now = _now()
         raw = self._raw_upsert_objects
@@ -571,6 +655,10 @@ class StateStore:
                 "attempts": 1,
             }
         with self._write() as conn:
+            for chunk in _chunks(list(dict.fromkeys(settled))):
+                conn.execute(
+                    delete(inflight).where(inflight.c.job == job, inflight.c.source_id.in_(chunk))
+                )
             for chunk in _chunks(list(dict.fromkeys(deletes))):
                 conn.execute(
                     delete(objects).where(objects.c.job == job, objects.c.source_id.in_(chunk))
@@ -589,6 +677,29 @@ class StateStore:
                 conn.execute(self._upsert_quarantine, list(problems.values()))
             if cursor is not KEEP:
                 conn.execute(self._upsert_cursor, {"job": job, "cursor": cursor, "updated_at": now})
+            if target_values:
+                self._write_target_values(conn, job, target_values, now)
+
+    def _write_target_values(
+        self, conn: Connection, job: str, values: dict[str, str | None], now: _dt.datetime
+    ) -> None:
+        gone = [k for k, v in values.items() if v is None]
+        for chunk in _chunks(gone):
+            conn.execute(
+                delete(target_state).where(target_state.c.job == job, target_state.c.key.in_(chunk))
+            )
+        kept = [
+            {"job": job, "key": k, "value": v, "updated_at": now}
+            for k, v in values.items()
+            if v is not None
+        ]
+        if kept:
+            stmt = self._insert(target_state)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[target_state.c.job, target_state.c.key],
+                set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at},
+            )
+            conn.execute(stmt, kept)
 
     # ------------------------------------------------------------------- runs
     @_db_errors

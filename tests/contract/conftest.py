@@ -33,7 +33,15 @@ class SqliteHarness(TargetHarness):
 
     name = "sql-sqlite"
     capabilities = frozenset(
-        {"down", "delete", "soft_delete", "bad_record", "multi_order", "multi_duplicates"}
+        {
+            "down",
+            "delete",
+            "soft_delete",
+            "bad_record",
+            "multi_order",
+            "multi_duplicates",
+            "read_back",
+        }
     )
 
     def __init__(self, path):
@@ -93,6 +101,7 @@ class PostgresHarness(TargetHarness):
             "soft_delete",
             "bad_record",
             "multi_order",
+            "read_back",
             "multi_duplicates",
         }
     )

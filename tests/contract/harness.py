@@ -53,6 +53,7 @@ CAPABILITIES: dict[str, str] = {
     "bad_record": "bad_fields() gives a record the server refuses (alone in its batch)",
     "multi_order": "multi-valued fields keep the order of their values",
     "multi_duplicates": "multi-valued fields keep duplicate values (else they are merged)",
+    "read_back": "target.read_back() lists what the server holds, for drift repair",
 }
 
 

@@ -104,8 +104,9 @@ def test_daemon_unit_has_what_the_daemon_relies_on():
     # The network it exists for: LDAP/SQL/HTTP over IPv4/IPv6 and local sockets.
     assert set(s["RestrictAddressFamilies"][0].split()) == {"AF_INET", "AF_INET6", "AF_UNIX"}
     assert "PrivateNetwork" not in s and "IPAddressDeny" not in s
-    # LoadCredential examples are there, commented out.
-    assert "#LoadCredential=ldap-bind:" in (UNITS / "syncd.service").read_text()
+    # LoadCredential examples are there, commented out, in the credstore form a root
+    # shell finds too (syncd.secrets.CREDSTORE_DIRS).
+    assert "#LoadCredential=ldap-bind\n" in (UNITS / "syncd.service").read_text()
 
 
 def test_oneshot_unit_runs_one_job_and_treats_busy_as_success():

@@ -44,7 +44,7 @@ def test_first_run_creates_second_moves_nothing_changes_follow(inventory):
     load(inventory, device("pc-4", "SN-4"))
     plan = inventory.syncd("plan", "inventory").stdout
     assert "create 1" in plan and "update 1" in plan and "delete 1" in plan
-    assert "fields: location" in plan
+    assert "location: '東京' -> 'Osaka'" in plan
     assert rows(inventory)["pc-2"]["location"] == "東京", "plan must not write"
 
     out = inventory.syncd("sync", "inventory", "--no-progress").stdout

@@ -105,7 +105,9 @@ def test_state_without_entry_digests_maps_once_then_skips(inventory, mapped):
 def test_a_renamed_entry_is_mapped_and_its_new_dn_remembered(inventory, mapped):
     three(inventory)
     sync(inventory)
-    inventory.slapd.add("dn: ou=lab,ou=devices,dc=example,dc=com\nobjectClass: organizationalUnit\n")
+    inventory.slapd.add(
+        "dn: ou=lab,ou=devices,dc=example,dc=com\nobjectClass: organizationalUnit\n"
+    )
     inventory.slapd.modify(
         "dn: cn=pc-1,ou=devices,dc=example,dc=com\nchangetype: modrdn\nnewrdn: cn=pc-1\n"
         "deleteoldrdn: 1\nnewsuperior: ou=lab,ou=devices,dc=example,dc=com\n"

@@ -93,7 +93,9 @@ class ExchangeHarness(TargetHarness):
     multi = EmailAddress1..3 (in order, duplicates merged)."""
 
     name = "exchange"
-    capabilities = frozenset({"credentials", "down", "delete", "bad_record", "multi_order"})
+    capabilities = frozenset(
+        {"credentials", "down", "delete", "bad_record", "multi_order", "read_back"}
+    )
     max_multi = 3
     apply_timeout = 20.0
 

@@ -87,7 +87,9 @@ def book_path(server: Radicale, name: str) -> str:
 
 
 class _CardDavHarness(TargetHarness):
-    capabilities = frozenset({"credentials", "down", "delete", "multi_order", "bad_record"})
+    capabilities = frozenset(
+        {"credentials", "down", "delete", "multi_order", "bad_record", "read_back"}
+    )
     version = "3.0"
 
     def __init__(self, server: Radicale, book: str, secret_dir: Path):

@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from syncd.paths import ConfigPath
 from syncd.secrets import SecretRef
+from syncd.urls import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -50,17 +51,17 @@ def check_url(url: str) -> None:
     """Raise ValueError unless ``url`` is a usable http(s) URL without credentials."""
     parts = urlsplit(url)
     if parts.scheme.lower() not in ("http", "https"):
-        raise ValueError(f"{url!r}: the scheme must be https:// (or http://)")
+        raise ValueError(f"{redact_url(url)!r}: the scheme must be https:// (or http://)")
     if not parts.hostname:
-        raise ValueError(f"{url!r}: no host name")
+        raise ValueError(f"{redact_url(url)!r}: no host name")
     if parts.username or parts.password:
-        raise ValueError(f"{url!r}: credentials do not belong in the URL")
+        raise ValueError(f"{redact_url(url)!r}: credentials do not belong in the URL")
     if parts.query or parts.fragment:
-        raise ValueError(f"{url!r}: a query or fragment is not allowed")
+        raise ValueError(f"{redact_url(url)!r}: a query or fragment is not allowed")
     try:
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError:
-        raise ValueError(f"{url!r}: bad port") from None
+        raise ValueError(f"{redact_url(url)!r}: bad port") from None
 
 
 class CardDavConnection(BaseModel):

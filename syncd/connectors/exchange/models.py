@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from syncd.paths import ConfigPath
 from syncd.secrets import SecretRef
+from syncd.urls import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -117,11 +118,11 @@ class ExchangeConnection(BaseModel):
     def _check_endpoint(cls, value: str) -> str:
         parts = urlsplit(value)
         if parts.scheme not in ("https", "http"):
-            raise ValueError(f"{value!r}: the endpoint must be an https:// URL")
+            raise ValueError(f"{redact_url(value)!r}: the endpoint must be an https:// URL")
         if not parts.hostname:
-            raise ValueError(f"{value!r}: no host name")
+            raise ValueError(f"{redact_url(value)!r}: no host name")
         if parts.username or parts.password:
-            raise ValueError(f"{value!r}: credentials do not belong in the URL")
+            raise ValueError(f"{redact_url(value)!r}: credentials do not belong in the URL")
         return value
 
     @field_validator("mailbox")

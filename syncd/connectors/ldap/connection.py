@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from syncd.errors import ConnectionFailed
 from syncd.paths import ConfigPath
 from syncd.secrets import SecretRef
+from syncd.urls import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -124,17 +125,17 @@ def parse_url(url: str) -> tuple[str, str, int]:
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme not in DEFAULT_PORTS:
-        raise ValueError(f"{url!r}: the scheme must be ldap:// or ldaps://")
+        raise ValueError(f"{redact_url(url)!r}: the scheme must be ldap:// or ldaps://")
     if not parts.hostname:
-        raise ValueError(f"{url!r}: no host name")
+        raise ValueError(f"{redact_url(url)!r}: no host name")
     if parts.username or parts.password:
-        raise ValueError(f"{url!r}: credentials do not belong in the URL")
+        raise ValueError(f"{redact_url(url)!r}: credentials do not belong in the URL")
     if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ValueError(f"{url!r}: only scheme, host and port are allowed")
+        raise ValueError(f"{redact_url(url)!r}: only scheme, host and port are allowed")
     try:
         port = parts.port or DEFAULT_PORTS[scheme]
     except ValueError:
-        raise ValueError(f"{url!r}: bad port") from None
+        raise ValueError(f"{redact_url(url)!r}: bad port") from None
     return scheme, parts.hostname, port
 
 

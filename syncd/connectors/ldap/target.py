@@ -36,7 +36,7 @@ import string
 import unicodedata
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -45,7 +45,15 @@ from ldap3.core import exceptions as lexc
 from ldap3.utils.conv import escape_filter_chars
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from syncd.contracts import Action, ActionKind, ActionResult, CheckResult, FieldValue, Target
+from syncd.contracts import (
+    Action,
+    ActionKind,
+    ActionResult,
+    CheckResult,
+    Current,
+    FieldValue,
+    Target,
+)
 from syncd.errors import TargetError
 
 log = logging.getLogger(__name__)
@@ -884,6 +892,19 @@ class LdapTarget(Target):
                 retry[a] = [(ldap3.MODIFY_REPLACE, [want] if isinstance(want, str) else want)]
             self._write("modify", dn, retry)
 
+    # -- plans -------------------------------------------------------------------------
+
+    def current(
+        self, actions: Sequence[Action], secret: Callable[[str], bool] | None = None
+    ) -> list[Current | None]:
+        """What each action would do to the directory now, read without writing: the
+        entry's current DN (and the DN it would be renamed/moved to), every attribute
+        old -> new, and the LDIF change records (``secret(name)`` attributes left out).
+        See :mod:`syncd.connectors.ldap.preview`."""
+        from syncd.connectors.ldap.preview import preview
+
+        return preview(self, actions, secret or (lambda name: False))
+
     # -- apply -------------------------------------------------------------------------
 
     def apply(self, actions: Sequence[Action]) -> list[ActionResult]:
@@ -1018,6 +1039,22 @@ class LdapTarget(Target):
         self, dn: str, owned: dict[str, list[str | bytes]], enable: bool, details: list[str]
     ) -> _Entry:
         o = self.options
+        attributes, label = self._new_entry(dn, owned, enable)
+        self._add(dn, attributes)
+        details.append(f"{label} {dn}" if " (" not in label else label.replace(" (", f" {dn} (", 1))
+        entry = self._search(dn, "(objectClass=*)", [o.id_attr], scope=ldap3.BASE)
+        if not entry or not entry[0].target_id:
+            raise _ActionFailed(f"created {dn} but cannot read its {o.id_attr}")
+        created = entry[0]
+        created.attrs.update({k.lower(): list(v) for k, v in attributes.items()})
+        return created
+
+    def _new_entry(
+        self, dn: str, owned: dict[str, list[str | bytes]], enable: bool
+    ) -> tuple[dict[str, Any], str]:
+        """The attributes of a new entry at ``dn`` and how to describe its creation
+        ('created', 'created disabled (...)'); nothing is written."""
+        o = self.options
         attributes: dict[str, Any] = {"objectClass": o.classes}
         for name, values in owned.items():
             if values:
@@ -1052,14 +1089,7 @@ class LdapTarget(Target):
             attributes["userAccountControl"] = [
                 str(NORMAL_ACCOUNT | (0 if enable_ad else ACCOUNTDISABLE))
             ]
-        self._add(dn, attributes)
-        details.append(f"{label} {dn}" if " (" not in label else label.replace(" (", f" {dn} (", 1))
-        entry = self._search(dn, "(objectClass=*)", [o.id_attr], scope=ldap3.BASE)
-        if not entry or not entry[0].target_id:
-            raise _ActionFailed(f"created {dn} but cannot read its {o.id_attr}")
-        created = entry[0]
-        created.attrs.update({k.lower(): list(v) for k, v in attributes.items()})
-        return created
+        return attributes, label
 
     def _encrypted(self) -> bool:
         conn = self._c()
@@ -1156,6 +1186,15 @@ class LdapTarget(Target):
         return True
 
     def _modify(self, entry: _Entry, owned: dict[str, list[str | bytes]], enable: bool) -> None:
+        changes = self._modify_changes(entry, owned, enable)
+        if changes:
+            self._modify_entry(entry.dn, changes)
+
+    def _modify_changes(
+        self, entry: _Entry, owned: dict[str, list[str | bytes]], enable: bool
+    ) -> dict[str, list[tuple[Any, list]]]:
+        """The modifications that make ``entry`` hold ``owned`` and the enabled state
+        (nothing is written: plans show them too)."""
         changes: dict[str, list[tuple[Any, list]]] = {}
         refs = {k.lower() for k in self.options.references}
         rdn_attrs = {a.lower() for a, _ in parse_dn(entry.dn)[0]}
@@ -1180,8 +1219,7 @@ class LdapTarget(Target):
                     continue
             changes[name] = [(ldap3.MODIFY_REPLACE, want)]
         changes.update(self._state_changes(entry, enable, owned))
-        if changes:
-            self._modify_entry(entry.dn, changes)
+        return changes
 
     def _delete(self, action: Action) -> ActionResult:
         o = self.options

@@ -20,6 +20,7 @@ from syncd.contracts import CheckResult
 from syncd.errors import ConfigError, ConnectionFailed
 from syncd.paths import config_relative
 from syncd.secrets import SecretRef
+from syncd.urls import url_secret_problem
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ class SqlConnection(BaseModel):
             u = make_url(value)
         except (ArgumentError, ValueError):  # ValueError: a port that is not a number
             raise ValueError("not a database URL (dialect+driver://user@host:port/db)") from None
-        if u.password is not None:
+        if u.password is not None or url_secret_problem(value):
             raise ValueError(
                 "the URL must not contain the password; use password: {env: NAME} "
                 "(or {file: PATH}, {credential: NAME})"

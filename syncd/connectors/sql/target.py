@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -42,6 +42,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     delete,
+    select,
     update,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -60,7 +61,16 @@ from syncd.connectors.sql.connection import (
     error_line,
     make_engine,
 )
-from syncd.contracts import Action, ActionKind, ActionResult, CheckResult, ReadBack, Target
+from syncd.contracts import (
+    Action,
+    ActionKind,
+    ActionResult,
+    CheckResult,
+    Current,
+    FieldChange,
+    ReadBack,
+    Target,
+)
 from syncd.errors import ConnectionFailed, TargetError
 
 log = logging.getLogger(__name__)
@@ -420,6 +430,64 @@ class SqlTarget(Target):
         return any(idx.unique and [c.name for c in idx.columns] == [key] for idx in table.indexes)
 
     # ------------------------------------------------------------------ apply
+    def current(
+        self, actions: Sequence[Action], secret: Callable[[str], bool] | None = None
+    ) -> list[Current | None]:
+        """The rows the actions would change, as they are now: for each action the
+        fields whose column holds something else than the action writes (old -> new).
+        Reads only; a missing table is not created. Raises ConnectionFailed."""
+        o = self.options
+        url = self.connection.sqlalchemy_url()
+        if self.engine is None and url.get_backend_name() == "sqlite":
+            name = url.database or ""
+            if name and name != ":memory:" and not name.startswith("file:"):
+                from pathlib import Path
+
+                if not Path(name).exists():  # connecting would create the file
+                    return [None] * len(actions)  # no row yet: new values only
+        if self.engine is None:
+            if self.connection.password is not None:
+                self._secret = self.connection.password.reveal()
+            self.engine = make_engine(self.connection)
+        try:
+            with self.engine.connect() as conn:
+                table = self.table if self.table is not None else self._reflect(conn)
+                rows: dict[str, Any] = {}
+                if table is not None:
+                    key_col = table.c[o.key_column]
+                    wanted = list(dict.fromkeys(a.key for a in actions))
+                    for start in range(0, len(wanted), 500):
+                        query = select(table).where(key_col.in_(wanted[start : start + 500]))
+                        for row in conn.execute(query):
+                            rows[row._mapping[o.key_column]] = dict(row._mapping)
+        except OperationalError as err:
+            raise self._fail_connect(err) from None
+        out: list[Current | None] = []
+        for action in actions:
+            row = rows.get(action.key)
+            cur = Current()
+            out.append(cur)
+            if action.kind is ActionKind.DELETE:
+                if row is None:
+                    cur.notes.append("already gone")
+                elif o.on_delete == "soft":
+                    cur.notes.append(f"soft delete: {o.deleted_column} set")
+                else:
+                    cur.notes.append("row deleted")
+                continue
+            if table is None:
+                cur.notes.append(f"table {o.table} does not exist yet")
+            names = action.changed if row is not None and action.changed else tuple(action.fields)
+            for name in names:
+                col = o.column_for(name)
+                have = row.get(col) if row is not None else None
+                old = [] if have is None else list(have) if isinstance(have, list) else [have]
+                value = action.fields.get(name)
+                new = [] if value is None else list(value) if isinstance(value, list) else [value]
+                if [str(v) for v in old] != [str(v) for v in new]:
+                    cur.changes.append(FieldChange(name, old, new))
+        return out
+
     def apply(self, actions: Sequence[Action]) -> list[ActionResult]:
         """Apply a batch in one transaction; if it fails, each action alone, so only
         the bad rows fail. Raises TargetError when the database itself is unusable
