@@ -70,7 +70,9 @@ def test_a_changed_mapping_file_maps_every_entry_again(inventory, mapped):
 def test_a_mapping_with_lookups_maps_every_entry(inventory, mapped):
     # The looked-up objects may change while the entry does not: never skipped.
     (inventory.dir / "devices.yaml").write_text(
-        MAPPING + "  owner_id: \"{{ owner | first | lookup('people') | default(none) }}\"\n"
+        MAPPING.replace(
+            "fields:\n", "fields:\n  owner_id: \"{{ owner | lookup('people') | first }}\"\n"
+        )
     )
     three(inventory)
     sync(inventory)
