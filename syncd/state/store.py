@@ -17,7 +17,7 @@ import datetime as _dt
 import functools
 import json
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,6 +83,38 @@ KEEP: Final = _Keep()
 ``cursor=None`` clears it."""
 
 
+class StoredDigests(Mapping[str, str]):
+    """An object's field digests as the store holds them (JSON text), decoded on first
+    use: most objects a run reads are unchanged, and the planner needs their digests
+    only when the fingerprint differs."""
+
+    __slots__ = ("_data", "text")
+
+    def __init__(self, text: str):
+        self.text = text
+        self._data: dict[str, str] | None = None
+
+    def _decoded(self) -> dict[str, str]:
+        if self._data is None:
+            self._data = _load(self.text) if self.text else {}
+        return self._data
+
+    def __getitem__(self, name: str) -> str:
+        return self._decoded()[name]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self._decoded().get(name, default)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._decoded())
+
+    def __len__(self) -> int:
+        return len(self._decoded())
+
+    def __repr__(self) -> str:
+        return repr(self._decoded())
+
+
 @dataclass(slots=True)
 class ObjectState:
     """What the store knows about one synced object."""
@@ -91,7 +123,7 @@ class ObjectState:
     key: str
     target_id: str | None
     fingerprint: str
-    digests: dict[str, str]
+    digests: dict[str, str] | StoredDigests
     dn: str | None
     entry_digest: str | None = None
     """Digest of the source entry this state was planned from (None: unknown)."""
@@ -437,9 +469,7 @@ class StateStore:
     def _state(row: Any) -> ObjectState:
         # Positional: Row attribute access by name costs more than the rest together.
         source_id, key, target_id, fp, digests, dn, entry = row[:7]
-        return ObjectState(
-            source_id, key, target_id, fp, _load(digests) if digests else {}, dn, entry
-        )
+        return ObjectState(source_id, key, target_id, fp, StoredDigests(digests), dn, entry)
 
     _STATE_COLS = (
         objects.c.source_id,
@@ -458,17 +488,34 @@ class StateStore:
         ids = list(dict.fromkeys(source_ids))
         if not ids:
             return found
+        state_of = self._state
         with self.engine.connect() as conn:
             for chunk in _chunks(ids):
-                rows = conn.execute(
-                    select(*self._STATE_COLS).where(
-                        objects.c.job == job, objects.c.source_id.in_(chunk)
+                sql = self._objects_for_sql(len(chunk))
+                if sql is None:
+                    rows: Any = conn.execute(
+                        select(*self._STATE_COLS).where(
+                            objects.c.job == job, objects.c.source_id.in_(chunk)
+                        )
                     )
-                )
+                else:
+                    rows = conn.exec_driver_sql(sql, (job, *chunk))
                 for row in rows:
-                    state = self._state(row)
+                    state = state_of(row)
                     found[state.source_id] = state
         return found
+
+    @functools.lru_cache(maxsize=8)  # noqa: B019 (one store per process; few sizes)
+    def _objects_for_sql(self, n: int) -> str | None:
+        """objects_for's query for ``n`` ids as driver SQL: SQLAlchemy's compiling of an
+        IN list per batch cost more than the query itself (a no-change run reads every
+        object's row). None for a driver whose placeholder is not known here."""
+        mark = {"qmark": "?", "format": "%s", "pyformat": "%s"}.get(self.engine.dialect.paramstyle)
+        if mark is None:
+            return None
+        cols = ", ".join(c.name for c in self._STATE_COLS)
+        marks = ", ".join([mark] * n)
+        return f"SELECT {cols} FROM objects WHERE job = {mark} AND source_id IN ({marks})"
 
     @_db_errors
     def objects_by_dn(self, job: str, dns: Sequence[str]) -> dict[str, ObjectState]:
@@ -630,7 +677,7 @@ class StateStore:
                 o.key,
                 o.target_id,
                 o.fingerprint,
-                _dump_digests(o.digests),
+                o.digests.text if type(o.digests) is StoredDigests else _dump_digests(o.digests),
                 _text(o.dn),
                 _text(o.dn.lower()) if o.dn is not None else None,
                 stamp,

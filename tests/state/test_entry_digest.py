@@ -3,6 +3,8 @@ written with commits, and settable alone without marking the objects changed."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from sqlalchemy import text
 
@@ -52,3 +54,15 @@ def test_entry_digests_are_committed_and_remembered_alone(url):
         assert got["b"].fingerprint == "fp" and got["b"].target_id == "t-b"
         assert store.last_change("j") == changed, "remembering a digest is no change"
         assert store.objects_for("k", ["a"]) == {}  # other jobs untouched
+
+
+def test_digests_read_back_lazily_compare_and_commit_again_unchanged(url):
+    with StateStore(url) as store:
+        store.commit("j", upserts=[obj("a")])
+        state = store.objects_for("j", ["a"])["a"]
+        assert state.digests == {"a": "1"} and state.digests.get("b") is None
+        assert list(state.digests) == ["a"] and len(state.digests) == 1
+        # a state read back and committed again (a rename) keeps its digests
+        store.commit("j", upserts=[dataclasses.replace(state, dn="cn=moved")])
+        again = store.objects_for("j", ["a"])["a"]
+        assert again.dn == "cn=moved" and dict(again.digests) == {"a": "1"}
