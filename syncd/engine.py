@@ -748,7 +748,11 @@ class _Run:
                     "entries cannot share one target item",
                 )
                 continue
-            key_owner[key] = (sid, change.dn)
+            if state is None or state.key != key:
+                # A key the state already gives this object needs no entry: its state
+                # row answers any other claimant (via _key_holders), and a no-change
+                # run over a large directory keeps no tuple per entry.
+                key_owner[key] = (sid, change.dn)
             if self.readback is not None and state is not None and state.key == key:
                 why = self.readback.differs(state, record.fields)
                 if why is not None:
