@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -133,6 +134,19 @@ def _check_secrets(cfg: Config) -> list[str]:
 @click.option("--full", is_flag=True, help="plan a complete reconciliation, ignoring the cursor")
 @click.option("--all", "show_all", is_flag=True, help="list every action (default: 50 a kind)")
 @click.option("--check", is_flag=True, help="exit 1 when the plan is not empty (drift check)")
+@click.option(
+    "--out",
+    "out_file",
+    metavar="FILE",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="also store the plan in FILE (mode 0600) for `syncd apply FILE`",
+)
+@click.option(
+    "--only",
+    multiple=True,
+    metavar="DN|ID",
+    help="plan just this entry (repeatable): no deletes from absence, cursor untouched",
+)
 @click.pass_context
 def plan(
     ctx: click.Context,
@@ -142,14 +156,21 @@ def plan(
     full: bool,
     show_all: bool,
     check: bool,
+    out_file: Path | None,
+    only: tuple[str, ...],
 ) -> None:
     """Show what `sync JOB` would change: every action with its DN and each field
-    old -> new (secrets never shown). Writes nothing."""
+    old -> new (secrets never shown). Writes nothing (but FILE with --out)."""
     from syncd.engine import run_job
 
     cfg = get_config(ctx)
-    report = run_job(cfg, job, apply=False, full=full, progress=not (as_json or ldif))
+    _only_alone(full, only)
+    report = run_job(
+        cfg, job, apply=False, full=full, progress=not (as_json or ldif), only=list(only)
+    )
     try:
+        if out_file is not None:
+            _store_plan(cfg, report, out_file, {"full": full, "only": list(only)})
         if ldif:
             _print_plan_ldif(cfg, report)
         elif as_json:
@@ -161,6 +182,95 @@ def plan(
         if report.plan is not None:
             report.plan.close()
     if check and changes:
+        ctx.exit(1)
+
+
+def _only_alone(full: bool, only: tuple[str, ...]) -> None:
+    if full and only:
+        raise UserError("--only and --full exclude each other (a few entries, or all)")
+
+
+@cli.command()
+@click.argument("job")
+@click.argument("entry", metavar="DN|ID")
+@click.pass_context
+def explain(ctx: click.Context, job: str, entry: str) -> None:
+    """How one entry travels through JOB: its source attributes, the mapped fields, the
+    state row and the planned action (values redacted as in plans). Writes nothing."""
+    from syncd.explain import explain as run_explain
+
+    for line in run_explain(get_config(ctx), job, entry):
+        click.echo(line)
+
+
+def _store_plan(cfg: Config, report: Any, path: Path, options: dict[str, Any]) -> None:
+    """Write the plan file for `syncd apply` (every action, with its effect)."""
+    from syncd import planfile, planview
+
+    views, is_secret, _ = _plan_views(cfg, report)
+    items = [planview.json_item(v, is_secret) for v in views]
+    digests = [planfile.action_digest(p) for p in report.plan]
+    store = cfg.open_state()
+    try:
+        planfile.write(
+            path,
+            config=cfg,
+            job=report.job,
+            options=options,
+            report=report,
+            store=store,
+            items=items,
+            digests=digests,
+        )
+    finally:
+        store.close()
+    click.echo(
+        f"plan stored in {path} (mode 0600: it holds directory data, no secrets); "
+        f"apply it with: syncd apply {path}",
+        err=True,
+    )
+
+
+@cli.command("apply")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--allow-deletes",
+    is_flag=True,
+    help="let this run delete more than max_deletes / from an empty source",
+)
+@click.pass_context
+def apply_plan(ctx: click.Context, file: Path, allow_deletes: bool) -> None:
+    """Apply exactly the actions stored by `syncd plan JOB --out FILE`, or refuse
+    (exit 8, nothing written) when the state, the cursor, the config, the mapping or
+    the source changed since. Gates apply as in `sync`."""
+    from syncd import planfile
+    from syncd.engine import run_job
+
+    data = planfile.load(file)
+    cfg = get_config(ctx)
+    if data["job"] not in cfg.jobs:
+        raise UserError(f"{file}: job {data['job']!r} is not in {cfg.path}")
+    planfile.check_files(data, cfg, file)
+    options = data.get("options") or {}
+    store = cfg.open_state()
+    try:
+        report = run_job(
+            cfg,
+            data["job"],
+            apply=True,
+            allow_deletes=allow_deletes,
+            full=bool(options.get("full")),
+            only=[str(x) for x in options.get("only") or []],
+            store=store,
+            verify=planfile.verifier(data, store, file),
+        )
+    finally:
+        store.close()
+    click.echo(f"{report.summary()} in {report.duration:.1f}s (stored plan {file})")
+    for note in report.notes:
+        click.echo(f"  note: {note}")
+    if report.status == "failed":
+        click.echo(f"syncd: {report.error}", err=True)
         ctx.exit(1)
 
 
@@ -277,14 +387,27 @@ def _print_plan_ldif(cfg: Config, report: Any) -> None:
 @click.option("--full", is_flag=True, help="complete reconciliation, ignoring the cursor")
 @click.option("--progress/--no-progress", default=True, help="progress bar on a terminal")
 @click.option("--json", "as_json", is_flag=True, help="print the run report as JSON on stdout")
+@click.option(
+    "--only",
+    multiple=True,
+    metavar="DN|ID",
+    help="sync just this entry (repeatable): no deletes from absence, cursor untouched",
+)
 @click.pass_context
 def sync(
-    ctx: click.Context, job: str, allow_deletes: bool, full: bool, progress: bool, as_json: bool
+    ctx: click.Context,
+    job: str,
+    allow_deletes: bool,
+    full: bool,
+    progress: bool,
+    as_json: bool,
+    only: tuple[str, ...] = (),
 ) -> None:
     """Run JOB once: apply the changes and commit the state."""
     from syncd.engine import run_job
 
     cfg = get_config(ctx)
+    _only_alone(full, only)
     import signal
     import threading
 
@@ -304,6 +427,7 @@ def sync(
             full=full,
             stop_event=stop,
             progress=progress,
+            only=list(only),
         )
     except UserError as err:
         if as_json:

@@ -112,6 +112,40 @@ class Source(ABC):
         a short read).
         """
 
+    def read_entries(self, wanted: Sequence[str]) -> Read:
+        """Read only the objects named in ``wanted`` (each a source id or a DN), for
+        ``--only`` and ``syncd explain``. The outcome is never complete (nothing may be
+        concluded from an absence) and has no cursor (an --only run does not move it);
+        its notes name what was not found.
+
+        Default: a complete read filtered to those objects (sources that can look one
+        entry up, like LDAP, override it). Raises like :meth:`read`."""
+        inner = self.read(None, full=True)
+        ids = set(wanted)
+        dns = {w.lower() for w in wanted}
+        read = Read(iter(()))
+
+        def changes() -> Iterator[Change]:
+            found: set[str] = set()
+            for change in inner.changes:
+                if change.op is not Op.UPSERT:
+                    continue
+                hit = change.source_id in ids or (change.dn or "").lower() in dns
+                if hit:
+                    found.update((change.source_id, (change.dn or "").lower()))
+                    yield change
+            method = inner.outcome.method if inner.outcome else "full"
+            missing = [w for w in wanted if w not in found and w.lower() not in found]
+            read.outcome = ReadOutcome(
+                None,
+                complete=False,
+                method=method,
+                notes=[f"not found in the source: {w}" for w in missing],
+            )
+
+        read.changes = changes()
+        return read
+
     def check(self) -> list[CheckResult]:
         """Checks for `syncd doctor`. Default: none."""
         return []

@@ -33,7 +33,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from hashlib import blake2b
@@ -49,6 +49,7 @@ change_log = logging.getLogger("syncd.changes")
 
 READ_BATCH = 500
 MAPPING_NOTE = "mapping file digest "
+ONLY_NOTE = "only: "
 RETRY_FULL_NOTE = "complete read not finished: the next run reads completely too"
 # lookup('people') / lookup("people", 'key') in a mapping file: the job names it reads.
 _LOOKUP_JOB = re.compile(r"""lookup\(\s*['"]([^'"]+)['"]""")
@@ -203,11 +204,18 @@ def run_job(
     stop_event: threading.Event | None = None,
     progress: bool = False,
     store: Any = None,
+    verify: Callable[[Plan, str | None], None] | None = None,
+    only: Sequence[str] | None = None,
 ) -> RunReport:
     """Run ``job_name`` once.
 
     ``apply=False`` is a dry run: it reads, maps and plans, writes nothing (no target
     write, no state write, no cursor move) and returns the plan in ``report.plan``.
+    ``verify(plan, cursor)`` is called with the whole plan and the cursor the read
+    started from, before the gates and any write (under the job lock when applying): it
+    raises a UserError to stop the run (``syncd apply`` refuses a stale stored plan).
+    ``only`` (source ids or DNs) reads just those entries (``Source.read_entries``):
+    no delete is planned from an absence and the cursor is not moved.
     Raises UserError subclasses for user-fixable failures (GateStopped when a gate
     stops an applying run; ConnectionFailed, SourceError, TargetError...). The run
     record in the state store says what happened either way.
@@ -228,6 +236,8 @@ def run_job(
             stop_event=stop_event or threading.Event(),
             progress=progress,
         )
+        run.verify = verify
+        run.only = list(only) if only else None
         with _quiet_gc():
             if not apply:
                 return run.execute()
@@ -317,6 +327,8 @@ class _Run:
         self.dn_moves: list[tuple[Any, str | None]] = []
         self._dn_cache: dict[tuple[str, str], Any] = {}
         self.reporter: Any = None
+        self.verify: Callable[[Plan, str | None], None] | None = None
+        self.only: list[str] | None = None
         # Source ids with a failed action in this run. A key change is a delete of the
         # old item and a create of the new one: if the delete failed, the state must
         # keep the old key (even though the create worked) so the next run retries it.
@@ -357,7 +369,7 @@ class _Run:
     def execute(self) -> RunReport:
         started = time.monotonic()
         rep = self.report
-        if not self.full and self._last_run_asked_for_full():
+        if not self.full and not self.only and self._last_run_asked_for_full():
             self.full = True
             rep.notes.append("the last run read completely but did not finish: complete read")
         if self.apply_mode:
@@ -369,7 +381,8 @@ class _Run:
         try:
             source = self._make_source()
             target = self._make_target()
-            self.inflight = self.store.inflight(self.job.name)
+            # (an --only run leaves marks of a dead run to the next regular run)
+            self.inflight = {} if self.only else self.store.inflight(self.job.name)
             if self.inflight and not self.full:
                 # The dead run may have written what only its complete read found (a
                 # delete, a mapping change), and an orphan create leaves no state row:
@@ -380,6 +393,11 @@ class _Run:
                     "committing them: complete read, and they are written again"
                 )
             cursor = None if self.full else self.store.get_cursor(self.job.name)
+            if self.only:
+                # A few entries only: the cursor, complete reads and the mapping's
+                # digest stay for the next regular run (which must not skip them).
+                cursor = None
+                rep.notes.append(f"{ONLY_NOTE}{len(self.only)} asked for")
             if cursor is not None and not self.full:
                 changed = self._changed_lookup_job()
                 if changed is not None:
@@ -397,7 +415,7 @@ class _Run:
                     # periodic full read.
                     self.full = True
                     rep.notes.append("mapping file changed since the last run: complete read")
-            if self.apply_mode and self.mapping_digest:
+            if self.apply_mode and self.mapping_digest and not self.only:
                 rep.notes.append(MAPPING_NOTE + self.mapping_digest)
             self.previously_quarantined = {
                 q.source_id for q in self.store.quarantine(self.job.name)
@@ -409,7 +427,9 @@ class _Run:
             # the target back when it can, so what was edited or deleted there by hand is
             # repaired (drift). Not on every complete read of the source: `changes: full`
             # jobs would read the whole target on every run.
-            verifying = self.full and type(target).read_back is not Target.read_back
+            verifying = (
+                self.full and not self.only and type(target).read_back is not Target.read_back
+            )
             if correlating or self.apply_mode or verifying:
                 target.open()
             if verifying:
@@ -419,6 +439,8 @@ class _Run:
             # A run that verifies the target compares every record with it: map them all.
             self.skip_unchanged = self.entry_salt is not None and self.readback is None
             plan, outcome = self.read_and_plan(source, target if correlating else None, cursor)
+            if self.verify is not None:
+                self.verify(plan, cursor)
             self.read_complete = outcome.complete
             rep.method = outcome.method
             rep.notes.extend(outcome.notes)
@@ -484,7 +506,7 @@ class _Run:
         if not self.mapping_digest:
             return False
         last_ok = next(
-            (r for r in self.store.runs(self.job.name, limit=50) if r.status == "ok"), None
+            (r for r in self.store.runs(self.job.name, limit=50) if _regular_ok(r)), None
         )
         if last_ok is None:
             return False
@@ -495,7 +517,7 @@ class _Run:
         """True when this job's latest run read completely and then did not finish
         (failed writes, stopped, gated): its deletes must be found again."""
         try:
-            last = self.store.runs(self.job.name, limit=1)
+            last = [r for r in self.store.runs(self.job.name, limit=10) if not _only_run(r)]
         except Exception:  # the run itself reports an unusable store
             return False
         return bool(last) and RETRY_FULL_NOTE in (last[0].notes or [])
@@ -530,7 +552,7 @@ class _Run:
         if not jobs:
             return None
         last_ok = next(
-            (r for r in self.store.runs(self.job.name, limit=50) if r.status == "ok"), None
+            (r for r in self.store.runs(self.job.name, limit=50) if _regular_ok(r)), None
         )
         if last_ok is None:
             return None
@@ -601,7 +623,9 @@ class _Run:
         the read's outcome. Raises SourceError if the read did not end normally."""
         plan = Plan()
         try:
-            read: Read = source.read(cursor, full=self.full)
+            read: Read = (
+                source.read_entries(self.only) if self.only else source.read(cursor, full=self.full)
+            )
             batch: list[Change] = []
             with self._progress("reading") as tick:
                 for change in read.changes:
@@ -1104,6 +1128,16 @@ def _test_crash_hook() -> None:
 
 
 _applied_batches = 0
+
+
+def _only_run(run: Any) -> bool:
+    """A run of a few entries (--only): not a run later runs may take as their base."""
+    return any(n.startswith(ONLY_NOTE) for n in (run.notes or []))
+
+
+def _regular_ok(run: Any) -> bool:
+    return run.status == "ok" and not _only_run(run)
+
 
 _DONE = {ActionKind.CREATE: "created", ActionKind.UPDATE: "updated", ActionKind.DELETE: "deleted"}
 

@@ -123,7 +123,11 @@ class Mapping:
         self._fields = spec.fields
         self.field_names: tuple[str, ...] = tuple(f.name for f in spec.fields)
         self.required: tuple[str, ...] = tuple(f.name for f in spec.fields if f.required)
-        self.secret_fields: frozenset[str] = frozenset(f.name for f in spec.fields if f.secret)
+        self.secret_fields: frozenset[str] = frozenset(
+            [f.name for f in spec.fields if f.secret]
+            # the source attributes a secret field copies are as secret (syncd explain)
+            + [f.value.attr for f in spec.fields if f.secret and f.value.attr]
+        )
         self._key = spec.key
         self._skip = spec.skip
         self._compile()

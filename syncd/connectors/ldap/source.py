@@ -25,7 +25,8 @@ import base64
 import json
 import logging
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -48,7 +49,7 @@ from syncd.connectors.ldap.timestamp import (
     parse_generalized_time,
     since_filter,
 )
-from syncd.connectors.ldap.values import BINARY_ATTRIBUTES, to_change
+from syncd.connectors.ldap.values import BINARY_ATTRIBUTES, GUID_ATTRIBUTES, to_change
 from syncd.contracts import Change, CheckResult, Read, ReadOutcome, Source
 from syncd.errors import ConnectionFailed, SourceError, UserError
 
@@ -150,6 +151,18 @@ class LdapSourceOptions(BaseModel):
                 "auto or entryUUID"
             )
         return self
+
+
+def _looks_like_dn(text: str) -> bool:
+    """True for a DN whose attribute types are all names or OIDs (``cn=x,ou=y``);
+    anything else given to --only is an id (and goes into a filter escaped)."""
+    from syncd.connectors.ldap.target import _ATTRIBUTE, parse_dn
+
+    try:
+        rdns = parse_dn(text)
+    except ValueError:
+        return False
+    return bool(rdns) and all(_ATTRIBUTE.fullmatch(t) for rdn in rdns for t, _ in rdn)
 
 
 def _b64(raw: bytes | None) -> str | None:
@@ -277,6 +290,92 @@ class LdapSource(Source):
         read = Read(iter(()))
         read.changes = self._run(read, conn, method, state, due_full, id_attr, server, notes, root)
         return read
+
+    def read_entries(self, wanted: Sequence[str]) -> Read:
+        """Only the entries in ``wanted``: a DN is read with a base-scope search (it
+        must be under the job's base and match its filter), anything else is taken as
+        the id (entryUUID, objectGUID...) and searched for under the base with
+        ``(&<filter>(<id attribute>=<escaped id>))``. Never complete, no cursor.
+
+        Raises UserError for a DN outside the base or an id that is not one,
+        ConnectionFailed/SourceError like :meth:`read`."""
+        from ldap3.utils.conv import escape_filter_chars
+
+        from syncd.connectors.ldap.target import dn_within
+
+        searches: list[tuple[str, str, str]] = []
+        conn = self._open()
+        try:
+            id_attr = self.id_attribute(read_rootdse(conn))
+        except BaseException:
+            self.close()
+            raise
+        flt = (
+            self.options.filter
+            if self.options.filter.startswith("(")
+            else (f"({self.options.filter})")
+        )
+        for item in wanted:
+            if _looks_like_dn(item):
+                if not dn_within(item, self.options.base):
+                    self.close()
+                    raise UserError(
+                        f"{item!r} is not a DN under the job's base {self.options.base}"
+                    )
+                searches.append((item, item, "base"))
+                continue
+            if id_attr in GUID_ATTRIBUTES:
+                try:
+                    raw = uuid.UUID(item).bytes_le
+                except ValueError:
+                    self.close()
+                    raise UserError(f"{item!r} is neither a DN nor an {id_attr}") from None
+                value = "".join(f"\\{b:02x}" for b in raw)
+            else:
+                value = escape_filter_chars(item)
+            searches.append((item, self.options.base, f"(&{flt}({id_attr}={value}))"))
+        read = Read(iter(()))
+        read.changes = self._read_entries(read, conn, searches, id_attr, flt)
+        return read
+
+    def _read_entries(
+        self,
+        read: Read,
+        conn: ldap3.Connection,
+        searches: list[tuple[str, str, str]],
+        id_attr: str,
+        flt: str,
+    ) -> Iterator[Change]:
+        requested, drop = self._attributes(id_attr)
+        notes: list[str] = []
+        missing = [0]
+        try:
+            for item, base, what in searches:
+                if what == "base":
+                    entries = wire.paged_search(
+                        conn,
+                        base,
+                        flt,
+                        "base",
+                        requested,
+                        page_size=self.page_size,
+                        paged=False,
+                    )
+                else:
+                    entries = self._entries(conn, what, requested)
+                found = 0
+                try:
+                    for change in self._changes(entries, id_attr, drop, missing):
+                        found += 1
+                        yield change
+                except SourceError as err:
+                    if "does not exist" not in str(err):
+                        raise
+                if not found:
+                    notes.append(f"not found in the source: {item}")
+            read.outcome = ReadOutcome(None, complete=False, method="entries", notes=notes)
+        finally:
+            self.close()
 
     def _parse_cursor(self, cursor: str | None, notes: list[str]) -> dict | None:
         if not cursor:
