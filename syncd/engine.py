@@ -37,6 +37,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from hashlib import blake2b
 from typing import Any
 
 from syncd import gates, planner
@@ -123,6 +124,7 @@ class Plan:
                 a.dn,
                 planned.fingerprint,
                 planned.digests,
+                planned.entry_digest,
             )
         )
         if len(self._pending) >= self.CHUNK:
@@ -172,12 +174,27 @@ class Plan:
 def _unspool(chunk: list[tuple]) -> Iterator[planner.PlannedAction]:
     kinds = _KINDS
     planned_action = planner.PlannedAction
-    for kind, sid, key, fields, changed, target_id, dn, fp, digests in chunk:
+    for kind, sid, key, fields, changed, target_id, dn, fp, digests, entry in chunk:
         action = Action(kinds[kind], sid, key, fields, changed, target_id, dn)
-        yield planned_action(action, fp, digests)
+        yield planned_action(action, fp, digests, entry)
 
 
 _KINDS = {k.value: k for k in ActionKind}
+
+ENTRY_DIGEST_VERSION = b"1"
+"""Part of every entry digest's salt: bump it when what a digest covers changes."""
+
+
+def entry_digest(salt: bytes, change: Change) -> str:
+    """A digest of what a mapping sees of one entry (source id, DN, attributes), salted
+    with the mapping file's digest: equal digests mean mapping it again would give the
+    same record. ``repr`` is canonical for the values sources hand out (text, bytes,
+    numbers, dates); attributes in another order or a value without a stable repr only
+    make the digest differ, so the entry is mapped: never a wrong skip. (Not sorted:
+    sources list attributes in a stable order, and sorting cost a third more.)"""
+    h = blake2b(salt, digest_size=16)
+    h.update(repr((change.source_id, change.dn, change.attributes)).encode())
+    return h.hexdigest()
 
 
 def run_job(
@@ -329,6 +346,19 @@ class _Run:
             self.mapping_digest = hashlib.sha256(text).hexdigest()[:16]
         except OSError:
             self.mapping_digest = ""
+            text = b""
+        # Entries read again unchanged are not mapped again (their entry digest equals
+        # the state's). Not for mappings that look objects up: the looked-up objects
+        # may have changed while the entry did not.
+        self.entry_salt: bytes | None = (
+            ENTRY_DIGEST_VERSION + self.mapping_digest.encode()
+            if self.mapping_digest and b"lookup" not in text
+            else None
+        )
+        self.skip_unchanged = False
+        # Source id -> entry digest of synced objects whose record did not change but
+        # whose stored entry digest is stale or missing (committed with the plan).
+        self.entry_digests: dict[str, str] = {}
         # No synced object at all (a first run): no state row to fetch per batch.
         self.state_empty = False
         self.synced_before = 0
@@ -432,6 +462,8 @@ class _Run:
                 and self._target_drift(target)
             ):
                 cursor = None
+            # A run that verifies the target compares every record with it: map them all.
+            self.skip_unchanged = self.entry_salt is not None and self.readback is None
             plan, outcome = self.read_and_plan(source, target if correlating else None, cursor)
             if self.verify is not None:
                 self.verify(plan, cursor)
@@ -689,9 +721,13 @@ class _Run:
         plan_add = plan.add
         upsert = Op.UPSERT
         unchanged = 0
+        salt = self.entry_salt
+        skip_unchanged = self.skip_unchanged
+        quarantined_before = self.previously_quarantined
+        digest = None
         # Pass 1: map. Pass 2 needs every key this batch claims, to ask the state in
         # one query which other objects already hold them.
-        mapped: list[tuple[Change, Any, Any]] = []
+        mapped: list[tuple[Change, Any, Any, str | None]] = []
         claimed: list[str] = []
         for change in changes:
             sid = change.source_id
@@ -714,6 +750,21 @@ class _Run:
                 elif change.op is Op.DELETE and sid in self.previously_quarantined:
                     self.mapped_ok_quarantined.append(sid)  # never synced, now gone
                 continue
+            if salt is not None:
+                digest = entry_digest(salt, change)
+                if (
+                    skip_unchanged
+                    and state is not None
+                    and state.entry_digest == digest
+                    and sid not in quarantined_before
+                    and sid not in self.inflight  # possibly written: plan it afresh
+                    and state.key not in self.repair_keys  # edited in the target: repair
+                ):
+                    # Read exactly as when it was last mapped, with the same mapping:
+                    # the same record, so nothing to plan (the cheap path of a no-change
+                    # complete read).
+                    unchanged += 1
+                    continue
             try:
                 record = map_record(change, lookup=lookup)
             except MappingError as err:
@@ -731,13 +782,12 @@ class _Run:
                 continue
             if state is None or state.key != record.key:
                 claimed.append(record.key)
-            mapped.append((change, state, record))
+            mapped.append((change, state, record, digest))
         holders = self._key_holders(claimed)
         key_owner = self.key_owner
-        quarantined_before = self.previously_quarantined
         plan_upsert = planner.plan_upsert
         repair = self.repair_keys
-        for change, state, record in mapped:
+        for change, state, record, digest in mapped:
             sid, key = change.source_id, record.key
             if repair and state is not None and state.key in repair:
                 # Edited by hand in the target: plan it as if nothing had been pushed.
@@ -753,7 +803,11 @@ class _Run:
                     "entries cannot share one target item",
                 )
                 continue
-            key_owner[key] = (sid, change.dn)
+            if state is None or state.key != key:
+                # A key the state already gives this object needs no entry: its state
+                # row answers any other claimant (via _key_holders), and a no-change
+                # run over a large directory keeps no tuple per entry.
+                key_owner[key] = (sid, change.dn)
             if self.readback is not None and state is not None and state.key == key:
                 why = self.readback.differs(state, record.fields)
                 if why is not None:
@@ -778,11 +832,17 @@ class _Run:
                 if state.dn != change.dn:
                     # Renamed but the record is the same: only the state learns the new
                     # DN (group member look-ups go by DN).
-                    self.dn_moves.append((state, change.dn))
+                    self.dn_moves.append(
+                        (dataclasses.replace(state, entry_digest=digest), change.dn)
+                    )
+                elif digest is not None and state.entry_digest != digest:
+                    self.entry_digests[sid] = digest  # so the next run skips it
                 continue
             if any(planner.is_disable(p.action) for p in planned):
                 counts["disable"] += 1
             for item in planned:
+                if item.action.kind is not ActionKind.DELETE:
+                    item.entry_digest = digest
                 if correlator is not None and item.action.kind is ActionKind.CREATE:
                     item = self._correlate(correlator, item)
                     if item is None:
@@ -878,7 +938,9 @@ class _Run:
             target_id=matches[0],
             dn=action.dn,
         )
-        return planner.PlannedAction(linked, planned.fingerprint, planned.digests)
+        return planner.PlannedAction(
+            linked, planned.fingerprint, planned.digests, planned.entry_digest
+        )
 
     def _lookup(self, job: str, dn: str, kind: str = "target_id") -> str | None:
         """For group members: the ``target_id`` (or record ``key``, or ``source_id``) of
@@ -1031,6 +1093,7 @@ class _Run:
                         fingerprint=planned.fingerprint,
                         digests=planned.digests or {},
                         dn=action.dn,
+                        entry_digest=planned.entry_digest,
                     )
                 )
         for kind, n in done.items():
@@ -1070,6 +1133,7 @@ class _Run:
                 unquarantined=self.mapped_ok_quarantined,
                 settled=settled,
             )
+        self.store.remember_entry_digests(self.job.name, self.entry_digests)
 
     # ---------------------------------------------------------------- progress
     @contextlib.contextmanager
