@@ -119,7 +119,7 @@ def test_huge_value_payloads_quarantine_their_entry_and_the_run_goes_on(tmp_path
     )
     mapping = (
         "version: 1\nkey: entryUUID\nfields:\n  hostname: cn\n"
-        f"  note: \"{{% if not description %}}ok{cases}{{% endif %}}\"\n"
+        f'  note: "{{% if not description %}}ok{cases}{{% endif %}}"\n'
     )
     work = tmp_path / "w"
     work.mkdir()
