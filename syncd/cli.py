@@ -65,6 +65,10 @@ def get_config(ctx: click.Context) -> Config:
     """Load the config named on the command line (cached on the context)."""
     if "config" not in ctx.obj:
         ctx.obj["config"] = load_config(find_config(ctx.obj.get("config_path")))
+        from syncd.permissions import permission_warnings
+
+        for warning in permission_warnings(ctx.obj["config"]):
+            click.echo(f"syncd: warning: {warning}", err=True)
     return ctx.obj["config"]
 
 
@@ -388,6 +392,12 @@ def _print_plan_ldif(cfg: Config, report: Any) -> None:
 @click.option("--progress/--no-progress", default=True, help="progress bar on a terminal")
 @click.option("--json", "as_json", is_flag=True, help="print the run report as JSON on stdout")
 @click.option(
+    "--textfile",
+    metavar="DIR",
+    envvar="SYNCD_TEXTFILE_DIR",
+    help="write the job's metrics to DIR/syncd_JOB.prom for node_exporter (timer mode)",
+)
+@click.option(
     "--only",
     multiple=True,
     metavar="DN|ID",
@@ -401,6 +411,7 @@ def sync(
     full: bool,
     progress: bool,
     as_json: bool,
+    textfile: str | None = None,
     only: tuple[str, ...] = (),
 ) -> None:
     """Run JOB once: apply the changes and commit the state."""
@@ -418,6 +429,9 @@ def sync(
         stop.set()
 
     signal.signal(signal.SIGTERM, _stop)
+    from syncd.cli_ops import FirstRunSummary
+
+    summary = FirstRunSummary(cfg, job, ctx.obj)
     try:
         report = run_job(
             cfg,
@@ -430,16 +444,28 @@ def sync(
             only=list(only),
         )
     except UserError as err:
+        if textfile:
+            from syncd.cli_ops import write_textfile_after
+
+            write_textfile_after(cfg, job, textfile, err)
         if as_json:
             from syncd.cli_ops import failure_json
 
             click.echo(failure_json(job, err))
         raise
+    finally:
+        summary.close()
+    summary.note(report)
+    from syncd.cli_ops import apply_retention, write_textfile_after
+
+    apply_retention(cfg)
+    if textfile:
+        write_textfile_after(cfg, job, textfile, report)
     if as_json:
         from syncd.cli_ops import report_json
 
         click.echo(report_json(report))
-        ctx.exit(1 if report.status == "failed" else 0)
+        ctx.exit(_SYNC_EXIT.get(report.status, 0))
     click.echo(
         f"{report.summary()} in {report.duration:.1f}s"
         + (f" (method {report.method})" if report.method else "")
@@ -448,7 +474,12 @@ def sync(
         click.echo(f"  note: {note}")
     if report.status == "failed":
         click.echo(f"syncd: {report.error}", err=True)
-        ctx.exit(1)
+    ctx.exit(_SYNC_EXIT.get(report.status, 0))
+
+
+_SYNC_EXIT = {"failed": 1, "stopped": 8}
+"""Exit codes of `sync` for runs that ended without raising: a stopped run (SIGTERM)
+did not finish its work, so scripts and timers must not take it for a success."""
 
 
 @cli.command()
@@ -652,16 +683,21 @@ def reference() -> None:
 
 def _register_optional(group: click.Group) -> None:
     """Commands that live in their own modules (daemon, doctor, operator commands)."""
-    from syncd.cli_ops import forget_command, quarantine_group
+    from syncd.cli_ops import forget_command, history_command, quarantine_group
 
     group.add_command(quarantine_group, "quarantine")
     group.add_command(forget_command, "forget")
+    group.add_command(history_command, "history")
     try:
         from syncd.cli_daemon import daemon_command, doctor_command
     except ImportError:
         return
     group.add_command(daemon_command, "daemon")
     group.add_command(doctor_command, "doctor")
+    from syncd.cli_setup import init_command, man_command
+
+    group.add_command(init_command, "init")
+    group.add_command(man_command, "man")
 
 
 _register_optional(cli)

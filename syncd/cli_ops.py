@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import logging
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,6 +18,8 @@ from typing import Any
 import click
 
 from syncd.errors import UserError
+
+log = logging.getLogger(__name__)
 
 
 def _config(ctx: click.Context) -> Any:
@@ -192,6 +195,156 @@ def forget_command(ctx: click.Context, job: str, yes: bool) -> None:
         f"{outcome.quarantined} quarantine entries; the next run is a first run "
         "(creates or links, never deletes)"
     )
+
+
+def apply_retention(cfg: Any) -> None:
+    """``state.retention`` after a ``syncd sync``. A failure is logged, never fatal: the
+    run itself is done and recorded."""
+    from syncd.state.audit import apply_retention as apply
+
+    try:
+        with cfg.open_state() as store:
+            apply(cfg, store)
+    except Exception as err:
+        log.warning("retention not applied: %s", str(err).splitlines()[0] if str(err) else err)
+
+
+# ---------------------------------------------------------------------- history
+def parse_since(text: str, now: _dt.datetime) -> _dt.datetime:
+    """``7d``/``24h``/``90m`` (that long ago) or an ISO date/time (UTC unless it says
+    otherwise). Raises UserError for anything else."""
+    from syncd.config import parse_duration
+
+    try:
+        return now - _dt.timedelta(seconds=parse_duration(text))
+    except ValueError:
+        pass
+    try:
+        when = _dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise UserError(
+            f"--since {text!r}: expected a duration (7d, 24h) or a date (2026-12-01, "
+            "2026-12-01T08:00)"
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=_dt.UTC)
+
+
+@click.command("history")
+@click.argument("job")
+@click.option("--since", metavar="WHEN", help="only changes since WHEN (7d, 24h, 2026-12-01)")
+@click.option("--dn", metavar="DN", help="only changes of this entry (DN, source id or key)")
+@click.option("--limit", default=200, show_default=True, help="most changes shown (the newest)")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@click.pass_context
+def history_command(
+    ctx: click.Context, job: str, since: str | None, dn: str | None, limit: int, as_json: bool
+) -> None:
+    """The audit log of JOB: every change a target confirmed, oldest first, with its
+    run, DN, key and the names of the fields written (never their values)."""
+    from syncd.state.audit import history
+
+    cfg = _config(ctx)
+    name = cfg.job(job).name
+    when = parse_since(since, _dt.datetime.now(_dt.UTC)) if since else None
+    with cfg.open_state() as store:
+        entries = history(store, name, since=when, dn=dn, limit=limit)
+    if as_json:
+        data = [
+            {
+                "at": _iso(e.at),
+                "job": e.job,
+                "run_id": e.run_id,
+                "kind": e.kind,
+                "source_id": e.source_id,
+                "key": e.key,
+                "dn": e.dn,
+                "target_id": e.target_id,
+                "fields": list(e.fields),
+            }
+            for e in entries
+        ]
+        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        return
+    if not entries:
+        click.echo(f"job {name}: no recorded changes" + (" matching" if since or dn else ""))
+        return
+    for e in entries:
+        fields = f"  fields: {', '.join(e.fields)}" if e.fields else ""
+        click.echo(
+            f"{_when(e.at)}  run {e.run_id}  {e.kind:<6}  {e.dn or e.source_id}  "
+            f"key={e.key}{fields}"
+        )
+    if len(entries) == limit:
+        click.echo(f"(the newest {limit}; --limit shows more, --since/--dn narrow it)")
+
+
+def write_textfile_after(cfg: Any, job: str, directory: str, outcome: Any) -> None:
+    """``sync --textfile DIR``: the job's gauges for node_exporter after a run.
+    ``outcome`` is the run's report, or the UserError the run raised (a gate, a refused
+    connection): that run counts as failed. A file that cannot be written is logged as
+    an error; the run's own exit code stands."""
+    from syncd.engine import RunReport
+    from syncd.errors import GateStopped
+    from syncd.metrics import write_textfile
+
+    report = outcome
+    if isinstance(outcome, BaseException):
+        report = RunReport(job=cfg.job(job).name)
+        report.status = "gated" if isinstance(outcome, GateStopped) else "failed"
+        report.error = str(outcome)
+    try:
+        with cfg.open_state() as store:
+            write_textfile(directory, report, store, cfg.daemon.node)
+    except (OSError, UserError) as err:
+        log.error("metrics textfile in %s not written: %s", directory, err)
+
+
+class FirstRunSummary:
+    """On a terminal, a job's first sync (no synced object yet) prints its summary, not
+    one line per change (thousands of creates would bury the summary and any warning);
+    ``-v`` lists them anyway, and ``syncd history`` has them all. :meth:`close` puts
+    the change log's level back."""
+
+    def __init__(self, cfg: Any, job: str, options: dict[str, Any]):
+        from syncd.logsetup import CHANGES_LOGGER
+
+        self.job = job
+        self.logger = logging.getLogger(CHANGES_LOGGER)
+        self.previous: int | None = None
+        if options.get("verbose") or options.get("quiet") or not _stderr_is_terminal():
+            return
+        try:
+            with cfg.open_state() as store:
+                first = store.count_objects(cfg.job(job).name) == 0
+        except UserError:
+            return  # the run itself reports an unusable store
+        if first and self.logger.isEnabledFor(logging.INFO):
+            self.previous = self.logger.level
+            self.logger.setLevel(logging.WARNING)
+
+    @property
+    def active(self) -> bool:
+        return self.previous is not None
+
+    def note(self, report: Any) -> None:
+        """Tell, with the run's notes, that the changes were not listed."""
+        done = sum(report.counts.get(k, 0) for k in ("created", "updated", "deleted"))
+        if self.active and done:
+            report.notes.append(
+                f"first run: its {done} changes are not listed one by one (-v lists them; "
+                f"`syncd history {report.job}` shows them)"
+            )
+
+    def close(self) -> None:
+        if self.previous is not None:
+            self.logger.setLevel(self.previous)
+
+
+def _stderr_is_terminal() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 # ------------------------------------------------------------------ sync --json

@@ -40,6 +40,8 @@ from syncd.notify import Notifier
 log = logging.getLogger(__name__)
 
 DEFAULT_HEARTBEAT = 5.0
+RETENTION_EVERY = 86400.0
+"""Seconds between two applications of state.retention by the daemon."""
 
 
 class Daemon:
@@ -81,6 +83,7 @@ class Daemon:
         self._status_lock = threading.Lock()
         self._ready = False
         self._store_ok: tuple[float, bool, str] = (0.0, False, "not checked yet")
+        self._last_prune = 0.0
 
     # -------------------------------------------------------------- requests
     def request_stop(self) -> None:
@@ -108,6 +111,7 @@ class Daemon:
 
         self.cfg = self._with_overrides(load_config(self.config_path))
         self._setup_logging(self.cfg)
+        log_permission_warnings(self.cfg)
         node = self.cfg.daemon.node
         locks.set_node_name(node)
         self.store = self.cfg.open_state()
@@ -135,8 +139,11 @@ class Daemon:
         self.scheduler = scheduling.JobScheduler(
             self._run_tick, self._heartbeat, self._heartbeat_interval, workers=workers
         )
-        self.metrics = Metrics(cfg.daemon.node, self.store, self.scheduler.next_run_times)
-        self.metrics.known_jobs(sorted(cfg.jobs))
+        self.metrics = Metrics(
+            cfg.daemon.node, self.store, self.scheduler.next_run_times, process=True
+        )
+        self.metrics.known_jobs(sorted(cfg.jobs), _periods(cfg))
+        self.metrics.restore()  # last success etc. survive a restart
         old_handlers = self._install_signals() if self.install_signals else {}
         try:
             if cfg.daemon.listen:
@@ -234,6 +241,7 @@ class Daemon:
             new = self._with_overrides(load_config(self.config_path))
             self._check_restart_only(new)
             self._setup_logging(new)
+            log_permission_warnings(new)
         except ConfigError as err:
             log.error(
                 "reload: %s has %d problem(s); the running config stays in force",
@@ -254,7 +262,7 @@ class Daemon:
         self.cfg = new
         assert self.scheduler is not None
         names = self.scheduler.apply(new)
-        self.metrics.known_jobs(sorted(new.jobs))
+        self.metrics.known_jobs(sorted(new.jobs), _periods(new))
         log.info(
             "reloaded %s: scheduling %d job(s): %s",
             self.config_path,
@@ -333,6 +341,21 @@ class Daemon:
         if report.error:
             log.warning("job %s: %s", job, report.error)
         self._set_status(job, _report_status(report))
+        self._prune_daily()
+
+    def _prune_daily(self) -> None:
+        """``state.retention``, at most once a day (the first run after start, then after
+        each 24 h). A failure is logged; it never stops the daemon."""
+        from syncd.state.audit import apply_retention
+
+        with self._status_lock:
+            if self._last_prune and time.monotonic() - self._last_prune < RETENTION_EVERY:
+                return
+            self._last_prune = time.monotonic()
+        try:
+            apply_retention(self.cfg, self.store)
+        except Exception as err:
+            log.warning("retention not applied: %s", _first_line(err))
 
     def _recent_run(self, job: str, window: float) -> Any:
         """The newest run of ``job`` if it started less than ``window`` seconds ago."""
@@ -411,6 +434,15 @@ def _health_server(cfg: Any, registry: Any, live: Any, ready: Any) -> Any:
         ) from None
 
 
+def _periods(cfg: Any) -> dict[str, float]:
+    """Seconds between scheduled runs of each job that has a schedule (for metrics)."""
+    return {
+        name: scheduling.period_seconds(job.schedule)
+        for name, job in cfg.jobs.items()
+        if job.schedule is not None
+    }
+
+
 def _first_line(err: BaseException) -> str:
     text = str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__
@@ -445,3 +477,11 @@ def run_daemon(
 ) -> int:
     """Entry point of ``syncd daemon``. Returns the exit code; raises UserError."""
     return Daemon(config_path, node=node, log_level=log_level).run()
+
+
+def log_permission_warnings(cfg: Any) -> None:
+    """Log a warning per config or secret file that other users may read."""
+    from syncd.permissions import permission_warnings
+
+    for warning in permission_warnings(cfg):
+        log.warning("%s", warning)

@@ -2,6 +2,17 @@
 
 ``format="auto"`` picks JSON when stderr is not a terminal or when ``$JOURNAL_STREAM`` says
 stderr is connected to the journal, and a rich (coloured, aligned) handler on a terminal.
+
+When stderr IS the journal (``$JOURNAL_STREAM`` names the device and inode of the log
+stream, as systemd sets it), every line starts with its syslog priority, the
+``<N>`` prefix of sd-daemon(3) (``<3>`` error, ``<4>`` warning, ``<6>`` info, ``<7>``
+debug): journald strips it and files the line under that priority, so
+``journalctl -p warning -u syncd`` works. A ``$JOURNAL_STREAM`` inherited by a program
+whose stderr goes elsewhere (a shell started from a service) is ignored.
+
+On a terminal, the log handler and the progress bars share ONE rich console
+(:func:`console`), so a log line is printed above a live progress bar instead of
+through it.
 The ``syncd.changes`` logger (one line per applied change) has a level of its own, so an
 administrator can keep a full change log at INFO while the rest logs at WARNING, or the
 other way round.
@@ -90,6 +101,57 @@ def _level(value: int | str) -> int:
     return number
 
 
+_PRIORITY = ((logging.CRITICAL, 2), (logging.ERROR, 3), (logging.WARNING, 4), (logging.INFO, 6))
+
+_console: Any = None
+
+
+def console() -> Any:
+    """The rich Console the terminal log handler writes to (a new stderr console when
+    logging is not on a terminal). Progress bars must use this one."""
+    global _console
+    if _console is None:
+        from rich.console import Console
+
+        _console = Console(stderr=True)
+    return _console
+
+
+def syslog_priority(levelno: int) -> int:
+    """The syslog priority of a logging level (sd-daemon prefix numbers)."""
+    for threshold, priority in _PRIORITY:
+        if levelno >= threshold:
+            return priority
+    return 7
+
+
+def stream_is_journal(stream: Any = None) -> bool:
+    """True when ``$JOURNAL_STREAM`` ("DEVICE:INODE") names ``stream``'s file, i.e. the
+    stream is connected to the journal (systemd.exec(5))."""
+    value = os.environ.get("JOURNAL_STREAM", "")
+    device, sep, inode = value.partition(":")
+    if not sep:
+        return False
+    try:
+        st = os.fstat((stream or sys.stderr).fileno())
+        return (st.st_dev, st.st_ino) == (int(device), int(inode))
+    except (AttributeError, ValueError, OSError):  # no file descriptor (a test's buffer)
+        return False
+
+
+class PriorityFormatter(logging.Formatter):
+    """Prefixes each line of another formatter's output with ``<N>`` (its priority)."""
+
+    def __init__(self, inner: logging.Formatter):
+        super().__init__()
+        self.inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = f"<{syslog_priority(record.levelno)}>"
+        text = self.inner.format(record)
+        return "\n".join(prefix + line for line in text.split("\n"))
+
+
 def choose_format(format: str, stream: Any = None) -> str:
     """'json' or 'text' for ``format`` (auto/text/json) and the output stream."""
     if format in ("text", "json"):
@@ -97,7 +159,7 @@ def choose_format(format: str, stream: Any = None) -> str:
     if format != "auto":
         raise ValueError(f"unknown log format {format!r} (auto, text, json)")
     stream = stream or sys.stderr
-    if os.environ.get("JOURNAL_STREAM"):
+    if stream_is_journal(stream):
         return "json"
     try:
         return "text" if stream.isatty() else "json"
@@ -123,15 +185,19 @@ def setup_logging(
     stream = stream or sys.stderr
     chosen = choose_format(format, stream)
     handler: logging.Handler
-    if chosen == "json":
+    journal = stream_is_journal(stream)
+    if chosen == "json" or journal:
         handler = logging.StreamHandler(stream)
-        handler.setFormatter(JsonFormatter())
+        inner = JsonFormatter() if chosen == "json" else logging.Formatter("%(name)s: %(message)s")
+        handler.setFormatter(PriorityFormatter(inner) if journal else inner)
     else:
         from rich.console import Console
         from rich.logging import RichHandler
 
+        global _console
+        _console = Console(file=stream, stderr=stream is sys.stderr)
         handler = RichHandler(
-            console=Console(file=stream, stderr=stream is sys.stderr),
+            console=_console,
             show_path=False,
             rich_tracebacks=False,
             markup=False,

@@ -15,7 +15,13 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 from syncd import registry
-from syncd.config import DaemonSection, JobSection, ScheduleSection, StateSection
+from syncd.config import (
+    DaemonSection,
+    JobSection,
+    RetentionSection,
+    ScheduleSection,
+    StateSection,
+)
 from syncd.secrets import SecretRef
 
 
@@ -36,7 +42,8 @@ def _type_name(annotation: Any) -> str:
     if annotation is SecretRef:
         return "secret"
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return "mapping (below)" if annotation is ScheduleSection else "mapping"
+        below = (ScheduleSection, RetentionSection)
+        return "mapping (below)" if annotation in below else "mapping"
     if isinstance(annotation, type):
         return {
             "str": "text",
@@ -84,6 +91,10 @@ def generate() -> str:
         "## state",
         "",
         model_table(StateSection),
+        "",
+        "### state.retention",
+        "",
+        model_table(RetentionSection),
         "",
         "## daemon",
         "",

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import delete, func, select, update
 
-from syncd.state.schema import cursors, objects, quarantine
+from syncd.state.schema import cursors, inflight, objects, quarantine, target_state
 from syncd.state.store import IN_CHUNK, StateStore, _db_errors
 
 RETRY_FINGERPRINT = ""
@@ -103,8 +103,9 @@ class ForgetOutcome:
 
 @_db_errors
 def forget_job(store: StateStore, job: str) -> ForgetOutcome:
-    """Reset ``job``'s state: its synced objects, its cursor and its quarantine, in one
-    transaction. The run history and the audit log stay (they are history).
+    """Reset ``job``'s state: its synced objects, its cursor, its quarantine, its
+    in-flight marks and the values its target keeps between runs, in one transaction.
+    The run history and the audit log stay (they are history).
 
     The next run is a first run: it reads completely and, with no synced objects,
     plans creates (or links, for targets that correlate) and never a delete.
@@ -116,4 +117,7 @@ def forget_job(store: StateStore, job: str) -> ForgetOutcome:
         conn.execute(delete(objects).where(objects.c.job == job))
         quarantined = conn.execute(delete(quarantine).where(quarantine.c.job == job)).rowcount
         had_cursor = bool(conn.execute(delete(cursors).where(cursors.c.job == job)).rowcount)
+        # An in-flight mark would have the next run delete an item it never synced.
+        conn.execute(delete(inflight).where(inflight.c.job == job))
+        conn.execute(delete(target_state).where(target_state.c.job == job))
     return ForgetOutcome(int(count), int(quarantined or 0), had_cursor)

@@ -95,7 +95,12 @@ def test_auto_picks_json_under_systemd_and_text_on_a_terminal(monkeypatch):
     try:
         assert choose_format("auto", tty) == "text"
         assert choose_format("auto", io.StringIO()) == "json"  # not a terminal
+        # $JOURNAL_STREAM of another stream (inherited from a service) does not count...
         monkeypatch.setenv("JOURNAL_STREAM", "8:12345")
+        assert choose_format("auto", tty) == "text"
+        # ...the device:inode of this very stream does: it is the journal.
+        st = os.fstat(tty.fileno())
+        monkeypatch.setenv("JOURNAL_STREAM", f"{st.st_dev}:{st.st_ino}")
         assert choose_format("auto", tty) == "json"
         assert choose_format("text", io.StringIO()) == "text"
         with pytest.raises(ValueError, match="unknown log format"):

@@ -154,3 +154,79 @@ def test_status_check_follows_nagios_conventions(inventory):
     unknown = inventory.syncd("status", "--check", check=False)
     assert unknown.returncode == 3 and unknown.stdout.startswith("SYNCD UNKNOWN - ")
     assert len(unknown.stdout.splitlines()) == 1
+
+
+def test_history_lists_applied_changes_with_field_names_only(inventory):
+    inventory.slapd.add("\n".join([device("pc-1", "SN-1"), device("pc-2", "SN-2", "Lyon")]))
+    inventory.syncd("sync", "inventory", "--no-progress")
+    inventory.slapd.modify(
+        "dn: cn=pc-2,ou=devices,dc=example,dc=com\nchangetype: modify\nreplace: l\nl: Osaka\n"
+    )
+    inventory.slapd.delete("cn=pc-1,ou=devices,dc=example,dc=com")
+    inventory.syncd("sync", "inventory", "--no-progress")
+    runs = json.loads(inventory.syncd("status", "--json").stdout)[0]["runs"]
+    first, second = runs[1]["id"], runs[0]["id"]
+
+    data = json.loads(inventory.syncd("history", "inventory", "--json").stdout)
+    assert [(d["kind"], d["run_id"]) for d in data] == [
+        ("create", first),
+        ("create", first),
+        ("update", second),
+        ("delete", second),
+    ]
+    update = next(d for d in data if d["kind"] == "update")
+    assert update["fields"] == ["location"] and update["dn"].startswith("cn=pc-2,")
+    assert update["key"] and update["target_id"] == update["key"]
+    created = [d for d in data if d["kind"] == "create"]
+    assert set(created[0]["fields"]) >= {"hostname", "serial", "location"}
+    text = inventory.syncd("history", "inventory").stdout
+    assert "Osaka" not in text and "Lyon" not in text and "SN-2" not in text, "no values"
+    assert "update  cn=pc-2,ou=devices,dc=example,dc=com" in text and "fields: location" in text
+
+    only = json.loads(
+        inventory.syncd(
+            "history", "inventory", "--dn", "CN=PC-1,ou=devices,dc=example,dc=com", "--json"
+        ).stdout
+    )
+    assert [d["kind"] for d in only] == ["create", "delete"]
+    assert (
+        json.loads(
+            inventory.syncd("history", "inventory", "--since", "2999-01-01", "--json").stdout
+        )
+        == []
+    )
+    assert (
+        len(json.loads(inventory.syncd("history", "inventory", "--since", "1h", "--json").stdout))
+        == 4
+    )
+    bad = inventory.syncd("history", "inventory", "--since", "yesterday", check=False)
+    assert bad.returncode == 2 and "--since 'yesterday'" in bad.stderr
+
+
+def test_retention_from_the_config_prunes_at_the_end_of_a_sync(tmp_path, slapd):
+    import time
+
+    work = tmp_path / "work"
+    work.mkdir()
+    url = f"sqlite:///{work}/inventory.db"
+    cfg = write_config(work, slapd, url)
+    text = cfg.read_text().replace(
+        "state:\n", "state:\n  retention: {runs: 1s, audit: 1s, reports: 1s}\n", 1
+    )
+    cfg.write_text(text)
+    s = Setup(work, cfg, slapd, url)
+    s.slapd.add(device("pc-1", "SN-1"))
+    s.syncd("sync", "inventory", "--no-progress")
+    assert len(json.loads(s.syncd("history", "inventory", "--json").stdout)) == 1
+    time.sleep(1.2)
+    s.slapd.add(device("pc-2", "SN-2"))
+    s.syncd("sync", "inventory", "--no-progress")
+    # The first run's audit row is older than 1 s: gone; the second run's stays.
+    assert [d["dn"][:7] for d in json.loads(s.syncd("history", "inventory", "--json").stdout)] == [
+        "cn=pc-2"
+    ]
+    time.sleep(1.2)
+    s.syncd("sync", "inventory", "--no-progress")
+    runs = json.loads(s.syncd("status", "--json", "--runs", "10").stdout)[0]["runs"]
+    # Three ok runs, all older than 1 s but the latest (which is also the last ok one).
+    assert len(runs) == 1
