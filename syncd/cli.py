@@ -67,8 +67,9 @@ def get_config(ctx: click.Context) -> Config:
         ctx.obj["config"] = load_config(find_config(ctx.obj.get("config_path")))
         from syncd.permissions import permission_warnings
 
+        # Through logging, so that under systemd the line carries its journal priority.
         for warning in permission_warnings(ctx.obj["config"]):
-            click.echo(f"syncd: warning: {warning}", err=True)
+            logging.getLogger("syncd.permissions").warning("%s", warning)
     return ctx.obj["config"]
 
 
