@@ -246,7 +246,7 @@ def _store_plan(cfg: Config, report: Any, path: Path, options: dict[str, Any]) -
 @click.pass_context
 def apply_plan(ctx: click.Context, file: Path, allow_deletes: bool) -> None:
     """Apply exactly the actions stored by `syncd plan JOB --out FILE`, or refuse
-    (exit 8, nothing written) when the state, the cursor, the config, the mapping or
+    (exit 9, nothing written) when the state, the cursor, the config, the mapping or
     the source changed since. Gates apply as in `sync`."""
     from syncd import planfile
     from syncd.engine import run_job
