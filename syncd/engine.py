@@ -1040,6 +1040,18 @@ class _Run:
             done[action.kind] += 1
             if log_changes:
                 _log_change(action, result)
+            if result.field_errors:
+                # Written without these fields. The state keeps their digests, so they
+                # are sent again when their value changes, not on every run.
+                counts["fields refused"] += len(result.field_errors)
+                reason = "; ".join(
+                    f"field {name} refused by the target: {why}"
+                    for name, why in sorted(result.field_errors.items())
+                )
+                problems.append(
+                    QuarantineEntry.new(self.job.name, action.source_id, action.dn, reason)
+                )
+                log.warning("%s: %s; the rest was written", action.dn or action.key, reason)
             if action.source_id in quarantined_before:
                 unquarantined.append(action.source_id)
             if action.kind is ActionKind.DELETE:
