@@ -202,6 +202,10 @@ class ActionResult:
     detail: str | None = None
     """What the target actually did when that is more than the action says, for the
     run report: 'moved to ou=sales', 'disabled', 'soft-deleted'."""
+    field_errors: dict[str, str] = field(default_factory=dict)
+    """Fields the target refused for good (field -> why, e.g. a value its schema
+    rejects) while it wrote the rest: ``ok`` stays True. The engine quarantines those
+    fields and sends them again only when their value changes."""
 
 
 @dataclass(slots=True)

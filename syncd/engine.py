@@ -362,6 +362,9 @@ class _Run:
         # No synced object at all (a first run): no state row to fetch per batch.
         self.state_empty = False
         self.synced_before = 0
+        self.write_failed: list[str] = []
+        self.plan_applied = False
+        self.failed_deletes = 0
         self.readback: Any = None
         self.drift: Counter = Counter()
         # Keys the target found edited or removed by hand (Target.drift): planned again
@@ -435,9 +438,13 @@ class _Run:
                 rep.notes.append(MAPPING_NOTE + self.mapping_digest)
             if self.apply_mode:
                 rep.notes.append(SCOPE_NOTE + scope_digest)
-            self.previously_quarantined = {
-                q.source_id for q in self.store.quarantine(self.job.name)
-            }
+            quarantined = self.store.quarantine(self.job.name)
+            self.previously_quarantined = {q.source_id for q in quarantined}
+            # Entries whose create/update the target refused: retried by their id, so
+            # that one bad row does not need a complete read (nor hold the cursor).
+            self.write_failed = [
+                q.source_id for q in quarantined if q.reason.startswith(_WRITE_FAILED)
+            ]
             synced_before = self.store.count_objects(self.job.name)
             self.synced_before = synced_before
             self.state_empty = synced_before == 0
@@ -517,6 +524,7 @@ class _Run:
                 self.apply_mode
                 and (self.read_complete or self.full)
                 and rep.status in ("failed", "stopped", "gated")
+                and not (self.plan_applied and not self.failed_deletes)
             ):
                 # What only a complete read finds (a delete of an object that vanished)
                 # is found again only by another complete read; an incremental next
@@ -673,6 +681,8 @@ class _Run:
             outcome = read.outcome
             if outcome is None:
                 raise SourceError(f"{source.describe()}: the read ended without an outcome")
+            if not outcome.complete and not self.only:
+                self._retry_failed_writes(source, plan, correlator, outcome)
             if outcome.complete:
                 for planned in planner.plan_unseen(self._unseen_objects(), self.seen):
                     plan.add(planned)
@@ -690,6 +700,20 @@ class _Run:
         except BaseException:
             plan.close()
             raise
+
+    def _retry_failed_writes(
+        self, source: Source, plan: Plan, correlator: Target | None, outcome: Any
+    ) -> None:
+        """Read again, by id, the entries whose write failed in an earlier run and that
+        this (incremental) read did not list, and plan them like any change."""
+        ids = [sid for sid in self.write_failed if sid not in self.seen]
+        if not ids:
+            return
+        retry = source.read_entries(ids)
+        changes = [c for c in retry.changes if c.op is Op.UPSERT]
+        for start in range(0, len(changes), READ_BATCH):
+            self._plan_batch(changes[start : start + READ_BATCH], plan, correlator)
+        outcome.notes.append(f"retried {len(changes)} entry(ies) whose write failed before, by id")
 
     def _unseen_objects(self) -> Iterator[Any]:
         """State rows of the synced objects this read did not see (ids streamed, the
@@ -989,10 +1013,19 @@ class _Run:
                     )
                 failed += self._commit_batch(batch, results)
                 tick(len(batch))
+        self.plan_applied = True
+        if failed and not self.failed_deletes:
+            # The refused creates/updates are quarantined and retried by id: the cursor
+            # may move on, or one bad row would hold the whole job back for ever.
+            rep.status = "failed"
+            rep.error = f"{failed} write(s) failed; they are retried by id on the next run"
+            if outcome.cursor is not None:
+                self.store.commit(self.job.name, cursor=outcome.cursor)
+            return
         if failed:
             rep.status = "failed"
             rep.error = f"{failed} write(s) failed; they are retried on the next run"
-            rep.notes.append("cursor not advanced because some writes failed")
+            rep.notes.append("cursor not advanced because some deletes failed")
             return
         too_many = self._too_many_quarantined()
         if too_many:
@@ -1067,6 +1100,7 @@ class _Run:
                 self.failed_sids.add(action.source_id)
                 if action.kind is ActionKind.DELETE:
                     failed_deletes.add(action.source_id)
+                    self.failed_deletes += 1
                 counts["failed"] += 1
                 reason = f"{action.kind.value} failed: {result.error or 'unknown error'}"
                 problems.append(
@@ -1078,6 +1112,18 @@ class _Run:
             applied.append(AuditEntry.of(self.job.name, self.report.run_id, action, result))
             if log_changes:
                 _log_change(self.job.name, action, result)
+            if result.field_errors:
+                # Written without these fields. The state keeps their digests, so they
+                # are sent again when their value changes, not on every run.
+                counts["fields refused"] += len(result.field_errors)
+                reason = "; ".join(
+                    f"field {name} refused by the target: {why}"
+                    for name, why in sorted(result.field_errors.items())
+                )
+                problems.append(
+                    QuarantineEntry.new(self.job.name, action.source_id, action.dn, reason)
+                )
+                log.warning("%s: %s; the rest was written", action.dn or action.key, reason)
             if action.source_id in quarantined_before:
                 unquarantined.append(action.source_id)
             if action.kind is ActionKind.DELETE:
@@ -1206,6 +1252,9 @@ def _only_run(run: Any) -> bool:
 def _regular_ok(run: Any) -> bool:
     return run.status == "ok" and not _only_run(run)
 
+
+_WRITE_FAILED = ("create failed:", "update failed:")
+"""How the quarantine reasons of refused creates/updates begin (see _commit_batch)."""
 
 _DONE = {ActionKind.CREATE: "created", ActionKind.UPDATE: "updated", ActionKind.DELETE: "deleted"}
 

@@ -98,3 +98,42 @@ def test_sigterm_while_reading_exits_non_zero(tmp_path):
     assert "stopped" in out
     assert proc.returncode == 8
     assert runs(s)[0]["status"] == "stopped"
+
+
+def test_a_permanently_failing_write_is_retried_by_id_not_by_complete_reads(tmp_path, slapd):
+    from tests.e2e.conftest import Setup as LdapSetup
+    from tests.e2e.conftest import device, write_config
+
+    work = tmp_path / "w"
+    work.mkdir()
+    url = f"sqlite:///{work}/inventory.db"
+    config = write_config(work, slapd, url, source={"changes": "syncrepl"})
+    s = LdapSetup(work, config, slapd, url)
+    with sqlite3.connect(work / "inventory.db") as db:  # the target refuses location Bad
+        db.execute(
+            'CREATE TABLE devices ("key" TEXT PRIMARY KEY, hostname TEXT, serial TEXT, '
+            "location TEXT CHECK (location <> 'Bad'), description TEXT, owner TEXT)"
+        )
+    slapd.add("\n".join(device(f"pc-{i}", f"SN-{i}") for i in range(40)))
+    slapd.add(device("pc-bad", "SN-bad", location="Bad"))
+    first = s.syncd("sync", "inventory", "--no-progress", check=False)
+    assert first.returncode == 1 and "1 failed" in first.stdout, first.stdout + first.stderr
+
+    # The next run does not read all 41 entries again: it reads what changed (nothing)
+    # and the failed entry by its id.
+    second = s.syncd("sync", "inventory", "--no-progress", check=False)
+    assert second.returncode == 1, second.stdout + second.stderr
+    assert "read 1," in second.stdout, second.stdout
+
+    slapd.modify(
+        "dn: cn=pc-bad,ou=devices,dc=example,dc=com\nchangetype: modify\nreplace: l\nl: Good\n"
+    )
+    third = s.syncd("sync", "inventory", "--no-progress")
+    assert "read 1," in third.stdout, third.stdout
+    with sqlite3.connect(work / "inventory.db") as db:
+        assert db.execute("SELECT location FROM devices WHERE hostname='pc-bad'").fetchone() == (
+            "Good",
+        )
+        assert db.execute("SELECT count(*) FROM devices").fetchone() == (41,)
+    with sqlite3.connect(work / "state.db") as db:
+        assert db.execute("SELECT count(*) FROM quarantine").fetchone() == (0,)

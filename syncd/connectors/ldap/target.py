@@ -29,6 +29,7 @@ What it promises (issue 6):
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import secrets
@@ -76,6 +77,11 @@ _NO_SUCH_ATTRIBUTE = 16
 _VALUE_EXISTS = 20
 _ALREADY_EXISTS = 68
 _CONSTRAINT_VIOLATION = 19
+_INVALID_SYNTAX = 21
+# "invalidAttributeSyntax (21): mail: value #0 invalid per syntax": the attribute a
+# server refused a value of (OpenLDAP, 389-ds and AD name it first in the message).
+_REFUSED_ATTRIBUTE = re.compile(r"\((?:19|21)\): ([A-Za-z][\w-]*)(?:;[\w;-]*)?: ")
+_MAX_REFUSED_FIELDS = 5
 
 
 # --------------------------------------------------------------------------------------
@@ -869,7 +875,7 @@ class LdapTarget(Target):
                 if action.kind is ActionKind.DELETE:
                     results.append(self._delete(action))
                 else:
-                    result, missing = self._upsert(action)
+                    result, missing = self._upsert_good_fields(action)
                     results.append(result)
                     if missing and result.target_id:
                         pending.append(
@@ -881,6 +887,46 @@ class LdapTarget(Target):
             # A reference to someone created later in the same batch resolves now.
             results[p.index] = self._retry_refs(results[p.index], p)
         return results
+
+    def _upsert_good_fields(self, action: Action) -> tuple[ActionResult, dict[str, str]]:
+        """:meth:`_upsert`; when the server refuses one attribute's value for good
+        (invalid syntax, constraint violation) the entry is written without that field
+        and the result names it in ``field_errors``. Raises _ActionFailed otherwise."""
+        refused: dict[str, str] = {}
+        current = action
+        for _ in range(_MAX_REFUSED_FIELDS):
+            try:
+                result, missing = self._upsert(current)
+            except _ActionFailed as err:
+                name = self._refused_field(err, current)
+                if name is None:
+                    raise
+                refused[name] = str(err)
+                current = dataclasses.replace(
+                    current,
+                    fields={k: v for k, v in current.fields.items() if k != name},
+                    changed=tuple(c for c in current.changed if c != name),
+                )
+                continue
+            if refused:
+                result = dataclasses.replace(result, action=action, field_errors=refused)
+            return result, missing
+        raise _ActionFailed(f"the server refused {len(refused)} fields: {', '.join(refused)}")
+
+    def _refused_field(self, err: _ActionFailed, action: Action) -> str | None:
+        """The record field whose value the server refused in ``err``, when leaving it
+        out can work: not the key, not a field the DN is built from."""
+        if err.code not in (_INVALID_SYNTAX, _CONSTRAINT_VIOLATION):
+            return None
+        m = _REFUSED_ATTRIBUTE.search(str(err))
+        if m is None:
+            return None
+        attr = m.group(1).lower()
+        o = self.options
+        in_dn = {n.lower() for n in re.findall(r"{(\w+)}", o.dn_template)}
+        if attr in in_dn or attr in (o.key_attr.lower(), o.id_attr.lower()):
+            return None
+        return next((k for k in action.fields if k.lower() == attr), None)
 
     def _retry_refs(self, result: ActionResult, p: _Pending) -> ActionResult:
         changes = {}
