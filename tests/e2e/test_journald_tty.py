@@ -46,6 +46,7 @@ def test_journal_lines_carry_priorities_and_change_lines_the_job(inventory, tmp_
     records = [(int(line[1]), json.loads(line[3:])) for line in lines]
     warnings = [(p, r) for p, r in records if "quarantined" in r["msg"]]
     assert warnings and all(p == 4 and r["level"] == "WARNING" for p, r in warnings)
+    assert all(r["job"] == "inventory" and r["msg"].startswith("inventory: ") for _, r in warnings)
     changes = [(p, r) for p, r in records if r["logger"] == "syncd.changes"]
     assert len(changes) == 1
     prio, change = changes[0]
