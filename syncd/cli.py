@@ -65,6 +65,10 @@ def get_config(ctx: click.Context) -> Config:
     """Load the config named on the command line (cached on the context)."""
     if "config" not in ctx.obj:
         ctx.obj["config"] = load_config(find_config(ctx.obj.get("config_path")))
+        from syncd.permissions import permission_warnings
+
+        for warning in permission_warnings(ctx.obj["config"]):
+            click.echo(f"syncd: warning: {warning}", err=True)
     return ctx.obj["config"]
 
 
@@ -461,7 +465,7 @@ def sync(
         from syncd.cli_ops import report_json
 
         click.echo(report_json(report))
-        ctx.exit(1 if report.status == "failed" else 0)
+        ctx.exit(_SYNC_EXIT.get(report.status, 0))
     click.echo(
         f"{report.summary()} in {report.duration:.1f}s"
         + (f" (method {report.method})" if report.method else "")
@@ -470,7 +474,12 @@ def sync(
         click.echo(f"  note: {note}")
     if report.status == "failed":
         click.echo(f"syncd: {report.error}", err=True)
-        ctx.exit(1)
+    ctx.exit(_SYNC_EXIT.get(report.status, 0))
+
+
+_SYNC_EXIT = {"failed": 1, "stopped": 8}
+"""Exit codes of `sync` for runs that ended without raising: a stopped run (SIGTERM)
+did not finish its work, so scripts and timers must not take it for a success."""
 
 
 @cli.command()
@@ -685,6 +694,10 @@ def _register_optional(group: click.Group) -> None:
         return
     group.add_command(daemon_command, "daemon")
     group.add_command(doctor_command, "doctor")
+    from syncd.cli_setup import init_command, man_command
+
+    group.add_command(init_command, "init")
+    group.add_command(man_command, "man")
 
 
 _register_optional(cli)

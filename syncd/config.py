@@ -38,11 +38,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from syncd import registry
 from syncd.contracts import ConnectorSpec
 from syncd.errors import ConfigError
+from syncd.paths import config_relative
 from syncd.secrets import SecretRef
 from syncd.yamlsrc import YamlDoc, load_yaml
 
@@ -118,7 +127,7 @@ class StateSection(_Strict):
 
     @field_validator("url")
     @classmethod
-    def _no_inline_password(cls, value: str | None) -> str | None:
+    def _no_inline_password(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None:
             return None
         from sqlalchemy.engine import make_url
@@ -138,6 +147,10 @@ class StateSection(_Strict):
             raise ValueError(
                 "the URL must not contain the password; use state.password: {env: NAME}"
             )
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            # Relative to the config file, as the SQL connector's SQLite files are.
+            path = config_relative(Path(url.database).expanduser(), info)
+            return url.set(database=str(path)).render_as_string(hide_password=False)
         return value
 
 
@@ -223,6 +236,13 @@ class JobSection(_Strict):
         "objects synced so far. Above it the run stops before writing; --allow-deletes "
         "overrides once.",
     )
+    max_quarantined: int | str = Field(
+        "50%",
+        description="most entries one run may quarantine (mapping errors, key clashes, "
+        "ambiguous matches) and still succeed: a count or a share of the entries read (or "
+        "of the objects synced, when more). Above it the run fails (exit 1) and the cursor "
+        "stays; '100%' turns the check off.",
+    )
     schedule: ScheduleSection | None = Field(
         None, description="when the daemon runs the job: {cron: ...} or {interval: ...}"
     )
@@ -235,7 +255,7 @@ class JobSection(_Strict):
         True, description="link unlinked records to existing target items (targets that can)"
     )
 
-    @field_validator("max_deletes")
+    @field_validator("max_deletes", "max_quarantined")
     @classmethod
     def _max_deletes(cls, value: int | str) -> int | str:
         parse_max_deletes(value)
@@ -311,18 +331,53 @@ class Config:
             url=self.state_url, password=self.state_password, retention=self.retention
         )
 
-    def open_state(self) -> Any:
+    def open_state(self, *, dry_run: bool = False) -> Any:
         """Open the state store (with its password resolved). Raises SecretError,
-        ConnectionFailed or UserError for an unusable store."""
-        from syncd.state import StateStore
+        ConnectionFailed or UserError for an unusable store.
 
+        ``dry_run``: write nothing to it. A store that does not exist yet (no SQLite
+        file, an empty database) is replaced by an empty one in memory, as a first run
+        sees it; one that would need a migration raises StateNotReady."""
+        from sqlalchemy.engine import make_url
+
+        from syncd.state import StateStore
+        from syncd.state.store import StateNotReady
+
+        if dry_run and self.state_file() is not None and not self.state_file().exists():
+            return self._stand_in()
         url = self.state_url
         if self.state_password is not None:
-            from sqlalchemy.engine import make_url
-
             url = make_url(url).set(password=self.state_password.reveal())
             url = url.render_as_string(hide_password=False)
-        return StateStore(url)
+        if not dry_run:
+            return StateStore(url)
+        try:
+            return StateStore(url, migrate=False)
+        except StateNotReady as err:
+            if err.version is None:
+                return self._stand_in()
+            raise
+
+    def _stand_in(self) -> Any:
+        """An empty in-memory store for a dry run on a store not created yet; its
+        ``stands_in_for`` names the real one."""
+        from syncd.state import StateStore
+        from syncd.state.store import safe_url
+
+        store = StateStore("sqlite://")
+        store.stands_in_for = safe_url(self.state_url)
+        return store
+
+    def state_file(self) -> Path | None:
+        """The SQLite file of the state store (None for a server database)."""
+        from sqlalchemy.engine import make_url
+
+        url = make_url(self.state_url)
+        if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+            return None
+        if url.query.get("uri") == "true":
+            return None
+        return Path(url.database)
 
     def job(self, name: str) -> JobConfig:
         """The job called ``name``. Raises ConfigError naming the known jobs."""

@@ -150,6 +150,13 @@ class Source(ABC):
         """Checks for `syncd doctor`. Default: none."""
         return []
 
+    def scope(self) -> dict[str, Any]:
+        """The options that decide which objects and attributes a read lists (JSON-able,
+        no secret). The engine stores a digest of it with every run and reads completely
+        when it changed, as an incremental read from the old cursor would miss what the
+        new scope covers and what left it. Default: every source option."""
+        return self.options.model_dump(mode="json")
+
     def describe(self) -> str:
         """One line for logs and plans; never contains a secret."""
         return type(self).__name__

@@ -111,6 +111,7 @@ class Daemon:
 
         self.cfg = self._with_overrides(load_config(self.config_path))
         self._setup_logging(self.cfg)
+        log_permission_warnings(self.cfg)
         node = self.cfg.daemon.node
         locks.set_node_name(node)
         self.store = self.cfg.open_state()
@@ -240,6 +241,7 @@ class Daemon:
             new = self._with_overrides(load_config(self.config_path))
             self._check_restart_only(new)
             self._setup_logging(new)
+            log_permission_warnings(new)
         except ConfigError as err:
             log.error(
                 "reload: %s has %d problem(s); the running config stays in force",
@@ -475,3 +477,11 @@ def run_daemon(
 ) -> int:
     """Entry point of ``syncd daemon``. Returns the exit code; raises UserError."""
     return Daemon(config_path, node=node, log_level=log_level).run()
+
+
+def log_permission_warnings(cfg: Any) -> None:
+    """Log a warning per config or secret file that other users may read."""
+    from syncd.permissions import permission_warnings
+
+    for warning in permission_warnings(cfg):
+        log.warning("%s", warning)

@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import math
 import socket
 import ssl
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +33,7 @@ from urllib.parse import urlsplit
 
 from syncd.contracts import CheckResult
 from syncd.errors import ConfigError
+from syncd.service_probe import Service, identify
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
 DEFAULT_PORTS = {
@@ -75,7 +78,16 @@ class NetEndpoint:
 
 
 # ------------------------------------------------------------------- endpoints
-_URL_FIELDS = ("url", "urls", "service_endpoint", "endpoint", "server_url", "base_url")
+_URL_FIELDS = (
+    "url",
+    "urls",
+    "service_endpoint",
+    "endpoint",
+    "server_url",
+    "base_url",
+    "authority_url",  # graph: sign-in host
+    "graph_url",
+)
 
 
 def endpoints_of(options: Any) -> list[NetEndpoint]:
@@ -120,6 +132,47 @@ def _endpoint(url: str, start_tls: bool) -> NetEndpoint | None:
     return NetEndpoint(shown, base, host, port, tls)
 
 
+# ------------------------------------------------------------------ time bounds
+class StepTimeout(Exception):
+    """A doctor step did not finish within its time bound."""
+
+
+def bounded(step: Any, timeout: float) -> Any:
+    """``step()``'s result, or StepTimeout once ``timeout`` seconds have passed.
+
+    For calls that take no timeout of their own (name resolution, a connector's checks
+    as a whole): the step goes on in a daemon thread, abandoned, and the report goes on.
+    """
+    result: list[Any] = []
+    error: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            result.append(step())
+        except BaseException as err:
+            error.append(err)
+
+    worker = threading.Thread(target=run, name="syncd-doctor-step", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        raise StepTimeout(f"no answer within {timeout:g}s")
+    if error:
+        raise error[0]
+    return result[0]
+
+
+def with_timeout(options: Any, timeout: float) -> Any:
+    """Connection options whose own ``timeout`` (connect, receive, HTTP) is at most
+    ``timeout``, so each network operation of a connector's checks is bounded by
+    ``syncd doctor --timeout`` too (options without one are returned unchanged)."""
+    current = getattr(options, "timeout", None)
+    if not isinstance(current, int | float) or isinstance(current, bool) or current <= timeout:
+        return options
+    value: float = max(1, math.ceil(timeout)) if isinstance(current, int) else float(timeout)
+    return options.model_copy(update={"timeout": value})
+
+
 # --------------------------------------------------------------- network checks
 def check_endpoint(
     ep: NetEndpoint,
@@ -136,9 +189,22 @@ def check_endpoint(
     where = f"{ep.host}:{ep.port}"
     out: list[Finding] = []
     try:
-        infos = socket.getaddrinfo(ep.host, ep.port, type=socket.SOCK_STREAM)
+        infos = bounded(
+            lambda: socket.getaddrinfo(ep.host, ep.port, type=socket.SOCK_STREAM), timeout
+        )
         addrs = sorted({i[4][0] for i in infos})
         out.append(Finding(section, f"resolve {ep.host}", OK, ", ".join(addrs)))
+    except StepTimeout:
+        out.append(
+            Finding(
+                section,
+                f"resolve {ep.host}",
+                FAIL,
+                f"no answer within {timeout:g}s (timed out)",
+                "the DNS server does not answer: check /etc/resolv.conf",
+            )
+        )
+        return out, False
     except socket.gaierror as err:
         out.append(
             Finding(
@@ -166,6 +232,20 @@ def check_endpoint(
             f"connected in {(time.monotonic() - started) * 1000:.0f} ms",
         )
     )
+    if ep.scheme == "ldap":
+        # Before StartTLS or a bind: is it LDAP at all? A web server or sshd on the
+        # port would otherwise show up as a bind that times out.
+        sock.close()
+        service = identify(ep.host, ep.port, timeout)
+        if not service.is_ldap:
+            out.append(_wrong_service(section, ep, service, timeout))
+            return out, False
+        out.append(Finding(section, "service", OK, "answers LDAP"))
+        try:
+            sock = socket.create_connection((ep.host, ep.port), timeout=timeout)
+        except OSError as err:
+            out.append(Finding(section, f"TCP {where}", FAIL, _oserror(err), _tcp_hint(err, ep)))
+            return out, False
     with contextlib.closing(sock):
         if ep.tls == "none":
             return out, True
@@ -186,6 +266,30 @@ def check_endpoint(
             out.append(Finding(section, "StartTLS", OK, "accepted"))
         out.extend(_tls_checks(sock, ep, section, ca_file=ca_file, verify=verify, timeout=timeout))
     return out, True
+
+
+def _wrong_service(section: str, ep: NetEndpoint, service: Service, timeout: float) -> Finding:
+    """The finding for a port where the expected server does not answer."""
+    expected = "LDAPS" if ep.scheme == "ldaps" else ep.scheme.upper()
+    if service.kind == "silent":
+        return Finding(
+            section,
+            "service",
+            FAIL,
+            f"no answer to an LDAP request within {timeout:g}s (timed out)",
+            "the port accepts connections but nothing answers: a hung server, or a "
+            "firewall or proxy in between",
+        )
+    ports = "LDAP listens on 389 (StartTLS), LDAPS on 636"
+    if ep.scheme in ("http", "https"):
+        ports = "HTTPS listens on 443"
+    return Finding(
+        section,
+        "service",
+        FAIL,
+        f"{service.describe()} answers on {ep.host}:{ep.port}",
+        f"this is not an {expected} server: check the URL's host and port ({ports})",
+    )
 
 
 def _oserror(err: OSError) -> str:
@@ -337,6 +441,11 @@ def _tls_checks(
         return out
     except ssl.SSLError as err:
         reason = err.reason or str(err)
+        other = identify(ep.host, ep.port, timeout)
+        if not other.is_ldap and other.kind not in ("silent", "closed", "unknown"):
+            # Plain HTTP on an https:// port, sshd on the LDAPS port...: name it.
+            out.append(_wrong_service(section, ep, other, timeout))
+            return out
         hint = "the server's TLS settings and this host's do not match"
         plain = _speaks_plain_ldap(ep, timeout) if ep.scheme == "ldaps" else False
         if plain or "WRONG_VERSION_NUMBER" in reason or "record layer" in reason.lower():
@@ -487,8 +596,10 @@ def _users(cfg: Any, conn_name: str) -> list[tuple[str, Any, Any]]:
     return out
 
 
-def connector_checks(cfg: Any, conn: Any) -> list[Finding]:
-    """Run the connector's Source.check()/Target.check() with a job's options.
+def connector_checks(cfg: Any, conn: Any, *, timeout: float | None = None) -> list[Finding]:
+    """Run the connector's Source.check()/Target.check() with the options of every job
+    that uses the connection (each job's base DN, scope and limits are its own), each
+    network operation bounded by ``timeout`` and each check as a whole by a few times it.
 
     A connection no job uses is checked with default options when the connector's
     option model has defaults for everything; otherwise that is said.
@@ -496,11 +607,15 @@ def connector_checks(cfg: Any, conn: Any) -> list[Finding]:
     section = conn.name
     spec = conn.spec
     attempts: list[tuple[str, str, Any, Any]] = []  # (role, label, class, options)
-    seen_roles: set[str] = set()
+    seen_options: set[tuple[str, str]] = set()
     for role, job, end in _users(cfg, conn.name):
-        if role in seen_roles:
-            continue  # one job per role is enough: same server, same credentials
-        seen_roles.add(role)
+        try:
+            key = (role, end.options.model_dump_json())
+        except Exception:  # options a JSON dump cannot show: check them anyway
+            key = (role, f"{job.name}")
+        if key in seen_options:
+            continue  # a job with the same options as one checked: same answers
+        seen_options.add(key)
         cls = spec.source_class if role == "source" else spec.target_class
         attempts.append(
             (
@@ -527,9 +642,11 @@ def connector_checks(cfg: Any, conn: Any) -> list[Finding]:
     if not attempts:
         return [Finding(section, "connector checks", SKIP, "no job uses this connection", "")]
     out: list[Finding] = []
+    conn_options = conn.options if timeout is None else with_timeout(conn.options, timeout)
+    several = len({job for _, _, _, (_, job) in attempts}) > 1
     for role, label, cls, (options, job_name) in attempts:
         try:
-            endpoint = cls(conn.options, options, job=job_name)
+            endpoint = cls(conn_options, options, job=job_name)
         except Exception as err:
             out.append(
                 Finding(
@@ -542,7 +659,14 @@ def connector_checks(cfg: Any, conn: Any) -> list[Finding]:
             )
             continue
         try:
-            results = endpoint.check()
+            if timeout is None:
+                results = endpoint.check()
+            else:
+                # Bind, rootDSE, base, paging, limits...: each bounded by the connector's
+                # timeout; this bounds them together, should one ignore it.
+                results = bounded(endpoint.check, timeout * CHECK_STEPS)
+        except StepTimeout as err:
+            results = [CheckResult(f"{role} checks", False, f"{err} (timed out)", "a hung server?")]
         except Exception as err:
             results = [CheckResult(f"{role} check", False, _first_line(err), "")]
         finally:
@@ -555,10 +679,13 @@ def connector_checks(cfg: Any, conn: Any) -> list[Finding]:
                 )
             )
         for res in results:
+            name = res.name
+            if several and name.startswith(JOB_SPECIFIC):
+                name = f"{name} (job {job_name})"
             out.append(
                 Finding(
                     section,
-                    res.name,
+                    name,
                     OK if res.ok else FAIL,
                     res.detail,
                     "" if res.ok else _better_hint(res, conn),
@@ -573,6 +700,13 @@ def connector_checks(cfg: Any, conn: Any) -> list[Finding]:
             seen.add((f.check, f.status, f.detail))
             unique.append(f)
     return unique
+
+
+JOB_SPECIFIC = ("base DN", "size limit", "table", "folder", "address book")
+"""Checks whose answer depends on the job's options: named with the job when a
+connection serves several jobs."""
+CHECK_STEPS = 6
+"""A connector's checks together may take this many --timeout (bind, rootDSE, base...)."""
 
 
 def _better_hint(res: CheckResult, conn: Any) -> str:
@@ -610,8 +744,13 @@ def check_state(cfg: Any) -> list[Finding]:
     from syncd.errors import UserError
 
     section = "state store"
+    from syncd.state.store import StateNotReady
+
     try:
-        store = cfg.open_state()
+        # As a dry run: the doctor writes nothing, not even a new state file or schema.
+        store = cfg.open_state(dry_run=True)
+    except StateNotReady as err:
+        return [Finding(section, "open", WARN, _first_line(err), "the next sync migrates it")]
     except UserError as err:
         return [
             Finding(
@@ -620,6 +759,17 @@ def check_state(cfg: Any) -> list[Finding]:
                 FAIL,
                 _first_line(err),
                 "check state.url and that the database server runs",
+            )
+        ]
+    stand_in = getattr(store, "stands_in_for", None)
+    if stand_in:
+        store.close()
+        return [
+            Finding(
+                section,
+                "open",
+                OK,
+                f"{stand_in} does not exist yet (or has no tables): the first sync creates it",
             )
         ]
     try:
@@ -641,7 +791,14 @@ def run_doctor(cfg: Any, connection: str | None = None, *, timeout: float = 5.0)
         known = ", ".join(sorted(cfg.connections)) or "none"
         raise ConfigError(f"{cfg.path}: no connection named {connection!r} (connections: {known})")
     names = [connection] if connection else sorted(cfg.connections)
-    findings: list[Finding] = [] if connection else check_state(cfg)
+    findings: list[Finding] = []
+    if not connection:
+        try:
+            findings = bounded(lambda: check_state(cfg), timeout * 2)
+        except StepTimeout as err:
+            findings = [
+                Finding("state store", "open", FAIL, f"{err} (timed out)", "check state.url")
+            ]
     for name in names:
         conn = cfg.connections[name]
         ca = getattr(conn.options, "ca_file", None)
@@ -660,11 +817,11 @@ def run_doctor(cfg: Any, connection: str | None = None, *, timeout: float = 5.0)
                     name,
                     "connector checks",
                     SKIP,
-                    "skipped: no server of this connection is reachable",
+                    "skipped: no server of this connection is reachable and answers as expected",
                 )
             )
             continue
-        findings.extend(connector_checks(cfg, conn))
+        findings.extend(connector_checks(cfg, conn, timeout=timeout))
     return findings
 
 

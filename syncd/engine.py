@@ -23,6 +23,7 @@ import contextlib
 import dataclasses
 import gc
 import hashlib
+import json
 import logging
 import os
 import pickle
@@ -36,18 +37,21 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from hashlib import blake2b
 from typing import Any
 
 from syncd import gates, planner
 from syncd.config import Config, JobConfig
 from syncd.contracts import Action, ActionKind, ActionResult, Change, Op, Read, Source, Target
 from syncd.errors import GateStopped, MappingError, SourceError, TargetError, UserError
+from syncd.mapping.dn import dn_key
 
 log = logging.getLogger(__name__)
 change_log = logging.getLogger("syncd.changes")
 
 READ_BATCH = 500
 MAPPING_NOTE = "mapping file digest "
+SCOPE_NOTE = "source scope digest "
 ONLY_NOTE = "only: "
 RETRY_FULL_NOTE = "complete read not finished: the next run reads completely too"
 # lookup('people') / lookup("people", 'key') in a mapping file: the job names it reads.
@@ -120,6 +124,7 @@ class Plan:
                 a.dn,
                 planned.fingerprint,
                 planned.digests,
+                planned.entry_digest,
             )
         )
         if len(self._pending) >= self.CHUNK:
@@ -169,12 +174,27 @@ class Plan:
 def _unspool(chunk: list[tuple]) -> Iterator[planner.PlannedAction]:
     kinds = _KINDS
     planned_action = planner.PlannedAction
-    for kind, sid, key, fields, changed, target_id, dn, fp, digests in chunk:
+    for kind, sid, key, fields, changed, target_id, dn, fp, digests, entry in chunk:
         action = Action(kinds[kind], sid, key, fields, changed, target_id, dn)
-        yield planned_action(action, fp, digests)
+        yield planned_action(action, fp, digests, entry)
 
 
 _KINDS = {k.value: k for k in ActionKind}
+
+ENTRY_DIGEST_VERSION = b"1"
+"""Part of every entry digest's salt: bump it when what a digest covers changes."""
+
+
+def entry_digest(salt: bytes, change: Change) -> str:
+    """A digest of what a mapping sees of one entry (source id, DN, attributes), salted
+    with the mapping file's digest: equal digests mean mapping it again would give the
+    same record. ``repr`` is canonical for the values sources hand out (text, bytes,
+    numbers, dates); attributes in another order or a value without a stable repr only
+    make the digest differ, so the entry is mapped: never a wrong skip. (Not sorted:
+    sources list attributes in a stable order, and sorting cost a third more.)"""
+    h = blake2b(salt, digest_size=16)
+    h.update(repr((change.source_id, change.dn, change.attributes)).encode())
+    return h.hexdigest()
 
 
 def run_job(
@@ -207,7 +227,7 @@ def run_job(
     job = config.job(job_name)
     own_store = store is None
     if own_store:
-        store = config.open_state()
+        store = config.open_state(dry_run=not apply)
     try:
         run = _Run(
             config,
@@ -326,8 +346,22 @@ class _Run:
             self.mapping_digest = hashlib.sha256(text).hexdigest()[:16]
         except OSError:
             self.mapping_digest = ""
+            text = b""
+        # Entries read again unchanged are not mapped again (their entry digest equals
+        # the state's). Not for mappings that look objects up: the looked-up objects
+        # may have changed while the entry did not.
+        self.entry_salt: bytes | None = (
+            ENTRY_DIGEST_VERSION + self.mapping_digest.encode()
+            if self.mapping_digest and b"lookup" not in text
+            else None
+        )
+        self.skip_unchanged = False
+        # Source id -> entry digest of synced objects whose record did not change but
+        # whose stored entry digest is stale or missing (committed with the plan).
+        self.entry_digests: dict[str, str] = {}
         # No synced object at all (a first run): no state row to fetch per batch.
         self.state_empty = False
+        self.synced_before = 0
         self.readback: Any = None
         self.drift: Counter = Counter()
         # Keys the target found edited or removed by hand (Target.drift): planned again
@@ -343,6 +377,9 @@ class _Run:
             self.full = True
             rep.notes.append("the last run read completely but did not finish: complete read")
         if self.apply_mode:
+            # The job lock is held: a run of this job still "running" is dead.
+            if self.store.mark_interrupted(self.job.name):
+                rep.notes.append("an earlier run of this job was killed: marked interrupted")
             rep.run_id = self.store.start_run(
                 self.job.name, method="", node=self.config.daemon.node
             )
@@ -353,7 +390,7 @@ class _Run:
             target = self._make_target()
             # (an --only run leaves marks of a dead run to the next regular run)
             self.inflight = {} if self.only else self.store.inflight(self.job.name)
-            if self.inflight and not self.full:
+            if self.inflight and not self.full and not self.only:
                 # The dead run may have written what only its complete read found (a
                 # delete, a mapping change), and an orphan create leaves no state row:
                 # only a complete read decides every marked object again.
@@ -368,6 +405,7 @@ class _Run:
                 # digest stay for the next regular run (which must not skip them).
                 cursor = None
                 rep.notes.append(f"{ONLY_NOTE}{len(self.only)} asked for")
+            scope_digest = _digest(source.scope())
             if cursor is not None and not self.full:
                 changed = self._changed_lookup_job()
                 if changed is not None:
@@ -385,12 +423,23 @@ class _Run:
                     # periodic full read.
                     self.full = True
                     rep.notes.append("mapping file changed since the last run: complete read")
+                elif self._noted_changed(SCOPE_NOTE, scope_digest):
+                    # From the old cursor an incremental read lists what changed in the
+                    # old scope: entries that left it would stay, new ones never come.
+                    self.full = True
+                    rep.notes.append(
+                        "source scope changed since the last run (base, filter, attributes, "
+                        "bind account or query): complete read"
+                    )
             if self.apply_mode and self.mapping_digest and not self.only:
                 rep.notes.append(MAPPING_NOTE + self.mapping_digest)
+            if self.apply_mode:
+                rep.notes.append(SCOPE_NOTE + scope_digest)
             self.previously_quarantined = {
                 q.source_id for q in self.store.quarantine(self.job.name)
             }
             synced_before = self.store.count_objects(self.job.name)
+            self.synced_before = synced_before
             self.state_empty = synced_before == 0
             correlating = self._correlating(target)
             # A reconciling run (--full, or a complete read the engine forces) also reads
@@ -404,8 +453,17 @@ class _Run:
                 target.open()
             if verifying:
                 self.readback = target.read_back()
-            if self.apply_mode and self._target_drift(target):
+            # Not for --only runs (they read a few entries, so could not repair) nor for
+            # a stored plan being applied (it must apply exactly what was shown).
+            if (
+                self.apply_mode
+                and not self.only
+                and self.verify is None
+                and self._target_drift(target)
+            ):
                 cursor = None
+            # A run that verifies the target compares every record with it: map them all.
+            self.skip_unchanged = self.entry_salt is not None and self.readback is None
             plan, outcome = self.read_and_plan(source, target if correlating else None, cursor)
             if self.verify is not None:
                 self.verify(plan, cursor)
@@ -473,13 +531,18 @@ class _Run:
         (as recorded in that run's notes; unknown counts as unchanged)."""
         if not self.mapping_digest:
             return False
+        return self._noted_changed(MAPPING_NOTE, self.mapping_digest)
+
+    def _noted_changed(self, prefix: str, value: str) -> bool:
+        """True when the last successful run noted ``prefix`` with another value than
+        ``value`` (a run without that note counts as unchanged)."""
         last_ok = next(
             (r for r in self.store.runs(self.job.name, limit=50) if _regular_ok(r)), None
         )
         if last_ok is None:
             return False
-        used = [n for n in (last_ok.notes or []) if n.startswith(MAPPING_NOTE)]
-        return bool(used) and used[0] != MAPPING_NOTE + self.mapping_digest
+        used = [n for n in (last_ok.notes or []) if n.startswith(prefix)]
+        return bool(used) and used[0] != prefix + value
 
     def _last_run_asked_for_full(self) -> bool:
         """True when this job's latest run read completely and then did not finish
@@ -658,9 +721,13 @@ class _Run:
         plan_add = plan.add
         upsert = Op.UPSERT
         unchanged = 0
+        salt = self.entry_salt
+        skip_unchanged = self.skip_unchanged
+        quarantined_before = self.previously_quarantined
+        digest = None
         # Pass 1: map. Pass 2 needs every key this batch claims, to ask the state in
         # one query which other objects already hold them.
-        mapped: list[tuple[Change, Any, Any]] = []
+        mapped: list[tuple[Change, Any, Any, str | None]] = []
         claimed: list[str] = []
         for change in changes:
             sid = change.source_id
@@ -683,6 +750,21 @@ class _Run:
                 elif change.op is Op.DELETE and sid in self.previously_quarantined:
                     self.mapped_ok_quarantined.append(sid)  # never synced, now gone
                 continue
+            if salt is not None:
+                digest = entry_digest(salt, change)
+                if (
+                    skip_unchanged
+                    and state is not None
+                    and state.entry_digest == digest
+                    and sid not in quarantined_before
+                    and sid not in self.inflight  # possibly written: plan it afresh
+                    and state.key not in self.repair_keys  # edited in the target: repair
+                ):
+                    # Read exactly as when it was last mapped, with the same mapping:
+                    # the same record, so nothing to plan (the cheap path of a no-change
+                    # complete read).
+                    unchanged += 1
+                    continue
             try:
                 record = map_record(change, lookup=lookup)
             except MappingError as err:
@@ -700,13 +782,12 @@ class _Run:
                 continue
             if state is None or state.key != record.key:
                 claimed.append(record.key)
-            mapped.append((change, state, record))
+            mapped.append((change, state, record, digest))
         holders = self._key_holders(claimed)
         key_owner = self.key_owner
-        quarantined_before = self.previously_quarantined
         plan_upsert = planner.plan_upsert
         repair = self.repair_keys
-        for change, state, record in mapped:
+        for change, state, record, digest in mapped:
             sid, key = change.source_id, record.key
             if repair and state is not None and state.key in repair:
                 # Edited by hand in the target: plan it as if nothing had been pushed.
@@ -722,7 +803,11 @@ class _Run:
                     "entries cannot share one target item",
                 )
                 continue
-            key_owner[key] = (sid, change.dn)
+            if state is None or state.key != key:
+                # A key the state already gives this object needs no entry: its state
+                # row answers any other claimant (via _key_holders), and a no-change
+                # run over a large directory keeps no tuple per entry.
+                key_owner[key] = (sid, change.dn)
             if self.readback is not None and state is not None and state.key == key:
                 why = self.readback.differs(state, record.fields)
                 if why is not None:
@@ -747,11 +832,17 @@ class _Run:
                 if state.dn != change.dn:
                     # Renamed but the record is the same: only the state learns the new
                     # DN (group member look-ups go by DN).
-                    self.dn_moves.append((state, change.dn))
+                    self.dn_moves.append(
+                        (dataclasses.replace(state, entry_digest=digest), change.dn)
+                    )
+                elif digest is not None and state.entry_digest != digest:
+                    self.entry_digests[sid] = digest  # so the next run skips it
                 continue
             if any(planner.is_disable(p.action) for p in planned):
                 counts["disable"] += 1
             for item in planned:
+                if item.action.kind is not ActionKind.DELETE:
+                    item.entry_digest = digest
                 if correlator is not None and item.action.kind is ActionKind.CREATE:
                     item = self._correlate(correlator, item)
                     if item is None:
@@ -848,14 +939,16 @@ class _Run:
             target_id=matches[0],
             dn=action.dn,
         )
-        return planner.PlannedAction(linked, planned.fingerprint, planned.digests)
+        return planner.PlannedAction(
+            linked, planned.fingerprint, planned.digests, planned.entry_digest
+        )
 
     def _lookup(self, job: str, dn: str, kind: str = "target_id") -> str | None:
         """For group members: the ``target_id`` (or record ``key``, or ``source_id``) of
         the object with ``dn`` that ``job`` synced; None if it synced none."""
         if kind not in ("target_id", "key", "source_id"):
             raise MappingError(f"lookup kind must be target_id, key or source_id, not {kind!r}")
-        cache_key = (job, dn.lower())
+        cache_key = (job, dn_key(dn))  # the state store compares DNs the same way
         if cache_key not in self._dn_cache:
             if len(self._dn_cache) >= 100_000:  # bounded memory on huge directories
                 self._dn_cache.clear()
@@ -902,6 +995,11 @@ class _Run:
             rep.error = f"{failed} write(s) failed; they are retried on the next run"
             rep.notes.append("cursor not advanced because some writes failed")
             return
+        too_many = self._too_many_quarantined()
+        if too_many:
+            rep.status, rep.error = "failed", too_many
+            rep.notes.append("cursor not advanced because too many entries were quarantined")
+            return
         if outcome.cursor is not None or self.target_values:
             from syncd.state.store import KEEP
 
@@ -924,6 +1022,26 @@ class _Run:
                 InFlight(a.source_id, a.key, a.kind.value, a.target_id, a.dn)
                 for a in (p.action for p in batch)
             ],
+        )
+
+    def _too_many_quarantined(self) -> str | None:
+        """Why this run must not count as a success because of its quarantine (more
+        than the job's ``max_quarantined`` of the entries read, or of the objects synced
+        when that is more), or None."""
+        from syncd.config import parse_max_deletes
+
+        quarantined = self.report.counts.get("quarantined", 0)
+        if not quarantined:
+            return None
+        limit_text = self.job.section.max_quarantined
+        limit = parse_max_deletes(limit_text)
+        base = max(self.report.counts.get("read", 0), self.synced_before)
+        allowed = limit if isinstance(limit, int) else limit * base
+        if quarantined <= allowed:
+            return None
+        return (
+            f"{quarantined} of {base} entries quarantined, more than max_quarantined "
+            f"({limit_text}); fix the entries (syncd status shows why) or raise the limit"
         )
 
     def _commit_batch(self, batch: list[planner.PlannedAction], results: list[ActionResult]) -> int:
@@ -983,6 +1101,7 @@ class _Run:
                         fingerprint=planned.fingerprint,
                         digests=planned.digests or {},
                         dn=action.dn,
+                        entry_digest=planned.entry_digest,
                     )
                 )
         for kind, n in done.items():
@@ -1022,6 +1141,7 @@ class _Run:
                 unquarantined=self.mapped_ok_quarantined,
                 settled=settled,
             )
+        self.store.remember_entry_digests(self.job.name, self.entry_digests)
 
     # ---------------------------------------------------------------- progress
     @contextlib.contextmanager
@@ -1050,6 +1170,12 @@ class _Run:
         with Progress(*columns, transient=True, console=console()) as prog:
             task = prog.add_task(what, total=total)
             yield lambda n: prog.advance(task, n)
+
+
+def _digest(value: Any) -> str:
+    """A short stable digest of a JSON-able value (a source's scope)."""
+    text = json.dumps(value, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _drift_note(drift: Counter) -> str:

@@ -22,6 +22,8 @@ class PlannedAction:
     action: Action
     fingerprint: str = ""
     digests: dict[str, str] | None = None
+    entry_digest: str | None = None
+    """Digest of the source entry it was mapped from (see syncd.engine.entry_digest)."""
 
 
 def plan_upsert(

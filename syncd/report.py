@@ -41,8 +41,12 @@ CATEGORIES: dict[str, str] = {
     "ambiguous": "Ambiguous (left alone)",
     "quarantined": "Quarantined (not applied)",
     "errors": "Errors (retried on the next run)",
+    "warnings": "Warnings (done, with something to look at)",
 }
-"""Report categories in the order they are printed."""
+"""Report categories in the order they are printed. Every action and problem counts in
+exactly one of them, except ``warnings``: an action whose target noted a ``warning:``
+(a managed group that does not exist...) counts in its own category (a joiner) *and*
+as a warning."""
 
 
 def _parts(detail: str | None) -> list[str]:
@@ -126,18 +130,19 @@ class RunReporter:
     def action(self, result: ActionResult) -> None:
         """One applied action (or, in a dry run, a planned one with ok=True)."""
         a = result.action
-        self._record(
-            categorize(result),
-            {
-                "kind": a.kind.value,
-                "source_id": a.source_id,
-                "key": a.key,
-                "dn": a.dn,
-                "target_id": result.target_id or a.target_id,
-                "detail": result.detail,
-                "error": result.error,
-            },
-        )
+        item = {
+            "kind": a.kind.value,
+            "source_id": a.source_id,
+            "key": a.key,
+            "dn": a.dn,
+            "target_id": result.target_id or a.target_id,
+            "detail": result.detail,
+            "error": result.error,
+        }
+        self._record(categorize(result), item)
+        warnings = [p for p in _parts(result.detail) if p.startswith("warning:")]
+        if result.ok and warnings:
+            self._record("warnings", {**item, "detail": "; ".join(warnings)})
 
     def problem(self, source_id: str, dn: str | None, reason: str) -> None:
         """An entry that was left alone: ambiguous correlation or quarantined."""

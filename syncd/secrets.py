@@ -3,6 +3,7 @@
 A secret is never written in the config itself. Connector config models declare a field
 of type :class:`SecretRef`; it is resolved only when a connection is made, and its
 ``repr``/``str`` never show the value, so it cannot leak into logs, errors or plans.
+A relative ``{file: PATH}`` is relative to the config file that names it.
 ``{credential: NAME}`` reads ``$CREDENTIALS_DIRECTORY/NAME`` (systemd LoadCredential=).
 Outside the service (a root shell running ``syncd validate``, ``plan``, ``doctor``) there
 is no ``$CREDENTIALS_DIRECTORY``; then NAME is looked up where systemd itself keeps
@@ -17,7 +18,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
 
 from syncd.errors import SecretError
 
@@ -49,6 +50,17 @@ class SecretRef(BaseModel):
                 "{file: PATH} or {credential: NAME}"
             )
         return data
+
+    @field_validator("file")
+    @classmethod
+    def _config_relative(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # {file: secrets/x} is relative to the config file, like every other path in it
+        # (not to the working directory, which differs between a shell and the service).
+        if value is None:
+            return None
+        from syncd.paths import config_relative
+
+        return str(config_relative(Path(value).expanduser(), info))
 
     @model_validator(mode="after")
     def _exactly_one(self) -> SecretRef:

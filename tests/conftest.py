@@ -15,4 +15,6 @@ pytest_plugins = [
     "tests.servers.fixtures_radicale",
     "tests.servers.fixtures_ews",
     "tests.servers.fixtures_ldaptarget",
+    "tests.servers.fixtures_ds389",
+    "tests.servers.fixtures_graph",
 ]

@@ -1,4 +1,10 @@
-"""Distinguished names (RFC 4514) split into their parts, escapes resolved.
+"""Distinguished names (RFC 4514): the one DN module of syncd.
+
+Parsing (:func:`parse_dn`, :func:`split_first`), comparison (:func:`normalize_dn`,
+:func:`dn_key`, :func:`same_dn`, :func:`dn_within`) and building (:func:`escape_value`,
+:func:`build_dn`) live here; the mapping filters, the engine's look-up by DN (through
+the state store's normalised DN column) and the LDAP target all use them, so a DN
+written ``uid=Alice, ou=People`` and ``uid=alice,ou=people`` is one DN everywhere.
 
 Directory data is hostile input here: a DN comes from the server and may hold escaped
 commas (``cn=Smith\\, John``), multi-valued RDNs (``cn=x+uid=y``), hex-escaped UTF-8
@@ -11,9 +17,23 @@ from __future__ import annotations
 
 import functools
 import re
+import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["DNError", "ParsedDN", "escape_value", "parse_dn", "split_first"]
+__all__ = [
+    "DNError",
+    "ParsedDN",
+    "build_dn",
+    "dn_key",
+    "dn_within",
+    "escape_value",
+    "norm_rdns",
+    "normalize_dn",
+    "parse_dn",
+    "same_dn",
+    "split_first",
+]
 
 _ATTR_TYPE = re.compile(r"(?:[A-Za-z][A-Za-z0-9-]*|[0-9]+(?:\.[0-9]+)*)\Z")
 
@@ -212,13 +232,84 @@ def _flush(pending: bytearray, out: list[str], dn: str) -> None:
 
 
 def escape_value(value: str) -> str:
-    """Escape ``value`` for use as an RDN value (RFC 4514 section 2.4)."""
+    """Escape ``value`` for use as an RDN value (RFC 4514 section 2.4): ``"+,;<>\\``
+    and ``=`` get a backslash, as do a leading ``#`` or space and a trailing space;
+    control characters (NUL included) become ``\\XX`` hex escapes of their UTF-8.
+
+    Raises :class:`DNError` for an empty value (a DN cannot hold one)."""
+    if value == "":
+        raise DNError("an RDN value cannot be empty")
     out = []
-    for k, c in enumerate(value):
-        if c in '"+,;<>\\' or (c == "#" and k == 0) or c == "\0":
-            out.append("\\00" if c == "\0" else "\\" + c)
-        elif c == " " and (k == 0 or k == len(value) - 1):
-            out.append("\\ ")
+    for c in value:
+        if c in _SPECIAL:
+            out.append("\\" + c)
+        elif c < " " or c == "\x7f":
+            out.append("".join(f"\\{b:02x}" for b in c.encode("utf-8")))
         else:
             out.append(c)
+    if value[0] in " #":
+        out[0] = "\\" + out[0]
+    if value[-1] == " " and (len(value) > 1 or value[0] != " "):
+        out[-1] = "\\ "
     return "".join(out)
+
+
+_SPECIAL = frozenset(',+"\\<>;=')
+
+Rdn = tuple[tuple[str, str], ...]
+
+
+def build_dn(rdns: Iterable[Rdn]) -> str:
+    """The string form of parsed RDNs (as in ``ParsedDN.rdns``), every value escaped."""
+    return ",".join("+".join(f"{t}={escape_value(v)}" for t, v in rdn) for rdn in rdns)
+
+
+_SPACES = re.compile(" {2,}")
+
+
+def _fold(value: str) -> str:
+    """A value as DN matching sees it: Unicode NFC, case folded, inner runs of spaces
+    as one (RFC 4518 insignificant space handling, which OpenLDAP and AD both apply)."""
+    if not value.isascii():
+        value = unicodedata.normalize("NFC", value)
+    value = value.lower()
+    return _SPACES.sub(" ", value) if "  " in value else value
+
+
+def norm_rdns(dn: str) -> tuple[tuple[tuple[str, str], ...], ...]:
+    """``dn`` in comparable form: per RDN its (type, value) pairs lower-cased and
+    folded (see :func:`normalize_dn`), sorted. Raises :class:`DNError`."""
+    return tuple(tuple(sorted((t.lower(), _fold(v)) for t, v in rdn)) for rdn in parse_dn(dn).rdns)
+
+
+@functools.lru_cache(maxsize=8192)
+def normalize_dn(dn: str) -> str:
+    """The canonical text of ``dn`` for comparing and indexing: attribute types and
+    values lower-cased, values unescaped, Unicode NFC, then escaped again the one way
+    :func:`escape_value` does; no spaces around separators; the parts of a
+    multi-valued RDN sorted. Two DNs naming the same entry (``uid=Alice, ou=People``,
+    ``UID=alice,ou=people``, ``cn=Smith\\2C John`` and ``cn=Smith\\, John``) give the
+    same text. Raises :class:`DNError` for text that is not a DN."""
+    return ",".join(
+        "+".join(f"{t}={escape_value(v) if v else ''}" for t, v in rdn) for rdn in norm_rdns(dn)
+    )
+
+
+def dn_key(dn: str) -> str:
+    """:func:`normalize_dn`, or the lower-cased stripped text when ``dn`` is not a
+    valid DN (a source may hand out odd DNs; they still match themselves)."""
+    try:
+        return normalize_dn(dn)
+    except DNError:
+        return dn.strip().lower()
+
+
+def same_dn(a: str, b: str) -> bool:
+    """True when ``a`` and ``b`` name the same entry. Raises :class:`DNError`."""
+    return a == b or norm_rdns(a) == norm_rdns(b)
+
+
+def dn_within(dn: str, base: str) -> bool:
+    """True when ``dn`` is ``base`` or below it. Raises :class:`DNError`."""
+    nd, nb = norm_rdns(dn), norm_rdns(base)
+    return len(nd) >= len(nb) and (not nb or nd[len(nd) - len(nb) :] == nb)

@@ -28,7 +28,8 @@ from typing import Any
 from jinja2 import Undefined, pass_context
 from jinja2.runtime import Context
 
-from syncd.mapping.dn import first_ava, parse_dn, split_first
+from syncd.mapping.dn import first_ava, normalize_dn, parse_dn, split_first
+from syncd.mapping.limits import bounded_join, lookup_time
 
 __all__ = ["FILTERS", "LOOKUP_KEY", "TESTS", "UAC_FLAGS"]
 
@@ -108,10 +109,10 @@ def join(value: Any, sep: str = "", attribute: Any = None) -> str:
     del attribute  # accepted for compatibility with Jinja's join; not supported
     if type(value) is list:
         try:
-            return sep.join(value)  # all text: the common case
+            return bounded_join(value, sep)  # all text: the common case
         except TypeError:
             pass  # bytes or None among the values: the careful way below
-    return sep.join(_text(v, "join") for v in values(value) if not _empty(v))
+    return bounded_join([_text(v, "join") for v in values(value) if not _empty(v)], sep)
 
 
 def default(value: Any, default_value: Any = "", boolean: bool = False) -> Any:
@@ -243,6 +244,13 @@ def parent_dn(dn: Any) -> str | None:
     if not text.strip():
         return None
     return split_first(text)[1] or None
+
+
+@_each
+def dn_normalize(dn: Any) -> str:
+    """The canonical text of a DN (see :func:`syncd.mapping.dn.normalize_dn`): two
+    spellings of one DN (case, spaces after commas, escapes) give the same text."""
+    return normalize_dn(_text(dn, "dn_normalize"))
 
 
 def dn_parts(dn: Any) -> list[list[list[str]]]:
@@ -456,16 +464,95 @@ def phone(value: Any, country_code: str | int | None = None) -> str | None:
 
 
 @_each
-def email(value: Any) -> str | None:
+def email(value: Any, idna: bool = False) -> str | None:
     """Strip spaces and lower-case the domain (the local part is case-sensitive by the
-    RFC, so it is kept). Empty gives None."""
+    RFC, so it is kept). Empty gives None.
+
+    ``idna=true`` is for targets whose mail attribute is ASCII only (OpenLDAP ``mail``
+    is IA5String, AD ``userPrincipalName``): a non-ASCII domain is written in its IDNA
+    form (``bücher.example`` -> ``xn--bcher-kva.example``), and a non-ASCII local part
+    is an error for that entry (there is no ASCII form of it)."""
     text = _text(value, "email").strip()
     if not text:
         return None
     local, at, domain = text.rpartition("@")
     if not at:
         return text
-    return f"{local}@{domain.lower()}"
+    domain = domain.lower()
+    if idna:
+        if not local.isascii():
+            raise ValueError(
+                f"email: the local part {local[:40]!r} is not ASCII; the target's mail "
+                "attribute holds ASCII only (fix the address in the source)"
+            )
+        domain = _idna_domain(domain)
+    return f"{local}@{domain}"
+
+
+def _idna_domain(domain: str) -> str:
+    if domain.isascii() and ".." not in domain and " " not in domain:
+        return domain
+    import idna as idna_codec
+
+    try:
+        return idna_codec.encode(domain, uts46=True).decode("ascii")
+    except idna_codec.IDNAError as err:
+        raise ValueError(f"email: the domain {domain[:60]!r} is not valid: {err}") from None
+
+
+# ---------------------------------------------------------------- names for accounts
+
+
+@_each
+def translit(value: Any) -> str:
+    """Unicode text as ASCII (anyascii: ``Jürgen Łukasz Сергей`` -> ``Jurgen Lukasz
+    Sergey``; CJK gives pinyin-like syllables)."""
+    from anyascii import anyascii
+
+    text = _text(value, "translit")
+    return text if text.isascii() else anyascii(text)
+
+
+_LOGIN_DROP = re.compile(r"[^a-z0-9._ -]+")
+_LOGIN_SEPS = re.compile(r"[._ -]*[. ][._ -]*|-+")
+
+
+def _sep_run(match: re.Match[str], sep: str) -> str:
+    return "-" if set(match.group(0)) == {"-"} else sep
+
+
+@_each
+def login(value: Any, max_length: int = 32, sep: str = ".") -> str:
+    """A login name from a person's name: transliterated to ASCII, lower case, letters
+    and digits with ``sep`` between the words (``-`` inside a word is kept), at most
+    ``max_length`` characters, no separator at either end: ``Jürgen Müller`` ->
+    ``jurgen.muller``. Raises ValueError when nothing usable is left."""
+    text = translit(_text(value, "login")).lower().replace("'", "")
+    text = _LOGIN_DROP.sub("", text)
+    text = _LOGIN_SEPS.sub(lambda m: _sep_run(m, sep), text.strip(" ._-"))
+    text = text[: max(int(max_length), 1)].strip("._- " + sep)
+    if not any(c.isalnum() for c in text):
+        raise ValueError(f"login: no letters or digits in {str(value)[:40]!r}")
+    return text
+
+
+SAM_FORBIDDEN = frozenset('"/\\[]:;|=,+*?<>@')
+"""Characters Active Directory refuses in sAMAccountName."""
+SAM_MAX = 20
+
+
+@_each
+def samaccountname(value: Any) -> str:
+    """A valid AD sAMAccountName from a login: transliterated to ASCII, without the
+    characters AD refuses (``" / \\ [ ] : ; | = , + * ? < > @`` and control
+    characters), at most 20 characters, no leading or trailing dots or spaces.
+    Raises ValueError when nothing usable is left."""
+    text = translit(_text(value, "samaccountname"))
+    text = "".join(c for c in text if c not in SAM_FORBIDDEN and c >= " " and c != "\x7f")
+    text = text.strip(". ")[:SAM_MAX].rstrip(". ")
+    if not text:
+        raise ValueError(f"sAMAccountName: nothing usable in {str(value)[:40]!r}")
+    return text
 
 
 # ---------------------------------------------------------------- bytes
@@ -511,7 +598,8 @@ def lookup(context: Context, value: Any, job: str, kind: str = "target_id") -> A
 
     def one(dn: Any) -> Any:
         dn = _text(dn, "lookup")
-        return fn(job, dn) if kind == "target_id" else fn(job, dn, kind=kind)
+        with lookup_time():
+            return fn(job, dn) if kind == "target_id" else fn(job, dn, kind=kind)
 
     if _empty(value):
         return None
@@ -538,6 +626,7 @@ FILTERS: dict[str, Callable[..., Any]] = {
     "rdn_value": rdn_value,
     "parent_dn": parent_dn,
     "dn_parts": dn_parts,
+    "dn_normalize": dn_normalize,
     "guid": guid,
     "sid": sid,
     "filetime": filetime,
@@ -546,6 +635,9 @@ FILTERS: dict[str, Callable[..., Any]] = {
     "disabled": disabled,
     "phone": phone,
     "email": email,
+    "translit": translit,
+    "login": login,
+    "samaccountname": samaccountname,
     "b64": b64,
     "b64decode": b64decode,
     "hex": hex_,

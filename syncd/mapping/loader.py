@@ -39,6 +39,10 @@ ATTRIBUTE_NAME = re.compile(r"(?:[A-Za-z_][A-Za-z0-9_-]*|\d+(?:\.\d+)+)(?:;[A-Za
 FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*\Z")
 _TEMPLATE_MARKS = ("{{", "{%", "{#")
 _FORBIDDEN_NODES = (nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport)
+TOO_DEEP = "nested too deeply (brackets or operators more than about 50 levels deep)"
+"""Why an expression whose parse or compile ran out of stack is refused (Jinja's parser
+and Python's compiler recurse once per level)."""
+_YAML_MAX_DEPTH = 100
 
 
 @dataclass(slots=True)
@@ -176,6 +180,9 @@ class _Parser:
         except TemplateSyntaxError as err:
             self.problems.add(self._jinja_line(node, err.lineno), f"{what}: {err.message}")
             return None
+        except RecursionError:
+            self.problems.add(_line(node), f"{what}: {TOO_DEEP}")
+            return None
         body = ast.body
         if (
             len(body) == 1
@@ -196,6 +203,14 @@ class _Parser:
 
     def _check_ast(self, ast: nodes.Node, node: yaml.Node, what: str) -> bool:
         """Report what the sandbox would only stop at run time, and unknown filters."""
+        try:
+            return self._check_nodes(ast, node, what)
+        except (RecursionError, SyntaxError):
+            # Python's compiler refuses deep nesting with a SyntaxError of its own.
+            self.problems.add(_line(node), f"{what}: {TOO_DEEP}")
+            return False
+
+    def _check_nodes(self, ast: nodes.Node, node: yaml.Node, what: str) -> bool:
         ok = True
         stored = {n.name for n in find_all(ast, nodes.Name) if n.ctx != "load"}
         for n in find_all(
@@ -496,6 +511,24 @@ def _as_template(expr: nodes.Node) -> nodes.Template:
     return out
 
 
+def _deep_line(text: str) -> int:
+    """The line where flow collections (``[``/``{``) first nest deeper than a mapping
+    ever needs: where PyYAML's recursive composer gave up (quotes are not tracked; this
+    is only for the message)."""
+    depth = 0
+    line = 1
+    for ch in text:
+        if ch == "\n":
+            line += 1
+        elif ch in "[{":
+            depth += 1
+            if depth > _YAML_MAX_DEPTH:
+                return line
+        elif ch in "]}":
+            depth -= 1
+    return 1
+
+
 def parse_mapping(
     text: str, source: str, env: MappingEnvironment
 ) -> tuple[MappingSpec | None, list[str]]:
@@ -509,6 +542,9 @@ def parse_mapping(
         line = mark.line + 1 if mark else 1
         reason = getattr(err, "problem", None) or str(err).splitlines()[0]
         parser.problems.add(line, f"YAML syntax error: {reason}")
+        return None, parser.problems.items
+    except RecursionError:
+        parser.problems.add(_deep_line(text), "YAML nested too deeply")
         return None, parser.problems.items
     spec = parser.document(root)
     return spec, parser.problems.items

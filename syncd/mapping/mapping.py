@@ -30,7 +30,8 @@ from syncd.contracts import Change, FieldValue
 from syncd.errors import ConfigError, MappingError, UserError
 from syncd.mapping import types
 from syncd.mapping.filters import LOOKUP_KEY
-from syncd.mapping.loader import MappingSpec, ValueSpec, find_all, parse_mapping
+from syncd.mapping.limits import bounded_text, end_render, start_render
+from syncd.mapping.loader import TOO_DEEP, MappingSpec, ValueSpec, find_all, parse_mapping
 from syncd.mapping.sandbox import MappingEnvironment
 
 __all__ = ["MappedRecord", "Mapping"]
@@ -164,6 +165,8 @@ class Mapping:
             # Every expression compiled on its own in the loader; this would be a bug
             # in how they are combined, still reported as a config problem.
             raise ConfigError(f"{source}:1: cannot compile the mapping: {err}") from err
+        except (RecursionError, SyntaxError):
+            raise ConfigError(f"{source}:1: the mapping is {TOO_DEEP}") from None
         log.debug(
             "mapping %s: %d fields, %d expressions in one program, %d text templates",
             source,
@@ -322,8 +325,19 @@ class Mapping:
         ``lookup(job, dn)`` is what the ``lookup`` filter calls. A
         :class:`~syncd.errors.UserError` it raises (the state store is gone...) is not
         this entry's fault and propagates unchanged; any other exception quarantines
-        the entry like an expression error.
+        the entry like an expression error. A render that would build a value beyond
+        :data:`~syncd.mapping.limits.MAX_SIZE` or take longer than
+        :data:`~syncd.mapping.limits.TIME_LIMIT` is a MappingError too.
         """
+        if self._program is None and not self._templates:
+            return self._map(change, lookup)  # plain attributes: nothing to bound
+        budget = start_render()
+        try:
+            return self._map(change, lookup)
+        finally:
+            end_render(budget)
+
+    def _map(self, change: Change, lookup: Lookup | None) -> MappedRecord | None:
         attrs = change.attributes
         results: dict[str, Any] = {}
         template_vars: dict[str, Any] | None = None
@@ -403,7 +417,7 @@ class Mapping:
         template = self._templates[slot]
         try:
             ctx = template.new_context(template_vars, shared=True)
-            return template.environment.concat(template.root_render_func(ctx))
+            return bounded_text(template.root_render_func(ctx))
         except UserError:
             raise
         except Exception as err:

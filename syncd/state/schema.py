@@ -71,8 +71,11 @@ objects = Table(
     Column("fingerprint", Text, nullable=False),
     Column("digests", Text, nullable=False),  # JSON {field: digest}
     Column("dn", Text),
-    Column("dn_norm", Text),  # lower-cased dn, for case-insensitive look-ups
+    Column("dn_norm", Text),  # syncd.mapping.dn.dn_key(dn), for look-ups by DN
     Column("updated_at", UTCDateTime, nullable=False),
+    # Digest of the source entry as last mapped (with the mapping's digest): an entry
+    # read again unchanged is not mapped again. NULL: unknown, map it (schema v6).
+    Column("entry_digest", Text),
     Index("ix_objects_job_dn", "job", "dn_norm"),
     Index("ix_objects_job_key", "job", "key"),
 )
@@ -154,9 +157,27 @@ audit = Table(
 
 
 def _v1_initial(conn: Connection) -> None:
-    # The tables above ARE version 1 today. The day a migration changes one of them,
-    # copy its version-1 definition in here first so this step keeps building v1.
-    metadata.create_all(conn, tables=[cursors, objects, runs, quarantine])
+    # The tables above are version 1 except where a later migration changed them: those
+    # keep their version-1 definition here, so this step keeps building v1.
+    v1 = MetaData()
+    Table(
+        "objects",
+        v1,
+        Column("job", Text, primary_key=True),
+        Column("source_id", Text, primary_key=True),
+        Column("key", Text, nullable=False),
+        Column("target_id", Text),
+        Column("fingerprint", Text, nullable=False),
+        Column("digests", Text, nullable=False),
+        Column("dn", Text),
+        Column("dn_norm", Text),
+        Column("updated_at", UTCDateTime, nullable=False),
+        Index("ix_objects_job_dn", "job", "dn_norm"),
+        Index("ix_objects_job_key", "job", "key"),
+    )
+    for table in (cursors, runs, quarantine):
+        table.to_metadata(v1)
+    v1.create_all(conn)
 
 
 def _v2_inflight(conn: Connection) -> None:
@@ -170,11 +191,42 @@ def _v3_target_state(conn: Connection) -> None:
     metadata.create_all(conn, tables=[target_state])
 
 
-def _v4_audit(conn: Connection) -> None:
+def _v4_dn_norm(conn: Connection) -> None:
+    # dn_norm was dn.lower(); it is now the RFC 4514 normal form (spaces around
+    # separators, escapes, multi-valued RDN order no longer make another DN).
+    from sqlalchemy import bindparam, select, update
+
+    from syncd.mapping.dn import dn_key
+
+    rows = conn.execute(
+        select(objects.c.job, objects.c.source_id, objects.c.dn).where(objects.c.dn.is_not(None))
+    ).fetchall()
+    stmt = (
+        update(objects)
+        .where(objects.c.job == bindparam("j"), objects.c.source_id == bindparam("s"))
+        .values(dn_norm=bindparam("n"))
+    )
+    params = [{"j": job, "s": sid, "n": dn_key(dn)} for job, sid, dn in rows]
+    for start in range(0, len(params), 1000):
+        conn.execute(stmt, params[start : start + 1000])
+
+
+def _v5_audit(conn: Connection) -> None:
     audit.create(conn)
 
 
-MIGRATIONS: list[Migration] = [_v1_initial, _v2_inflight, _v3_target_state, _v4_audit]
+def _v6_entry_digest(conn: Connection) -> None:
+    conn.exec_driver_sql("ALTER TABLE objects ADD COLUMN entry_digest TEXT")
+
+
+MIGRATIONS: list[Migration] = [
+    _v1_initial,
+    _v2_inflight,
+    _v3_target_state,
+    _v4_dn_norm,
+    _v5_audit,
+    _v6_entry_digest,
+]
 """Step ``i`` takes version ``i`` to ``i + 1``. Append only."""
 
 

@@ -17,7 +17,7 @@ import datetime as _dt
 import functools
 import json
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +26,7 @@ from typing import Any, Final, TypeVar
 from sqlalchemy import (
     Connection,
     Engine,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -41,6 +42,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, Operati
 from sqlalchemy.pool import StaticPool
 
 from syncd.errors import ConfigError, ConnectionFailed, UserError
+from syncd.mapping.dn import dn_key
 from syncd.state import schema
 from syncd.state.schema import (
     cursors,
@@ -82,6 +84,38 @@ KEEP: Final = _Keep()
 ``cursor=None`` clears it."""
 
 
+class StoredDigests(Mapping[str, str]):
+    """An object's field digests as the store holds them (JSON text), decoded on first
+    use: most objects a run reads are unchanged, and the planner needs their digests
+    only when the fingerprint differs."""
+
+    __slots__ = ("_data", "text")
+
+    def __init__(self, text: str):
+        self.text = text
+        self._data: dict[str, str] | None = None
+
+    def _decoded(self) -> dict[str, str]:
+        if self._data is None:
+            self._data = _load(self.text) if self.text else {}
+        return self._data
+
+    def __getitem__(self, name: str) -> str:
+        return self._decoded()[name]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self._decoded().get(name, default)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._decoded())
+
+    def __len__(self) -> int:
+        return len(self._decoded())
+
+    def __repr__(self) -> str:
+        return repr(self._decoded())
+
+
 @dataclass(slots=True)
 class ObjectState:
     """What the store knows about one synced object."""
@@ -90,8 +124,10 @@ class ObjectState:
     key: str
     target_id: str | None
     fingerprint: str
-    digests: dict[str, str]
+    digests: dict[str, str] | StoredDigests
     dn: str | None
+    entry_digest: str | None = None
+    """Digest of the source entry this state was planned from (None: unknown)."""
 
 
 @dataclass(slots=True)
@@ -230,6 +266,18 @@ def _sqlite_engine(u: URL) -> Engine:
     return engine
 
 
+class StateNotReady(UserError):
+    """A store opened with ``migrate=False`` has no schema yet (``version`` None) or an
+    older one; opening it would have to write."""
+
+    def __init__(self, url: str, version: int | None):
+        self.version = version
+        super().__init__(
+            f"state database {url} has schema version {version}, this syncd needs "
+            f"{schema.latest()}: a dry run does not migrate it (syncd sync or the daemon does)"
+        )
+
+
 def _db_errors(method: Callable[..., _T]) -> Callable[..., _T]:
     """Turn a lost or refused database connection into ConnectionFailed (a user error
     with one clear line); any other database error is a bug and keeps its traceback."""
@@ -251,8 +299,9 @@ class StateStore:
     reached, and UserError when its schema is newer than this code knows.
     """
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, *, migrate: bool = True):
         u = _parse_url(url)
+        self._may_migrate = migrate
         self.url = safe_url(u)
         self.dialect = u.get_backend_name()
         try:
@@ -320,6 +369,8 @@ class StateStore:
             return  # the common case: no write lock, so read-only users can open it
         if current is not None and current > schema.latest():
             self._refuse_newer(current)
+        if not self._may_migrate:  # a dry run writes nothing, not even a schema
+            raise StateNotReady(self.url, current)
         with self._write() as conn:
             if self.dialect == "postgresql":
                 # Several nodes may start at once: one migrates, the others wait.
@@ -349,7 +400,16 @@ class StateStore:
 
     def _make_upsert_objects(self):
         stmt = self._insert(objects)
-        cols = ("key", "target_id", "fingerprint", "digests", "dn", "dn_norm", "updated_at")
+        cols = (
+            "key",
+            "target_id",
+            "fingerprint",
+            "digests",
+            "dn",
+            "dn_norm",
+            "updated_at",
+            "entry_digest",
+        )
         return stmt.on_conflict_do_update(
             index_elements=[objects.c.job, objects.c.source_id],
             set_={c: stmt.excluded[c] for c in cols},
@@ -365,6 +425,7 @@ class StateStore:
         "dn",
         "dn_norm",
         "updated_at",
+        "entry_digest",
     )
 
     def _compile_raw(self, stmt) -> str | None:
@@ -423,8 +484,8 @@ class StateStore:
     @staticmethod
     def _state(row: Any) -> ObjectState:
         # Positional: Row attribute access by name costs more than the rest together.
-        source_id, key, target_id, fp, digests, dn = row[:6]
-        return ObjectState(source_id, key, target_id, fp, _load(digests) if digests else {}, dn)
+        source_id, key, target_id, fp, digests, dn, entry = row[:7]
+        return ObjectState(source_id, key, target_id, fp, StoredDigests(digests), dn, entry)
 
     _STATE_COLS = (
         objects.c.source_id,
@@ -433,6 +494,7 @@ class StateStore:
         objects.c.fingerprint,
         objects.c.digests,
         objects.c.dn,
+        objects.c.entry_digest,
     )
 
     @_db_errors
@@ -442,25 +504,43 @@ class StateStore:
         ids = list(dict.fromkeys(source_ids))
         if not ids:
             return found
+        state_of = self._state
         with self.engine.connect() as conn:
             for chunk in _chunks(ids):
-                rows = conn.execute(
-                    select(*self._STATE_COLS).where(
-                        objects.c.job == job, objects.c.source_id.in_(chunk)
+                sql = self._objects_for_sql(len(chunk))
+                if sql is None:
+                    rows: Any = conn.execute(
+                        select(*self._STATE_COLS).where(
+                            objects.c.job == job, objects.c.source_id.in_(chunk)
+                        )
                     )
-                )
+                else:
+                    rows = conn.exec_driver_sql(sql, (job, *chunk))
                 for row in rows:
-                    state = self._state(row)
+                    state = state_of(row)
                     found[state.source_id] = state
         return found
 
+    @functools.lru_cache(maxsize=8)  # noqa: B019 (one store per process; few sizes)
+    def _objects_for_sql(self, n: int) -> str | None:
+        """objects_for's query for ``n`` ids as driver SQL: SQLAlchemy's compiling of an
+        IN list per batch cost more than the query itself (a no-change run reads every
+        object's row). None for a driver whose placeholder is not known here."""
+        mark = {"qmark": "?", "format": "%s", "pyformat": "%s"}.get(self.engine.dialect.paramstyle)
+        if mark is None:
+            return None
+        cols = ", ".join(c.name for c in self._STATE_COLS)
+        marks = ", ".join([mark] * n)
+        return f"SELECT {cols} FROM objects WHERE job = {mark} AND source_id IN ({marks})"
+
     @_db_errors
     def objects_by_dn(self, job: str, dns: Sequence[str]) -> dict[str, ObjectState]:
-        """Known objects whose DN is one of ``dns``, compared case-insensitively.
+        """Known objects whose DN is one of ``dns``, compared as DNs (RFC 4514: case,
+        spaces around separators, escapes; see :func:`syncd.mapping.dn.normalize_dn`).
         Keyed by the DN as asked for."""
         wanted: dict[str, list[str]] = {}
         for dn in dns:
-            wanted.setdefault(_text(dn.lower()) or "", []).append(dn)
+            wanted.setdefault(_text(dn_key(dn)) or "", []).append(dn)
         found: dict[str, ObjectState] = {}
         if not wanted:
             return found
@@ -539,6 +619,22 @@ class StateStore:
 
     # ---------------------------------------------------------------- writing
     @_db_errors
+    def remember_entry_digests(self, job: str, digests: dict[str, str]) -> None:
+        """Set the entry digest (source id -> digest) of objects already synced, in one
+        transaction. Nothing else changes, not even ``updated_at``: their records did
+        not change, so jobs that look members up here have nothing to follow."""
+        if not digests:
+            return
+        stmt = (
+            update(objects)
+            .where(objects.c.job == bindparam("b_job"), objects.c.source_id == bindparam("b_sid"))
+            .values(entry_digest=bindparam("b_digest"))
+        )
+        params = [{"b_job": job, "b_sid": sid, "b_digest": d} for sid, d in digests.items()]
+        with self._write() as conn:
+            conn.execute(stmt, params)
+
+    @_db_errors
     def mark_inflight(self, job: str, entries: Sequence[InFlight]) -> None:
         """Record, in ONE transaction, that these actions are about to be handed to the
         target. :meth:`commit` with ``settled=`` clears them once the target answered;
@@ -600,10 +696,11 @@ class StateStore:
                 o.key,
                 o.target_id,
                 o.fingerprint,
-                _dump_digests(o.digests),
+                o.digests.text if type(o.digests) is StoredDigests else _dump_digests(o.digests),
                 _text(o.dn),
-                _text(o.dn.lower()) if o.dn is not None else None,
+                _text(dn_key(o.dn)) if o.dn is not None else None,
                 stamp,
+                o.entry_digest,
             )
             rows[o.source_id] = (
                 values
@@ -691,6 +788,23 @@ class StateStore:
                 )
             )
             return int(result.inserted_primary_key[0])
+
+    @_db_errors
+    def mark_interrupted(self, job: str) -> int:
+        """Mark every run of ``job`` still recorded as "running" as "interrupted" (call it
+        while holding the job's lock: no such run is alive then, it was killed before it
+        could record its end). Returns how many were marked."""
+        with self._write() as conn:
+            result = conn.execute(
+                update(runs)
+                .where(runs.c.job == job, runs.c.status == "running")
+                .values(
+                    status="interrupted",
+                    finished=_now(),
+                    error="the run ended without recording its end (killed or lost power)",
+                )
+            )
+            return int(result.rowcount or 0)
 
     @_db_errors
     def finish_run(

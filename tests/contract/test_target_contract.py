@@ -25,6 +25,7 @@ HARNESSES = [
     "ldap-openldap",
     "exchange",
     "ldap-samba",
+    "graph",
 ]
 
 

@@ -18,7 +18,12 @@ def test_sql_connection_ok_then_wrong_password(tmp_path, postgres_url, monkeypat
     findings = run_doctor(load_config(config))
     assert not [f for f in findings if f.failed], findings
     state = [f for f in findings if f.section == "state store"]
-    assert state and "schema version" in state[0].detail
+    # The doctor writes nothing: a fresh database stays without tables.
+    assert state and "the first sync creates it" in state[0].detail
+    assert db_password(postgres_url) not in state[0].detail
+    load_config(config).open_state().close()
+    state = [f for f in run_doctor(load_config(config)) if f.section == "state store"]
+    assert state and "schema version" in state[0].detail and not state[0].failed
     assert db_password(postgres_url) not in state[0].detail
     assert any(f.section == "data" and f.check.startswith("TCP") for f in findings)
 

@@ -42,7 +42,13 @@ def _verify(unit_dir: Path, name: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize(
-    "name", ["syncd.service", "syncd-sync@inventory.service", "syncd-sync@inventory.timer"]
+    "name",
+    [
+        "syncd.service",
+        "syncd-sync@inventory.service",
+        "syncd-sync@inventory.timer",
+        "syncd-failure@syncd.service.service",
+    ],
 )
 def test_units_verify_without_any_warning(unit_dir, name):
     result = _verify(unit_dir, name)
@@ -72,7 +78,10 @@ def _exposure(unit_dir: Path, name: str) -> float:
     return float(match.group(1))
 
 
-@pytest.mark.parametrize("name", ["syncd.service", "syncd-sync@inventory.service"])
+@pytest.mark.parametrize(
+    "name",
+    ["syncd.service", "syncd-sync@inventory.service", "syncd-failure@syncd.service.service"],
+)
 def test_security_exposure_is_at_most_2(unit_dir, name):
     score = _exposure(unit_dir, name)
     assert score <= 2.0, f"{name}: exposure {score}"
@@ -97,7 +106,15 @@ def test_daemon_unit_has_what_the_daemon_relies_on():
     s = _settings(UNITS / "syncd.service")
     assert s["Type"] == ["notify"]
     assert "syncd -c /etc/syncd/syncd.yaml daemon" in s["ExecStart"][0]
-    assert s["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
+    # A reload validates first, so a refused config fails `systemctl reload` visibly.
+    assert s["ExecReload"][0].endswith("syncd -c /etc/syncd/syncd.yaml validate")
+    assert s["ExecReload"][1:] == ["/bin/kill -HUP $MAINPID"]
+    # A bad config (exit 2) is not restarted in a loop; failures are reported.
+    from syncd.errors import ConfigError, SecretError
+
+    assert s["RestartPreventExitStatus"] == [str(ConfigError.exit_code)]
+    assert ConfigError.exit_code == SecretError.exit_code == 2
+    assert s["OnFailure"] == ["syncd-failure@%n.service"]
     assert s["WatchdogSec"] and s["DynamicUser"] == ["yes"]
     assert s["StateDirectory"] == ["syncd"] and s["ConfigurationDirectory"] == ["syncd"]
     assert s["ProtectSystem"] == ["strict"]
@@ -117,5 +134,6 @@ def test_oneshot_unit_runs_one_job_and_treats_busy_as_success():
     from syncd.errors import Busy
 
     assert Busy.exit_code == 7
+    assert s["OnFailure"] == ["syncd-failure@%n.service"]
     t = _settings(UNITS / "syncd-sync@.timer")
     assert t["OnCalendar"] and t["Persistent"] == ["true"]

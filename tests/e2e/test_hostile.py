@@ -102,3 +102,39 @@ def test_sandbox_escape_in_a_mapping_is_refused_at_validate(tmp_path, slapd):
     assert res.returncode == 2
     assert "devices.yaml:4" in res.stderr and "devices.yaml:5" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_huge_value_payloads_quarantine_their_entry_and_the_run_goes_on(tmp_path, slapd):
+    # The entry's description picks which payload its render runs; pc-ok maps normally.
+    payloads = {
+        "printf": "'%*d' % (50000000, 1)",
+        "format": "'{:{}}'.format('x', 50000000)",
+        "filter": "'%*s' | format(50000000, 'x')",
+        "replace": "(cn | first)" + ".replace('p', 'pppppppppp')" * 9,
+        "join": "(['x' * 100000] * 1000) | join",
+    }
+    cases = "".join(
+        f"{{% elif 'kind-{name}' in description %}}{{{{ {expr} }}}}"
+        for name, expr in payloads.items()
+    )
+    mapping = (
+        "version: 1\nkey: entryUUID\nfields:\n  hostname: cn\n"
+        f'  note: "{{% if not description %}}ok{cases}{{% endif %}}"\n'
+    )
+    work = tmp_path / "w"
+    work.mkdir()
+    url = f"sqlite:///{work}/inventory.db"
+    s = Setup(work, write_config(work, slapd, url, mapping=mapping), slapd, url)
+    slapd.add(device("pc-ok", "SN-0"))
+    for n, name in enumerate(payloads, start=1):
+        slapd.add(device(f"pc-{name}", f"SN-{n}", description=f"kind-{name}"))
+    out = s.syncd("sync", "inventory", "--no-progress").stdout
+    assert "1 created" in out and f"{len(payloads)} quarantined" in out, out
+    reasons = [q["reason"] for q in json.loads(s.syncd("status", "--json").stdout)[0]["quarantine"]]
+    assert len(reasons) == len(payloads)
+    assert all("field 'note': SecurityError" in r and "size limit" in r for r in reasons), reasons
+    con = sqlite3.connect(work / "inventory.db")
+    try:
+        assert con.execute("SELECT hostname, note FROM devices").fetchall() == [("pc-ok", "ok")]
+    finally:
+        con.close()

@@ -181,3 +181,38 @@ def test_ad_correlation_and_plaintext_creates_disabled(ad, samba_dc):
     assert res.ok, res.error
     assert "created disabled" in res.detail and "encrypted" in res.detail
     assert uac(entry(conn, ou, "(employeeID=900013)")) & ACCOUNTDISABLE
+
+
+def test_ad_unique_samaccountname_within_ad_rules(ad, samba_dc):
+    """A sAMAccountName built by the samaccountname filter from a hostile login is one
+    AD accepts; a second person whose login is the same 20 characters gets a number
+    that keeps it at 20, checked domain-wide; each keeps its name on the next run."""
+    from syncd.mapping.filters import samaccountname
+    from tests.servers.samba import BASE
+
+    make, ou, _groups, conn = ad
+    stem = ("s" + uuid.uuid4().hex)[:19] + "x"  # ends in a letter: stem[:19] + "2" differs
+    login = samaccountname(f' .{stem}@"/[]:;|=,+*?<>. ')
+    assert login == stem
+    # An account this job does not manage (another OU, no employeeID) holds nothing yet;
+    # the first person gets the login, the second one the numbered form.
+    t = make(unique={"sAMAccountName": "sAMAccountName"}, unique_base=BASE)
+    first = user("910001", "Una", "Unique", sAMAccountName=login)
+    second = user("910002", "Uno", "Unique", sAMAccountName=login)
+    results = t.apply([create("910001", first), create("910002", second)])
+    assert all(r.ok for r in results), [r.error for r in results]
+    conn.search(ou, "(employeeID=91000*)", attributes=["sAMAccountName", "employeeID"])
+    got = {
+        e["attributes"]["employeeID"][0]: str(e["attributes"]["sAMAccountName"][0])
+        for e in conn.response
+        if e.get("type") == "searchResEntry"
+    }
+    assert got == {"910001": stem, "910002": stem[:19] + "2"}, (stem, got)
+    assert "sAMAccountName " + stem + " is taken: " + stem[:19] + "2" in results[1].detail
+    again = t.apply(
+        [
+            update("910001", first, results[0].target_id),
+            update("910002", second, results[1].target_id),
+        ]
+    )
+    assert all(r.ok and "already up to date" in r.detail for r in again), again

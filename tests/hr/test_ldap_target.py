@@ -12,6 +12,7 @@ from syncd.connectors.ldap.target import (
     same_dn,
 )
 from tests.hr.conftest import (
+    BASE,
     DISABLED,
     GROUPS,
     PEOPLE,
@@ -168,11 +169,12 @@ def test_managed_groups_only(slapd, root_pw_file, reader):
     assert new_dn not in reader.members(sales) and dn not in reader.members(sales)
     assert dn in reader.members(vpn)  # the hand-made membership is not ours to touch
     assert "added to" in res2.detail and "removed from" in res2.detail
-    # an unknown managed group is an error the report shows
+    # an unknown managed group is a warning on that person, not a failed update
     [res3] = t.apply(
         [update("1008", dict(moved, groups=["eng", "nosuch"]), res.target_id, ["groups"])]
     )
-    assert not res3.ok and "does not exist" in res3.error
+    assert res3.ok, res3.error
+    assert f"warning: group cn=nosuch,{GROUPS} does not exist" in res3.detail
 
 
 def test_correlation_rules(slapd, root_pw_file, reader):
@@ -447,3 +449,46 @@ def test_disabled_groups_remove(slapd, root_pw_file, reader):
         [create("9102", person("9102", "Fu", "Ture", groups=["sales"], enabled=False))]
     )
     assert future.ok and reader.members(sales) == ["cn=nobody,dc=example,dc=com"]
+
+
+def test_missing_group_on_create_is_a_warning_and_the_account_exists(slapd, root_pw_file, reader):
+    add_groups(slapd, f"cn=staff,{GROUPS}")
+    t = make_target(slapd, root_pw_file)
+    [res] = t.apply([create("1301", person("1301", "Nia", "New", groups=["staff", "nosuch"]))])
+    assert res.ok and res.target_id, res.error
+    assert res.detail.startswith("created uid=nia.new")
+    assert f"warning: group cn=nosuch,{GROUPS} does not exist" in res.detail
+    dn = reader.one("(uid=nia.new)").entry_dn.lower()
+    assert dn in reader.members(f"cn=staff,{GROUPS}")
+
+
+def test_unique_login_gets_a_number_when_another_person_has_it(slapd, root_pw_file, reader):
+    # Someone not managed by this job (no employeeNumber, another OU) already has jdoe.
+    slapd.add(
+        "dn: ou=staff,dc=example,dc=com\nobjectClass: organizationalUnit\nou: staff\n\n"
+        "dn: uid=john.doe,ou=staff,dc=example,dc=com\nobjectClass: inetOrgPerson\n"
+        "uid: john.doe\ncn: John Doe\nsn: Doe\n"
+    )
+    t = make_target(slapd, root_pw_file, unique={"uid": "uid"}, unique_base=BASE)
+    first = person("1401", "John", "Doe")
+    [a] = t.apply([create("1401", first)])
+    assert a.ok, a.error
+    assert reader.one("(employeeNumber=1401)").entry_dn == f"uid=john.doe2,ou=Sales,{PEOPLE}"
+    assert "uid john.doe is taken: john.doe2" in a.detail
+    [b] = t.apply([create("1402", person("1402", "John", "Doe"))])
+    assert b.ok, b.error
+    assert str(reader.one("(employeeNumber=1402)")["uid"]) == "john.doe3"
+    # Stable: the next runs map john.doe again; each entry keeps the login it got.
+    again = t.apply(
+        [
+            update("1401", dict(first, title="Boss"), a.target_id, ["title"]),
+            update("1402", person("1402", "John", "Doe"), b.target_id),
+        ]
+    )
+    assert all(r.ok for r in again), [r.error for r in again]
+    assert str(reader.one("(employeeNumber=1401)")["uid"]) == "john.doe2"
+    assert str(reader.one("(employeeNumber=1401)")["title"]) == "Boss"
+    assert str(reader.one("(employeeNumber=1402)")["uid"]) == "john.doe3"
+    assert "already up to date" in again[1].detail
+    # The other person's entry was never touched.
+    assert str(reader.one("(uid=john.doe)")["cn"]) == "John Doe"

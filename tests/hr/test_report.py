@@ -79,3 +79,23 @@ def test_dry_run_without_problems_writes_report(tmp_path):
     rep = RunReporter(tmp_path, "hr", None, True)
     text = rep.finish(SimpleNamespace(status="dry-run", counts={}, notes=[])).read_text()
     assert "DRY RUN" in text and "summary: 0 joiners" in text
+
+
+def test_a_warning_counts_once_in_its_category_and_once_as_warning(tmp_path):
+    rep = RunReporter(tmp_path, "hr", 1, False)
+    missing = "warning: group cn=nosuch,ou=groups,dc=x does not exist"
+    rep.action(result(ActionKind.CREATE, "J1", f"created uid=j1,ou=p; {missing}"))
+    rep.action(result(ActionKind.CREATE, "J2", "created uid=j2,ou=p"))
+    rep.action(result(ActionKind.UPDATE, "M1", f"moved from uid=m,ou=a to uid=m,ou=b; {missing}"))
+    rep.action(result(ActionKind.DELETE, "L1", "disabled"))
+    rep.action(result(ActionKind.UPDATE, "E1", ok=False, error="refused"))
+    rep.problem("Q1", None, "field 'mail': ValueError: email: the local part 'zoë' is not ASCII")
+    text = rep.finish(SimpleNamespace(status="ok", counts={})).read_text()
+    cats = json.loads(text and (tmp_path / f"{rep.stem}.json").read_text())["categories"]
+    counts = {c: v["count"] for c, v in cats.items()}
+    assert counts["joiners"] == 2 and counts["movers"] == 1 and counts["leavers"] == 1
+    assert counts["errors"] == 1 and counts["quarantined"] == 1
+    assert counts["warnings"] == 2
+    assert [i["key"] for i in cats["warnings"]["first"]] == ["J1", "M1"]
+    assert "Warnings (done, with something to look at): 2" in text
+    assert "J1: warning: group cn=nosuch" in text

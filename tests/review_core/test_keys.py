@@ -162,3 +162,16 @@ def test_a_mapping_change_reaches_records_an_incremental_read_would_not_see(tmp_
     assert {r["name"] for r in setup.target().values()} == {"ANN", "BOB"}
     again = setup.syncd("sync", "staff", "--no-progress")
     assert "nothing to change" in again.stdout and "method sql-incremental" in again.stdout
+
+
+def test_a_newcomer_read_after_the_synced_owner_is_quarantined(tmp_path):
+    setup = make_staff(tmp_path, key="badge")
+    setup.rows(("E1", "B-1", "Ann", "Sales"))
+    setup.syncd("sync", "staff", "--no-progress")
+    # E1 (read first, changed, so mapped again) keeps the key its state gives it; E2,
+    # read after it in the same run, claims that key too.
+    setup.rows(("E1", "B-1", "Ann", "IT"), ("E2", "B-1", "Zed", "Sales"))
+    out = setup.syncd("sync", "staff", "--no-progress")
+    assert out.returncode == 0, out
+    assert setup.target()["B-1"]["name"] == "Ann" and setup.target()["B-1"]["dept"] == "IT"
+    assert [q["source_id"] for q in _status(setup)["quarantine"]] == ["E2"]

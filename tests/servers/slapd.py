@@ -51,7 +51,15 @@ ou: groups
 """
 
 
-def slapd_conf(directory: Path, *, tls: dict[str, str] | None = None, extra_main: str = "") -> str:
+def slapd_conf(
+    directory: Path,
+    *,
+    tls: dict[str, str] | None = None,
+    extra_main: str = "",
+    limits: str = "",
+) -> str:
+    """slapd.conf text; ``limits`` lines go before the default ``limits users`` one (the
+    first matching clause wins)."""
     tls_lines = ""
     if tls:
         tls_lines = (
@@ -90,6 +98,7 @@ rootpw {ROOT_PW}
 directory {directory}/data
 maxsize 4294967296
 index objectClass,entryCSN,entryUUID,uid,cn,member,modifyTimestamp eq
+{limits}
 limits users size.pr=unlimited size.prtotal=unlimited
 {extra_main}
 overlay syncprov
@@ -114,6 +123,7 @@ class Slapd:
         tls: bool = False,
         ldif: str = "",
         extra_main: str = "",
+        limits: str = "",
     ):
         self.dir = Path(directory or tempfile.mkdtemp(prefix="slapd-"))
         self.port = free_port()
@@ -125,6 +135,7 @@ class Slapd:
         self.ca_file: str | None = None
         self._ldif = ldif
         self._extra_main = extra_main
+        self._limits = limits
         self.proc: subprocess.Popen | None = None
         self._started_once = False
 
@@ -148,7 +159,9 @@ class Slapd:
         (self.dir / "accesslog").mkdir(parents=True, exist_ok=True)
         tls = self._make_tls() if self.tls else None
         self.conf = self.dir / "slapd.conf"
-        self.conf.write_text(slapd_conf(self.dir, tls=tls, extra_main=self._extra_main))
+        self.conf.write_text(
+            slapd_conf(self.dir, tls=tls, extra_main=self._extra_main, limits=self._limits)
+        )
         self.slapadd(BASE_LDIF + ("\n" + self._ldif if self._ldif else ""))
 
     def slapadd(self, ldif: str) -> None:

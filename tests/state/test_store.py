@@ -200,6 +200,51 @@ def test_objects_by_dn_ignores_case(store):
     assert store.objects_by_dn("other-job", asked) == {}
 
 
+def test_objects_by_dn_compares_dns_not_text(store):
+    # RFC 4514: spaces around separators, case, hex and backslash escapes, the order of
+    # a multi-valued RDN's parts do not make another DN.
+    store.commit(
+        "inv",
+        upserts=[
+            obj(1, dn="uid=alice,ou=people,dc=example,dc=com"),
+            obj(2, dn="cn=Smith\\, John,ou=people,dc=example,dc=com"),
+            obj(3, dn="cn=Jos\u00e9,ou=people,dc=example,dc=com"),
+            obj(4, dn="cn=Bob+uid=bob,ou=people,dc=example,dc=com"),
+        ],
+    )
+    asked = {
+        "uid=ALICE, ou=People , dc=example,  dc=com": "sid-1",
+        "cn=Smith\\2C John,ou=people,dc=example,dc=com": "sid-2",
+        'cn="Smith, John",ou=people,dc=example,dc=com': "sid-2",
+        "cn=Jos\\C3\\A9,ou=people,dc=example,dc=com": "sid-3",
+        "cn=JOSE\u0301,ou=people,dc=example,dc=com".replace("E\u0301", "e\u0301"): "sid-3",
+        "uid=bob + cn=BOB,ou=people,dc=example,dc=com": "sid-4",
+    }
+    found = store.objects_by_dn("inv", list(asked))
+    assert {dn: state.source_id for dn, state in found.items()} == asked
+    assert store.objects_by_dn("inv", ["uid=alice,ou=people,dc=other"]) == {}
+
+
+def test_dn_norm_migration_rewrites_old_lower_cased_dns(url):
+    # A database from before the DN normal form: dn_norm held dn.lower().
+    old = StateStore(url)
+    try:
+        old.commit("inv", upserts=[obj(1, dn="uid=Alice, ou=People,dc=example,dc=com")])
+        step = state_schema.MIGRATIONS.index(state_schema._v4_dn_norm) + 1
+        with old.engine.begin() as conn:
+            conn.execute(text("UPDATE objects SET dn_norm = lower(dn)"))
+            conn.execute(text("DELETE FROM schema_version WHERE version >= :v"), {"v": step})
+    finally:
+        old.close()
+    migrated = StateStore(url)
+    try:
+        assert migrated.schema_version() == state_schema.latest()
+        found = migrated.objects_by_dn("inv", ["uid=alice,ou=people,dc=example,dc=com"])
+        assert [s.source_id for s in found.values()] == ["sid-1"]
+    finally:
+        migrated.close()
+
+
 def test_delete_then_upsert_of_same_source_id_keeps_the_new_row(store):
     store.commit("inv", upserts=[obj(1)])
     renamed = ObjectState("sid-1", "new-key", None, "fp-new", {}, None)

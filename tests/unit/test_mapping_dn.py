@@ -126,3 +126,35 @@ def test_random_values_round_trip_through_escape_and_both_parsers():
         first, parent = split_first(dn)
         assert parse_dn(first).rdns[0][0][1] == values[0]
         assert [r[0][1] for r in parse_dn(parent).rdns] == values[1:]
+
+
+@pytest.mark.parametrize(
+    "a, b",
+    [
+        ("uid=alice,ou=people,dc=example,dc=com", "UID=Alice, OU=People , dc=EXAMPLE,  dc=com"),
+        ("cn=Smith\\, John,dc=x", "cn=Smith\\2C John,dc=x"),
+        ("cn=Smith\\, John,dc=x", 'cn="Smith, John",dc=x'),
+        ("cn=J\u00e9r\u00f4me,dc=x", "cn=J\\C3\\A9r\\C3\\B4me,dc=x"),
+        ("cn=Je\u0301ro\u0302me,dc=x", "cn=J\u00e9r\u00f4me,dc=x"),  # NFD vs NFC
+        ("cn=Bob+uid=bob,dc=x", "uid=bob + cn=BOB,dc=x"),
+        ("cn=a  b,dc=x", "cn=a b,dc=x"),
+    ],
+)
+def test_normalize_dn_gives_one_text_per_dn(a, b):
+    from syncd.mapping.dn import normalize_dn, same_dn
+
+    assert normalize_dn(a) == normalize_dn(b)
+    assert same_dn(a, b)
+
+
+def test_normalize_dn_keeps_different_dns_apart_and_escapes():
+    from syncd.mapping.dn import build_dn, dn_key, normalize_dn
+
+    assert normalize_dn("cn=a,dc=x") != normalize_dn("cn=a\\ ,dc=x")
+    assert normalize_dn("cn=a\\,b,dc=x") != normalize_dn("cn=a,cn=b,dc=x")
+    assert normalize_dn("cn=Smith\\, John+uid=js,dc=x") == "cn=smith\\, john+uid=js,dc=x"
+    assert normalize_dn("cn=\\23x\\00y,dc=x") == "cn=\\#x\\00y,dc=x"
+    assert build_dn([(("cn", " lead, trail "),), (("dc", "x"),)]) == "cn=\\ lead\\, trail\\ ,dc=x"
+    assert dn_key("not a dn ") == "not a dn"
+    with pytest.raises(DNError):
+        escape_value("")

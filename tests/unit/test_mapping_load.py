@@ -224,3 +224,25 @@ def test_documented_filters_and_tests_exist():
     assert {"disabled", "truthy"} <= set(env.tests)
     for removed in ("center", "indent", "wordwrap", "urlize", "xmlattr"):
         assert removed not in env.filters
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        '"{{ ' + "(" * 3000 + "1" + ")" * 3000 + ' }}"',
+        '"{{ ' + "[" * 200 + "1" + "]" * 200 + ' }}"',
+        '"{{ 1' + " ~ (1" * 500 + ")" * 500 + ' }}"',
+        '"{% if ' + "(" * 300 + "1" + ")" * 300 + ' %}x{% endif %}"',
+    ],
+)
+def test_deeply_nested_expression_is_a_config_error_with_its_line(value):
+    text = f"version: 1\nfields:\n  ok: cn\n  x: {value}\n  y: '{{{{ cn | lower'\n"
+    problems = Mapping.validate_text(text, "t.yaml")
+    assert problems[0].startswith("t.yaml:4: field 'x': nested too deeply"), problems
+    assert problems[1].startswith("t.yaml:5: field 'y': ")  # the next problem still reported
+
+
+def test_deeply_nested_yaml_is_a_config_error():
+    text = "version: 1\nfields:\n  ok: cn\n  x: " + "[" * 5000 + "]" * 5000 + "\n"
+    problems = Mapping.validate_text(text, "t.yaml")
+    assert problems == ["t.yaml:4: YAML nested too deeply"], problems

@@ -10,6 +10,7 @@ description) is passed on, it carries no secret.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import logging
 import threading
@@ -58,8 +59,17 @@ class TokenSource:
         self.conn = conn
         self._app: Any = None
         self._lock = threading.Lock()
-        self._session = requests.Session()
-        self._session.verify = str(conn.ca_file) if conn.ca_file else True
+
+    def _http(self) -> requests.Session:
+        """requests lets $REQUESTS_CA_BUNDLE override a session's ``verify``; passing
+        ``verify`` with every request keeps ca_file in force."""
+        session = requests.Session()
+        session.request = functools.partial(  # type: ignore[method-assign]
+            session.request,
+            verify=str(self.conn.ca_file) if self.conn.ca_file else True,
+            timeout=self.conn.timeout,
+        )
+        return session
 
     def _make_app(self) -> Any:
         import msal
@@ -71,8 +81,7 @@ class TokenSource:
                 authority=f"{self.conn.authority_url}/{self.conn.tenant_id}",
                 validate_authority=False,
                 instance_discovery=False,
-                http_client=self._session,
-                timeout=self.conn.timeout,
+                http_client=self._http(),
             )
         except requests.RequestException as err:
             raise ConnectionFailed(
@@ -106,7 +115,8 @@ class TokenSource:
         return got["access_token"]
 
     def close(self) -> None:
-        self._session.close()
+        if self._app is not None:
+            self._app.http_client.close()
 
 
 def token_roles(token: str) -> list[str] | None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -121,7 +122,7 @@ class GraphClient:
         self.tokens = TokenSource(conn)
         self.sleep = sleep or time.sleep
         self.http = httpx.Client(
-            verify=str(conn.ca_file) if conn.ca_file else True,
+            verify=ssl.create_default_context(cafile=str(conn.ca_file) if conn.ca_file else None),
             timeout=conn.timeout,
             limits=httpx.Limits(max_connections=max(8, conn.workers * conn.concurrency)),
         )

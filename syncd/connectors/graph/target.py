@@ -172,36 +172,38 @@ class GraphTarget(Target):
 
     # ------------------------------------------------------------------ folders
     def _folder(self, box: _Box, *, create: bool) -> str:
-        """The folder id in this mailbox (looked up, created when allowed)."""
+        """The folder id in this mailbox. With ``create``, the folder is created first
+        and looked up only if it exists already (409): one request on a first run."""
         if box.folder_id:
             return box.folder_id
         c = self._c()
         name = self.options.folder
+        if create:
+            resp = c.send(
+                "POST",
+                f"users/{quote(box.address)}/contactFolders",
+                json_body={"displayName": name},
+                mailbox=box.address,
+            )
+            if resp.status_code < 300:
+                box.folder_id = resp.json()["id"]
+                box.index, box.extra = {}, []  # a new folder holds nothing
+                log.info("created Graph contact folder %r in %s", name, box.address)
+                return box.folder_id
+            if resp.status_code != 409:
+                raise TargetError(
+                    f"cannot create Graph contact folder {name!r} in {box.address}: "
+                    f"{SubResponse(resp.status_code, _json(resp)).error()}"
+                )
         found = c.get_json(
             f"users/{quote(box.address)}/contactFolders?$filter=displayName eq '{_odata(name)}'"
             "&$select=id,displayName",
             mailbox=box.address,
         )
         hits = [f for f in found.get("value", []) if f.get("displayName") == name]
-        if hits:
-            box.folder_id = hits[0]["id"]
-            return box.folder_id
-        if not create:
+        if not hits:
             raise TargetError(f"Graph contact folder {name!r} does not exist in {box.address}")
-        resp = c.send(
-            "POST",
-            f"users/{quote(box.address)}/contactFolders",
-            json_body={"displayName": name},
-            mailbox=box.address,
-        )
-        if resp.status_code >= 400:
-            raise TargetError(
-                f"cannot create Graph contact folder {name!r} in {box.address}: "
-                f"{SubResponse(resp.status_code, _json(resp)).error()}"
-            )
-        box.folder_id = resp.json()["id"]
-        box.index = {}  # a new folder holds nothing
-        log.info("created Graph contact folder %r in %s", name, box.address)
+        box.folder_id = hits[0]["id"]
         return box.folder_id
 
     def _expand(self) -> str:
@@ -210,7 +212,10 @@ class GraphTarget(Target):
 
     def _list(self, box: _Box) -> None:
         """List the folder: owned contacts by key (the oldest of a key wins)."""
+        had = box.folder_id is not None
         self._folder(box, create=self.options.create_folder)
+        if not had and box.index is not None:
+            return  # just created: empty
         index: dict[str, _Item] = {}
         extra: list[_Item] = []
         select = ",".join(("id", *F.PROPERTIES))
@@ -300,6 +305,8 @@ class GraphTarget(Target):
             except TargetError as err:
                 if getattr(err, "status", None) not in (410, 404):
                     raise
+                if err.status == 404:  # type: ignore[attr-defined]
+                    box.folder_id = None  # the folder itself is gone: find or create it
                 note = f"{box.address}: delta link expired (HTTP {err.status}): complete listing"  # type: ignore[attr-defined]
                 link = None
         if not link:
@@ -307,6 +314,10 @@ class GraphTarget(Target):
                 self._folder(box, create=self.options.create_folder)
             except TargetError:
                 return None, False, set(), f"{box.address}: folder not found"
+            if box.index is not None:
+                # Just created: empty. Its first delta query waits for the next run
+                # (which would list this run's own writes from any link anyway).
+                return None, True, set(), note
             select = ",".join(("id", *F.PROPERTIES))
             changed, removed, new = self._delta(
                 box, f"{box.path()}/contacts/delta?$select={select}"
@@ -414,6 +425,7 @@ class GraphTarget(Target):
         reqs: list[SubRequest] = []
         what: list[tuple[int, str, _Item | None]] = []  # action index, verb, item
         photos: dict[int, bytes | None] = {}
+        sent: dict[int, tuple[str, str | None]] = {}  # digest and photo hash written
         base = f"{box.path()}/contacts"
         for dup in box.extra:  # leftovers of a lost answer or a copy: keep the first
             reqs.append(SubRequest("DELETE", f"{base}/{dup.id}"))
@@ -441,7 +453,9 @@ class GraphTarget(Target):
             photo_changed = item is None or (item.photo or "none") != want_photo
             if photo_changed:
                 ext.append({"id": self.photo_id, "value": want_photo})
-                photos[i] = photo
+                if photo is not None or (item is not None and item.photo not in (None, "none")):
+                    photos[i] = photo  # upload, or remove the photo syncd put there
+            sent[i] = (digest, want_photo if photo_changed else (item.photo if item else None))
             if item is None:
                 reqs.append(
                     SubRequest("POST", base, {**_clean(body), "singleValueExtendedProperties": ext})
@@ -464,7 +478,7 @@ class GraphTarget(Target):
             what.append((i, "update", item))
         answers = self._c().batch(reqs, mailbox=box.address) if reqs else []
         for (i, verb, item), r in zip(what, answers, strict=True):
-            self._answer(box, actions, outs, i, verb, item, r, photos)
+            self._answer(box, actions, outs, i, verb, item, r, photos, sent.get(i))
         self._photos(box, actions, outs, photos)
 
     def _answer(
@@ -477,6 +491,7 @@ class GraphTarget(Target):
         item: _Item | None,
         r: SubResponse,
         photos: dict[int, bytes | None],
+        sent: tuple[str, str | None] | None = None,
     ) -> None:
         index = box.index
         assert index is not None
@@ -510,8 +525,8 @@ class GraphTarget(Target):
         if not cid:
             outs[i].fail(box, "Graph answered without a contact id")
             return
-        got = self._item(body) if body.get("singleValueExtendedProperties") else None
-        index[a.key] = got or _Item(cid, a.key, None, None, False)
+        digest, photo = sent or (None, None)
+        index[a.key] = _Item(cid, a.key, digest, photo, False)
         outs[i].target_id = cid
         if verb == "update" and a.kind is ActionKind.CREATE:
             outs[i].detail = "existing contact found by key and updated"
@@ -530,9 +545,6 @@ class GraphTarget(Target):
                 continue
             url = f"{box.path()}/contacts/{outs[i].target_id}/photo/$value"
             if photo is None:
-                item = box.index.get(actions[i].key) if box.index else None
-                if item is None or item.photo in (None, "none"):
-                    continue  # never had a photo from syncd
                 reqs.append(SubRequest("DELETE", url))
             else:
                 reqs.append(SubRequest("PUT", url, photo, content_type="image/jpeg"))

@@ -29,6 +29,7 @@ ATTRIBUTES = [
     "serverName",
     "dnsHostName",
     "contextCSN",
+    "objectClass",
 ]
 
 
@@ -64,6 +65,24 @@ class RootDse:
     @property
     def supports_dirsync(self) -> bool:
         return OID_DIRSYNC in self.controls
+
+    @property
+    def is_389ds(self) -> bool:
+        """389 Directory Server (or its Red Hat / Fedora builds), by vendorName/Version."""
+        name = (self.first("vendorName") or "").lower()
+        version = (self.first("vendorVersion") or "").lower()
+        return name.startswith("389") or "-directory/" in version
+
+    @property
+    def is_openldap(self) -> bool:
+        """OpenLDAP slapd: its rootDSE has the OpenLDAProotDSE object class."""
+        return "openldaprootdse" in {v.lower() for v in self.values("objectClass")}
+
+    @property
+    def syncrepl_id_attribute(self) -> str:
+        """The attribute whose value the Sync State control carries as the entry's UUID:
+        entryUUID on OpenLDAP; nsUniqueId on 389-ds (its entryUUID is another value)."""
+        return "nsuniqueid" if self.is_389ds else "entryuuid"
 
     def vendor(self) -> str:
         """A short description of the server product."""

@@ -9,10 +9,11 @@ Job config (``jobs.NAME.source``)::
       scope: sub                    # sub | one | base
       filter: (objectClass=device)
       attributes: [cn, serialNumber] # default: all user attributes (or the mapping's)
-      id_attribute: auto            # entryUUID (objectGUID on AD), or an attribute
+      id_attribute: auto            # entryUUID (objectGUID on AD, nsUniqueId on 389-ds)
       changes: auto                 # auto | syncrepl | dirsync | usn | timestamp | full
       full_every: 24h               # periodic full reconciliation (timestamp: 24h default)
       timestamp_overlap: 60s
+      read_deadline: 1h             # a whole read fails past this (trickling server)
 
 The cursor is a JSON object: ``{"v": 1, "method": ..., "server": "host:port",
 "last_full": epoch seconds, ...method fields}``. A cursor of another method or (for
@@ -49,7 +50,12 @@ from syncd.connectors.ldap.timestamp import (
     parse_generalized_time,
     since_filter,
 )
-from syncd.connectors.ldap.values import BINARY_ATTRIBUTES, GUID_ATTRIBUTES, to_change
+from syncd.connectors.ldap.values import (
+    BINARY_ATTRIBUTES,
+    GUID_ATTRIBUTES,
+    to_change,
+    uuid_to_nsuniqueid,
+)
 from syncd.contracts import Change, CheckResult, Read, ReadOutcome, Source
 from syncd.errors import ConnectionFailed, SourceError, UserError
 
@@ -57,7 +63,10 @@ log = logging.getLogger(__name__)
 
 CURSOR_VERSION = 1
 DEFAULT_TIMESTAMP_FULL_EVERY = 86400
+DEFAULT_READ_DEADLINE = 3600
 METHODS = ("auto", "syncrepl", "dirsync", "usn", "timestamp", "full")
+_ID_NAMES = {"entryuuid": "entryUUID", "nsuniqueid": "nsUniqueId"}
+"""The attributes a syncrepl Sync State control can name entries by, as users spell them."""
 
 
 class LdapSourceOptions(BaseModel):
@@ -74,7 +83,9 @@ class LdapSourceOptions(BaseModel):
         "attributes the mapping uses)",
     )
     id_attribute: str = Field(
-        "auto", description="stable id: auto (entryUUID; objectGUID on AD) or an attribute"
+        "auto",
+        description="stable id: auto (entryUUID; objectGUID on AD; nsUniqueId on 389-ds, "
+        "the id its syncrepl uses) or an attribute",
     )
     changes: Literal["auto", "syncrepl", "dirsync", "usn", "timestamp", "full"] = Field(
         "auto", description="change tracking method"
@@ -91,11 +102,24 @@ class LdapSourceOptions(BaseModel):
     binary_attributes: list[str] = Field(
         default_factory=list, description="more attributes whose values stay bytes"
     )
+    read_deadline: int = Field(
+        DEFAULT_READ_DEADLINE,
+        ge=1,
+        description="the longest one read may take, start to end, including the mapping "
+        "and planning of the entries as they stream in (seconds or 30m, 2h); past it the "
+        "read fails, even from a server that keeps sending bytes slowly (the "
+        "connection's timeout only bounds each wait for data)",
+    )
 
     @field_validator("full_every", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> Any:
         return None if value is None else parse_duration(value)
+
+    @field_validator("read_deadline", mode="before")
+    @classmethod
+    def _deadline(cls, value: Any) -> Any:
+        return parse_duration(value)
 
     @field_validator("timestamp_overlap", mode="before")
     @classmethod
@@ -145,10 +169,13 @@ class LdapSourceOptions(BaseModel):
 
     @model_validator(mode="after")
     def _check_id(self) -> LdapSourceOptions:
-        if self.changes == "syncrepl" and self.id_attribute.lower() not in ("auto", "entryuuid"):
+        if self.changes == "syncrepl" and self.id_attribute.lower() not in (
+            "auto",
+            *_ID_NAMES,
+        ):
             raise ValueError(
-                "changes: syncrepl reports deletes by entryUUID: id_attribute must be "
-                "auto or entryUUID"
+                "changes: syncrepl reports deletes by entryUUID (nsUniqueId on 389-ds): "
+                "id_attribute must be auto, entryUUID or nsUniqueId"
             )
         return self
 
@@ -163,6 +190,33 @@ def _looks_like_dn(text: str) -> bool:
     except ValueError:
         return False
     return bool(rdns) and all(_ATTRIBUTE.fullmatch(t) for rdn in rdns for t, _ in rdn)
+
+
+def _tracked(inner: Iterator[Change], delivered: set[str]) -> Iterator[Change]:
+    """Pass ``inner`` through (returning its result), noting each source id in
+    ``delivered``."""
+    it = iter(inner)
+    add = delivered.add
+    while True:
+        try:
+            change = next(it)
+        except StopIteration as stop:
+            return stop.value
+        add(change.source_id)
+        yield change
+
+
+def _skipping(inner: Iterator[Change], delivered: set[str]) -> Iterator[Change]:
+    """Pass ``inner`` through (returning its result) without the ids in ``delivered``:
+    the engine saw those already in this read."""
+    it = iter(inner)
+    while True:
+        try:
+            change = next(it)
+        except StopIteration as stop:
+            return stop.value
+        if change.source_id not in delivered:
+            yield change
 
 
 def _b64(raw: bytes | None) -> str | None:
@@ -191,6 +245,19 @@ class LdapSource(Source):
     def describe(self) -> str:
         return f"LDAP {self.connection.describe()} base {self.options.base!r}"
 
+    def scope(self) -> dict[str, Any]:
+        """Base, scope, filter, attributes, id attribute and the bind account (what it
+        may read): a change of any of these changes the set of entries listed."""
+        o = self.options
+        return {
+            "base": o.base.lower(),
+            "scope": o.scope,
+            "filter": o.filter,
+            "attributes": sorted(a.lower() for a in o.attributes) if o.attributes else None,
+            "id_attribute": o.id_attribute.lower(),
+            "bind_dn": (self.connection.bind_dn or "").lower(),
+        }
+
     def close(self) -> None:
         if self._conn is not None:
             wire.close_connection(self._conn)
@@ -211,10 +278,13 @@ class LdapSource(Source):
         wanted = self.options.changes
         if wanted == "auto":
             method, why = pick_method(root)
-            if method == "syncrepl" and self.id_attribute(root) != "entryuuid":
-                # syncrepl names deleted entries by entryUUID only.
+            if method == "syncrepl" and self.id_attribute(root) != root.syncrepl_id_attribute:
+                # syncrepl names deleted entries by one attribute only.
                 method = "timestamp"
-                why = "syncrepl needs id_attribute entryUUID: modifyTimestamp watermark"
+                why = (
+                    f"syncrepl needs id_attribute {_ID_NAMES[root.syncrepl_id_attribute]}: "
+                    "modifyTimestamp watermark"
+                )
             if method == "timestamp" and not self._timestamps_usable(conn):
                 return "full", "no change tracking and no readable modifyTimestamp"
             return method, why
@@ -240,7 +310,11 @@ class LdapSource(Source):
         wanted = self.options.id_attribute.lower()
         if wanted != "auto":
             return wanted
-        return "objectguid" if root.is_ad else "entryuuid"
+        if root.is_ad:
+            return "objectguid"
+        # 389-ds: nsUniqueId, the id its syncrepl uses, so that every method (and a
+        # switch between methods) names an entry the same way.
+        return root.syncrepl_id_attribute
 
     def _attributes(self, id_attr: str, extra: tuple[str, ...] = ()) -> tuple[list[str], frozenset]:
         """Attributes to request, and the bookkeeping ones to drop from the Changes."""
@@ -266,6 +340,8 @@ class LdapSource(Source):
         notes: list[str] = []
         state = self._parse_cursor(cursor, notes)
         conn = self._open()
+        # One deadline for everything this read sends and receives, rootDSE included.
+        wire.set_deadline(conn, self.options.read_deadline)
         try:
             root = read_rootdse(conn)
             method, why = self.resolve_method(conn, root)
@@ -277,9 +353,25 @@ class LdapSource(Source):
         self._paging = root.supports_paging
         if not self._paging:
             notes.append("the server does not offer paged results: one plain search")
-        if method == "syncrepl" and id_attr != "entryuuid":
+        if method == "syncrepl" and id_attr != root.syncrepl_id_attribute:
             self.close()
-            raise SourceError("syncrepl reports entries by entryUUID: set id_attribute: auto")
+            name = _ID_NAMES[root.syncrepl_id_attribute]
+            raise SourceError(
+                f"syncrepl on this server ({root.vendor()}) reports entries by {name}: "
+                f"set id_attribute: auto (or {name})"
+            )
+        avoid = None
+        if method == "syncrepl" and self.options.changes == "auto" and state:
+            # An earlier run found syncrepl refused by a size limit: use the paged
+            # method straight away, and try syncrepl again with the next full read.
+            avoid = state.get("avoid_syncrepl") if state.get("server") == server else None
+            if avoid:
+                fallback = self._fallback_method(conn)
+                if self._full_due(state, fallback, full)[0]:
+                    avoid = None
+                else:
+                    method = fallback
+                    why = f"{avoid} at an earlier run; syncrepl is tried again at a full read"
         notes.append(f"using {method} ({why})")
         if state and state.get("method") != method:
             notes.append(f"stored cursor is for {state.get('method')}, not {method}: full read")
@@ -288,8 +380,14 @@ class LdapSource(Source):
         if due_full and reason:
             notes.append(reason)
         read = Read(iter(()))
-        read.changes = self._run(read, conn, method, state, due_full, id_attr, server, notes, root)
+        read.changes = self._run(
+            read, conn, method, state, due_full, id_attr, server, notes, root, avoid=avoid
+        )
         return read
+
+    def _fallback_method(self, conn: ldap3.Connection) -> str:
+        """The paged method ``auto`` uses when syncrepl cannot be."""
+        return "timestamp" if self._timestamps_usable(conn) else "full"
 
     def read_entries(self, wanted: Sequence[str]) -> Read:
         """Only the entries in ``wanted``: a DN is read with a base-scope search (it
@@ -305,6 +403,7 @@ class LdapSource(Source):
 
         searches: list[tuple[str, str, str]] = []
         conn = self._open()
+        wire.set_deadline(conn, self.options.read_deadline)
         try:
             id_attr = self.id_attribute(read_rootdse(conn))
         except BaseException:
@@ -331,6 +430,13 @@ class LdapSource(Source):
                     self.close()
                     raise UserError(f"{item!r} is neither a DN nor an {id_attr}") from None
                 value = "".join(f"\\{b:02x}" for b in raw)
+            elif id_attr == "nsuniqueid":
+                # The source id is the UUID form; 389-ds matches its own 8-8-8-8 form.
+                try:
+                    value = uuid_to_nsuniqueid(uuid.UUID(hex=item.replace("-", "")).bytes)
+                except ValueError:
+                    self.close()
+                    raise UserError(f"{item!r} is neither a DN nor an nsUniqueId") from None
             else:
                 value = escape_filter_chars(item)
             searches.append((item, self.options.base, f"(&{flt}({id_attr}={value}))"))
@@ -415,11 +521,47 @@ class LdapSource(Source):
         server: str,
         notes: list[str],
         root: RootDse,
+        *,
+        avoid: str | None = None,
     ) -> Iterator[Change]:
         started = time.time()
         try:
-            if method == "syncrepl":
-                outcome = yield from self._read_syncrepl(conn, state, due_full, id_attr, notes)
+            if method == "syncrepl" and self.options.changes == "auto":
+                delivered: set[str] = set()
+                try:
+                    outcome = yield from _tracked(
+                        self._read_syncrepl(conn, state, due_full, id_attr, notes, root),
+                        delivered,
+                    )
+                except wire.SizeLimitExceeded as err:
+                    # syncrepl reads unpaged (slapd ends a paged sync search after its
+                    # first page): an ordinary account's size limit stops it. A paged
+                    # method reads the same entries under the same ids.
+                    method = self._fallback_method(conn)
+                    avoid = "syncrepl refused by size limit"
+                    notes.append(
+                        f"{avoid}: falling back to {method} (paged results); the refused "
+                        f"read stopped after {err.read} entries, which are not repeated"
+                    )
+                    state = None
+                    outcome = yield from _skipping(
+                        self._read_timestamp(conn, None, True, id_attr, server, notes)
+                        if method == "timestamp"
+                        else self._read_full(conn, id_attr, {}),
+                        delivered,
+                    )
+                    if method == "timestamp":
+                        # An entry changed between the two reads was delivered in its
+                        # older form: forget the overlap window, so the next run
+                        # delivers everything inside it again.
+                        inner = json.loads(outcome.cursor)
+                        inner["seen"] = {}
+                        outcome.cursor = json.dumps(inner)
+                del delivered
+            elif method == "syncrepl":
+                outcome = yield from self._read_syncrepl(
+                    conn, state, due_full, id_attr, notes, root
+                )
             elif method == "timestamp":
                 outcome = yield from self._read_timestamp(
                     conn, state, due_full, id_attr, server, notes
@@ -432,6 +574,8 @@ class LdapSource(Source):
             outcome.notes = notes + outcome.notes
             cursor = json.loads(outcome.cursor) if outcome.cursor else {}
             cursor.update(v=CURSOR_VERSION, method=method, server=server)
+            if avoid and method != "syncrepl":
+                cursor["avoid_syncrepl"] = avoid
             last_full = started if outcome.complete else (state or {}).get("last_full")
             if last_full is not None:
                 cursor["last_full"] = last_full
@@ -490,6 +634,7 @@ class LdapSource(Source):
         due_full: bool,
         id_attr: str,
         notes: list[str],
+        root: RootDse,
     ) -> Iterator[Change]:
         cookie = None if due_full or state is None else _unb64(state.get("cookie"))
         requested, drop = self._attributes(id_attr)
@@ -503,6 +648,9 @@ class LdapSource(Source):
             id_attribute=id_attr,
             binary=self.binary,
             drop=drop,
+            page_size=self.page_size,
+            paged=self._paging,
+            implicit_present=root.is_openldap,
         )
         yield from refresh
         if refresh.refresh_required:
@@ -520,6 +668,9 @@ class LdapSource(Source):
                 id_attribute=id_attr,
                 binary=self.binary,
                 drop=drop,
+                page_size=self.page_size,
+                paged=self._paging,
+                implicit_present=root.is_openldap,
             )
             yield from refresh
             if refresh.refresh_required:
@@ -533,6 +684,11 @@ class LdapSource(Source):
             notes.append(
                 "the server could not replay changes since the cookie and listed every "
                 "entry (present phase): full refresh with deletion detection"
+            )
+        if refresh.reread:
+            notes.append(
+                f"syncrepl: {refresh.reread} changed entries came without the requested "
+                f"attributes and were read again ({refresh.reread_missing} gone since)"
             )
         c = refresh.counts
         notes.append(
@@ -667,7 +823,10 @@ class LdapSource(Source):
                 )
                 return results
             results.append(CheckResult("rootDSE", True, f"vendor: {root.vendor()}"))
-            results.append(self._check_base(conn))
+            base = self._check_base(conn)
+            results.append(base)
+            if base.ok:
+                results.append(self._check_scope(conn, root.supports_paging))
             results.append(
                 CheckResult(
                     "paged results control",
@@ -688,6 +847,50 @@ class LdapSource(Source):
         finally:
             self.close()
         return results
+
+    def _check_scope(self, conn: ldap3.Connection, paging: bool) -> CheckResult:
+        """Read the job's whole scope (ids only) as a run would: a size limit of the bind
+        DN smaller than the scope fails here, not in the first run. Stops after the
+        connection's timeout (then the scope was not read to its end: said so)."""
+        who = self.connection.bind_dn or "anonymous"
+        deadline = time.monotonic() + self.connection.timeout
+        read = 0
+        try:
+            for _ in wire.paged_search(
+                conn,
+                self.options.base,
+                self.options.filter,
+                self.options.scope,
+                ["1.1"],
+                page_size=self.page_size,
+                paged=paging,
+                what="reading the job's scope",
+            ):
+                read += 1
+                if time.monotonic() > deadline:
+                    return CheckResult(
+                        "size limit",
+                        True,
+                        f"{read} entries read as {who} within {self.connection.timeout}s, "
+                        "not counted to the end",
+                    )
+        except SourceError as err:
+            limited = "limit" in str(err)
+            return CheckResult(
+                "size limit",
+                False,
+                f"as {who}: {err}" if limited else str(err),
+                "the bind DN may read fewer entries than the job's scope holds: raise its "
+                "limits on the server (slapd: limits dn.exact=<bind DN> size=unlimited "
+                "size.prtotal=unlimited; AD: MaxPageSize / MaxResultSetSize)"
+                if limited
+                else "check base, filter and the bind DN's ACLs",
+            )
+        return CheckResult(
+            "size limit",
+            True,
+            f"{read} entries in the job's scope, all readable as {who}",
+        )
 
     def _check_base(self, conn: ldap3.Connection) -> CheckResult:
         done = None

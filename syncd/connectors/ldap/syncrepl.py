@@ -8,10 +8,21 @@ One refreshOnly search with the Sync Request control returns:
   (``refreshDeletes=TRUE``) or present (``FALSE``), and new cookies;
 * a searchResultDone with the Sync Done control (final cookie, ``refreshDeletes``).
 
-A refresh that used the *present phase* (``refreshDeletes`` FALSE at the end, or any
-present UUID) lists every live entry: the read is then complete and anything not listed
-is gone. Without a cookie the server sends all entries that way, so a first read and a
-fallback refresh are complete reads too.
+A refresh with a cookie is complete (anything not listed is gone) when the server
+*showed* a present phase: an entry or syncIdSet in state present, or a refreshPresent
+message. By RFC 4533 a Sync Done with ``refreshDeletes`` FALSE also means a present
+phase (e.g. slapd after a stale cookie, when every entry changed, lists them all as
+adds and nothing as present); that is trusted only from a server known to keep to it
+(``implicit_present``: OpenLDAP). 389-ds ends *every* incremental refresh that way
+without a present phase: taking that as a complete listing would plan the deletion of
+everything unchanged. Without a cookie the server sends every entry, so a first read and
+a fallback refresh are complete.
+
+The Sync State control names an entry by a 16-byte UUID: its entryUUID on OpenLDAP,
+its nsUniqueId on 389-ds (see ``RootDse.syncrepl_id_attribute``). 389-ds also returns
+the changed entries of an incremental refresh with all user attributes and none of the
+operational ones, whatever was requested: an entry without the id attribute that was
+asked for is read again, after the refresh, by a search on that attribute.
 """
 
 from __future__ import annotations
@@ -23,7 +34,13 @@ from dataclasses import dataclass, field
 import ldap3
 
 from syncd.connectors.ldap import wire
-from syncd.connectors.ldap.values import BINARY_ATTRIBUTES, to_change, uuid_to_str
+from syncd.connectors.ldap.values import (
+    BINARY_ATTRIBUTES,
+    attribute_name,
+    to_change,
+    uuid_to_nsuniqueid,
+    uuid_to_str,
+)
 from syncd.contracts import Change, Op
 from syncd.errors import SourceError
 
@@ -36,6 +53,16 @@ OID_SYNC_INFO = "1.3.6.1.4.1.4203.1.9.1.4"
 
 MODE_REFRESH_ONLY = 1
 STATE_PRESENT, STATE_ADD, STATE_MODIFY, STATE_DELETE = 0, 1, 2, 3
+REREAD_CHUNK = 100
+"""Changed entries re-read per search (an OR of that many equality filters)."""
+
+
+def uuid_filter(id_attribute: str, raw: bytes) -> str:
+    """An equality filter for the entry a Sync State UUID names (``id_attribute`` is
+    entryuuid or nsuniqueid)."""
+    if id_attribute == "nsuniqueid":
+        return f"(nsUniqueId={uuid_to_nsuniqueid(raw)})"
+    return f"(entryUUID={uuid_to_str(raw)})"
 
 
 def sync_request_control(cookie: bytes | None, *, reload_hint: bool = False) -> wire.Control:
@@ -138,6 +165,9 @@ class SyncreplRefresh:
         id_attribute: str = "entryuuid",
         binary: frozenset[str] = BINARY_ATTRIBUTES,
         drop: frozenset[str] = frozenset(),
+        page_size: int = 500,
+        paged: bool = True,
+        implicit_present: bool = False,
     ):
         self.conn = conn
         self.base = base
@@ -149,15 +179,21 @@ class SyncreplRefresh:
         self.binary = binary
         self.drop = drop
         self.id_attribute = id_attribute
+        self.page_size = page_size
+        self.paged = paged
+        self.implicit_present = implicit_present
         self.complete = False
         self.refresh_required = False
         self.cookie_ignored = False
         self.counts = {"upsert": 0, "present": 0, "delete": 0}
+        self.reread = 0
+        self.reread_missing = 0
 
     def __iter__(self) -> Iterator[Change]:
         controls = [sync_request_control(self.cookie)]
         done = None
         present_seen = False
+        stale: list[bytes] = []
         read = 0
         stream = wire.search(
             self.conn, self.base, self.filter, self.scope, self.attributes, controls
@@ -179,6 +215,9 @@ class SyncreplRefresh:
                     present_seen = True
                     self.counts["present"] += 1
                     yield Change(Op.PRESENT, sid, msg.dn.decode("utf-8", "replace"))
+                elif self._lacks_id(msg.attributes):
+                    # Not the attributes that were asked for (389-ds, incremental).
+                    stale.append(uuid)
                 else:
                     change = to_change(
                         msg.dn,
@@ -213,6 +252,15 @@ class SyncreplRefresh:
             self.refresh_required = True
             return
         if done.code != wire.SUCCESS:
+            if done.code == wire.SIZE_LIMIT:
+                raise wire.SizeLimitExceeded(
+                    f"syncrepl refresh hit the server's size limit after {read} entries: "
+                    "the read is incomplete. syncrepl reads unpaged, so the bind DN needs an "
+                    "unlimited size limit (slapd 'limits dn.exact=<bind DN> size=unlimited', "
+                    "389-ds nsSizeLimit: -1), or use changes: auto (falls back to a paged "
+                    "method) or changes: timestamp",
+                    read,
+                )
             raise wire.result_error(done, self.base, read, what="syncrepl refresh")
         value = done.control(OID_SYNC_DONE)
         refresh_deletes = False
@@ -227,19 +275,59 @@ class SyncreplRefresh:
             self.cookie_ignored = True
             self.cookie = None
         # Without a cookie the refresh is the initial content: every live entry. With
-        # one, refreshDeletes FALSE at the end means the refresh was a present phase:
-        # every live entry was listed (as add/modify or present), so absence = deletion.
-        self.complete = (
-            not self.sent_cookie or self.cookie_ignored or present_seen or not refresh_deletes
-        )
-        if (
-            self.complete
-            and self.sent_cookie
-            and not (self.cookie_ignored or present_seen or self.counts["upsert"])
-        ):
-            # An incremental refresh that lists nothing at all yet claims to be complete
-            # would mean "everything is gone". Trust that only from a full refresh.
-            log.warning(
-                "syncrepl refresh listed no entry but claimed completeness: not taken as complete"
+        # one, only a present phase the server showed lists every live entry; a bare
+        # refreshDeletes FALSE is no proof (389-ds sends it after every incremental
+        # refresh), and absence must never be read as deletion without proof.
+        self.complete = not self.sent_cookie or self.cookie_ignored or present_seen
+        if self.sent_cookie and not self.complete and not refresh_deletes:
+            # An implicit present phase that listed nothing at all would mean "everything
+            # is gone": never trusted.
+            self.complete = self.implicit_present and self.counts["upsert"] > 0
+            log.debug(
+                "syncrepl refresh ended with refreshDeletes FALSE and no present message: %s",
+                "taken as a present phase" if self.complete else "not a complete listing",
             )
-            self.complete = False
+        if stale:
+            yield from self._reread(stale)
+
+    def _lacks_id(self, attributes: list[tuple[bytes, list[bytes]]]) -> bool:
+        wanted = self.id_attribute
+        if self.attributes and not any(a.lower() in (wanted, "+") for a in self.attributes):
+            return False  # not asked for: its absence says nothing
+        return not any(attribute_name(name) == wanted for name, _ in attributes)
+
+    def _reread(self, uuids: list[bytes]) -> Iterator[Change]:
+        """Read changed entries again, with the requested attributes, by their id."""
+        self.reread += len(uuids)
+        for start in range(0, len(uuids), REREAD_CHUNK):
+            chunk = uuids[start : start + REREAD_CHUNK]
+            ids = "".join(uuid_filter(self.id_attribute, u) for u in chunk)
+            found = 0
+            for entry in wire.paged_search(
+                self.conn,
+                self.base,
+                f"(&{self.filter}(|{ids}))",
+                self.scope,
+                self.attributes,
+                page_size=self.page_size,
+                paged=self.paged,
+                what="re-read of changed entries",
+            ):
+                change = to_change(
+                    entry.dn,
+                    entry.attributes,
+                    self.id_attribute,
+                    binary=self.binary,
+                    drop=self.drop,
+                )
+                if change is None:
+                    raise SourceError(
+                        f"re-read entry {entry.dn.decode('utf-8', 'replace')} has no "
+                        f"{self.id_attribute} (hidden by an ACL?)"
+                    )
+                found += 1
+                self.counts["upsert"] += 1
+                yield change
+            # Gone (or out of the filter) since the refresh: a later change, which the
+            # next refresh reports.
+            self.reread_missing += len(chunk) - found

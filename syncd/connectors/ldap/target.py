@@ -55,6 +55,7 @@ from syncd.contracts import (
     Target,
 )
 from syncd.errors import TargetError
+from syncd.mapping import dn as _dn
 
 log = logging.getLogger(__name__)
 
@@ -78,106 +79,26 @@ _CONSTRAINT_VIOLATION = 19
 
 
 # --------------------------------------------------------------------------------------
-# DNs (RFC 4514), written here rather than taken from ldap3: ldap3's escape_rdn fails on
-# an empty value and double-escapes a lone space, and its safe_dn re-escapes DNs.
-
-
-_SPECIAL = frozenset(',+"\\<>;=')
-_HEX = frozenset("0123456789abcdefABCDEF")
-
-
-def escape_rdn_value(value: str) -> str:
-    """Escape one attribute value for use in a DN (RFC 4514 section 2.4).
-
-    Raises ValueError for an empty value (a DN cannot hold one)."""
-    if value == "":
-        raise ValueError("an RDN value cannot be empty")
-    out: list[str] = []
-    for ch in value:
-        if ch in _SPECIAL:
-            out.append("\\" + ch)
-        elif ch < " " or ch == "\x7f":
-            out.append("".join(f"\\{b:02x}" for b in ch.encode("utf-8")))
-        else:
-            out.append(ch)
-    if value[0] in " #":
-        out[0] = "\\" + out[0]
-    if value[-1] == " " and (len(value) > 1 or value[0] != " "):
-        out[-1] = "\\ "
-    return "".join(out)
-
+# DNs (RFC 4514): syncd.mapping.dn is the one DN module (ldap3's escape_rdn fails on an
+# empty value and double-escapes a lone space, and its safe_dn re-escapes DNs).
 
 Rdn = tuple[tuple[str, str], ...]
 
 
+def escape_rdn_value(value: str) -> str:
+    """Escape one attribute value for use in a DN. Raises ValueError for an empty one."""
+    return _dn.escape_value(value)
+
+
 def parse_dn(dn: str) -> list[Rdn]:
     """Split a DN into RDNs of (type, unescaped value) pairs. Raises ValueError."""
-    rdns: list[Rdn] = []
-    avas: list[tuple[str, str]] = []
-    i, n = 0, len(dn)
-    if not dn.strip():
-        return []
-    while i < n:
-        eq = dn.find("=", i)
-        if eq < 0:
-            raise ValueError(f"not a DN: {dn!r}")
-        attr = dn[i:eq].strip()
-        if not attr:
-            raise ValueError(f"not a DN: {dn!r}")
-        i = eq + 1
-        while i < n and dn[i] == " ":
-            i += 1  # spaces after "=" are not part of the value (an escaped one is)
-        buf = bytearray()
-        keep = 0  # length of buf that escapes protect from trailing-space stripping
-        quoted = i < n and dn[i] == '"'
-        if quoted:
-            i += 1
-        while i < n:
-            c = dn[i]
-            if c == "\\" and i + 1 < n:
-                pair = dn[i + 1 : i + 3]
-                if len(pair) == 2 and pair[0] in _HEX and pair[1] in _HEX:
-                    buf += bytes.fromhex(pair)
-                    i += 3
-                else:
-                    buf += dn[i + 1].encode("utf-8")
-                    i += 2
-                keep = len(buf)
-            elif quoted and c == '"':
-                quoted = False
-                keep = len(buf)
-                i += 1
-            elif not quoted and c in ",+;":
-                break
-            else:
-                buf += c.encode("utf-8")
-                i += 1
-        while len(buf) > keep and buf.endswith(b" "):
-            del buf[-1]
-        avas.append((attr, buf.decode("utf-8", "replace")))
-        if i < n and dn[i] == "+":
-            i += 1
-            continue
-        rdns.append(tuple(avas))
-        avas = []
-        i += 1
-    if avas:
-        rdns.append(tuple(avas))
-    return rdns
+    return list(_dn.parse_dn(dn).rdns)
 
 
-def build_dn(rdns: Iterable[Rdn]) -> str:
-    """The string form of parsed RDNs, every value escaped."""
-    return ",".join("+".join(f"{t}={escape_rdn_value(v)}" for t, v in rdn) for rdn in rdns)
-
-
-def norm_dn(dn: str) -> tuple[tuple[tuple[str, str], ...], ...]:
-    """A comparable form: types and values lower-cased and in Unicode NFC, AVAs of an
-    RDN sorted (names in DNs match case-insensitively on both OpenLDAP and AD, and a
-    decomposed 'José' is the same name as a composed one)."""
-    return tuple(
-        tuple(sorted((t.lower(), _nfc(v).lower()) for t, v in rdn)) for rdn in parse_dn(dn)
-    )
+build_dn = _dn.build_dn
+norm_dn = _dn.norm_rdns
+same_dn = _dn.same_dn
+dn_within = _dn.dn_within
 
 
 def _nfc(value: str) -> str:
@@ -193,16 +114,6 @@ def _comparable(values: Sequence[str | bytes]) -> list[str]:
             v = _decode(v)
         out.append(repr(_nfc(v) if isinstance(v, str) else v))
     return sorted(out)
-
-
-def same_dn(a: str, b: str) -> bool:
-    return norm_dn(a) == norm_dn(b)
-
-
-def dn_within(dn: str, base: str) -> bool:
-    """True when ``dn`` is ``base`` or below it."""
-    nd, nb = norm_dn(dn), norm_dn(base)
-    return len(nd) >= len(nb) and (not nb or nd[len(nd) - len(nb) :] == nb)
 
 
 # --------------------------------------------------------------------------------------
@@ -289,6 +200,19 @@ class LdapTargetOptions(BaseModel):
         description="managed-group memberships of a disabled entry: keep them, or remove "
         "them (a returner gets the record's groups back)",
     )
+    unique: dict[str, str] = Field(
+        default_factory=dict,
+        description="record fields whose value must be unique in the directory: {field: "
+        "attribute}, e.g. {uid: uid} or {sAMAccountName: sAMAccountName}. A value another "
+        "entry already has gets a number (jdoe, jdoe2, jdoe3, ...; sAMAccountName stays "
+        "within 20 characters), checked by a search under unique_base when an entry is "
+        "created or the value changes; once assigned, an entry keeps its value",
+    )
+    unique_base: str | None = Field(
+        None,
+        description="where `unique` values are looked for (read only); default: base. "
+        "For AD sAMAccountName use the domain root: it is unique domain-wide",
+    )
     create_missing_ous: bool = Field(
         True, description="create missing organizationalUnit parents (inside base) on demand"
     )
@@ -314,6 +238,8 @@ class LdapTargetOptions(BaseModel):
                 parse_dn(self.group_base)
             for g in self.managed_groups:
                 parse_dn(g)
+            if self.unique_base:
+                parse_dn(self.unique_base)
         except ValueError as err:
             raise ValueError(str(err)) from None
         sample = _PLACEHOLDER.sub("x", self.dn_template)
@@ -332,6 +258,7 @@ class LdapTargetOptions(BaseModel):
             ("member_attribute", self.member_attribute),
             *(("correlate attribute", r.attribute) for r in self.correlate),
             *(("references attribute", a) for a in self.references.values()),
+            *(("unique attribute", a) for a in self.unique.values()),
         ]
         for what, name in names:
             if name is not None and not _ATTRIBUTE.fullmatch(name):
@@ -495,6 +422,21 @@ def _enabled(fields: dict[str, FieldValue]) -> bool:
     return bool(value)
 
 
+AD_SAM_MAX = 20
+"""Longest sAMAccountName Active Directory accepts."""
+
+
+def _numbered(want: str, limit: int | None) -> list[str]:
+    """``want``, then want2 ... want99, each cut to ``limit`` characters before its
+    number (no dot or space left before the number)."""
+    out = [want[:limit] if limit else want]
+    for n in range(2, 100):
+        suffix = str(n)
+        stem = want[: limit - len(suffix)] if limit else want
+        out.append(stem.rstrip(". ") + suffix)
+    return out
+
+
 def _random_password() -> str:
     """A password AD's complexity rules accept, that nobody knows."""
     alphabet = string.ascii_letters + string.digits
@@ -649,7 +591,7 @@ class LdapTarget(Target):
 
     def _fetch_attrs(self, owned: Iterable[str]) -> list[str]:
         o = self.options
-        names = {o.id_attr, o.key_attr, *owned, *o.disabled_attributes}
+        names = {o.id_attr, o.key_attr, *owned, *o.disabled_attributes, *o.unique.values()}
         if o.directory == "ad":
             names.add("userAccountControl")
         return sorted(names)
@@ -975,10 +917,11 @@ class LdapTarget(Target):
         entry = self._find_by_id(action.target_id, attrs) if action.target_id else None
         if entry is None:
             entry = self._find_by_key(action.key, attrs)
+        details: list[str] = []
+        fields = self._assign_unique(fields, owned, entry, action.key, details)
         missing = self._resolve_refs(fields, owned)
         owned[o.key_attr] = [action.key]
         want_dn = self._dn_for(fields, disabled=not enable)
-        details: list[str] = []
         old_dn: str | None = None
         writes_before = self._writes()
         if entry is None:
@@ -1034,6 +977,65 @@ class LdapTarget(Target):
             action, ok=True, target_id=entry.target_id, detail="; ".join(details) or None
         )
         return result, missing
+
+    # -- unique values (logins) ---------------------------------------------------------
+
+    def _assign_unique(
+        self,
+        fields: dict[str, FieldValue],
+        owned: dict[str, list[str | bytes]],
+        entry: _Entry | None,
+        key: str,
+        details: list[str],
+    ) -> dict[str, FieldValue]:
+        """``fields`` with each ``unique`` field's value made free in the directory:
+        the entry's current value when it is the wanted one or a numbered form of it
+        (stable across runs), else the first of want, want2, want3... no other entry
+        has. Raises _ActionFailed when 99 numbers are taken."""
+        o = self.options
+        if not o.unique:
+            return fields
+        out = dict(fields)
+        names = {k.lower(): k for k in fields}
+        for fname, attr in o.unique.items():
+            name = names.get(fname.lower())
+            want = _first_text(fields.get(name)) if name else None
+            if not want:
+                continue
+            limit = AD_SAM_MAX if attr.lower() == "samaccountname" else None
+            have = _first_text(entry.values(attr)) if entry else None
+            candidates = _numbered(want, limit)
+            if have and have.lower() in {c.lower() for c in candidates}:
+                value = have
+            else:
+                value = self._free_value(attr, candidates, key, entry)
+                if value != want:
+                    details.append(f"{attr} {want} is taken: {value}")
+            if value == want:
+                continue
+            out[name] = value  # type: ignore[index]
+            for k in owned:
+                if k.lower() == attr.lower() or k.lower() == fname.lower():
+                    owned[k] = [value]
+        return out
+
+    def _free_value(self, attr: str, candidates: list[str], key: str, entry: _Entry | None) -> str:
+        o = self.options
+        base = o.unique_base or o.base
+        for value in candidates:
+            filt = f"({attr}={escape_filter_chars(value)})"
+            found = self._search(base, filt, [o.id_attr, o.key_attr])
+            others = [
+                e
+                for e in found
+                if not (entry is not None and e.target_id == entry.target_id)
+                and _first_text(e.values(o.key_attr)) != key  # type: ignore[arg-type]
+            ]
+            if not others:
+                return value
+        raise _ActionFailed(
+            f"no free {attr} for {candidates[0]}: {candidates[0]} to {candidates[-1]} are taken"
+        )
 
     def _create(
         self, dn: str, owned: dict[str, list[str | bytes]], enable: bool, details: list[str]
@@ -1363,7 +1365,7 @@ class LdapTarget(Target):
             details.append("not managed, ignored: " + ", ".join(ignored))
         current = self._groups_with(dn)
         attr = self.options.member_attribute
-        added, removed, problems = [], [], []
+        added, removed, problems, warnings = [], [], [], []
         if old_dn is not None and not same_dn(old_dn, dn):
             for key, gdn in self._groups_with(old_dn).items():
                 mods = [(ldap3.MODIFY_DELETE, [old_dn])]
@@ -1387,7 +1389,9 @@ class LdapTarget(Target):
                 ok_codes=(_VALUE_EXISTS, _NO_SUCH_OBJECT),
             )
             if code == _NO_SUCH_OBJECT:
-                problems.append(f"group {gdn} does not exist")
+                # The person is fine; the group is missing (a typo in the HR export,
+                # a group not created yet): the report shows it on that person.
+                warnings.append(f"warning: group {gdn} does not exist")
             else:
                 added.append(gdn)
                 self._member_changed(gdn, dn, True)
@@ -1409,6 +1413,7 @@ class LdapTarget(Target):
             details.append("added to " + " and ".join(added))
         if removed:
             details.append("removed from " + " and ".join(removed))
+        details.extend(warnings)
         if problems:
             raise _ActionFailed("; ".join([*details, *problems]))
 

@@ -140,6 +140,18 @@ def uuid_to_str(raw: bytes) -> str:
     return str(uuid.UUID(bytes=bytes(raw)))
 
 
+def nsuniqueid_to_uuid(text: str) -> str:
+    """389-ds nsUniqueId ``eb9f54c3-ef4711f1-b7d3be69-7b7a8471`` -> UUID text
+    ``eb9f54c3-ef47-11f1-b7d3-be697b7a8471``. Raises ValueError if not 32 hex digits."""
+    return str(uuid.UUID(hex=text.replace("-", "")))
+
+
+def uuid_to_nsuniqueid(raw: bytes) -> str:
+    """16 bytes -> 389-ds nsUniqueId text form (the inverse of nsuniqueid_to_uuid)."""
+    h = bytes(raw).hex()
+    return f"{h[0:8]}-{h[8:16]}-{h[16:24]}-{h[24:32]}"
+
+
 def sid_to_str(raw: bytes) -> str:
     """objectSid bytes -> ``S-1-5-21-...``."""
     raw = bytes(raw)
@@ -163,6 +175,10 @@ def id_from_value(id_attribute: str, value: str | bytes) -> str:
         return sid_to_str(value) if isinstance(value, bytes) else value
     if id_attribute == "entryuuid" and isinstance(value, str):
         return value.lower()
+    if id_attribute == "nsuniqueid" and isinstance(value, str):
+        # 389-ds writes the 128 bits as 8-8-8-8 hex digits; its syncrepl names the entry
+        # by the same bits as a UUID. One text form (the UUID's) for every method.
+        return nsuniqueid_to_uuid(value)
     if isinstance(value, bytes):
         return value.hex()
     return value

@@ -16,6 +16,8 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
+import time
+import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -289,10 +291,40 @@ def parse_message(buf: bytes) -> tuple[int, Message | None]:
 # --- Socket -----------------------------------------------------------------------------
 
 
-def _frames(sock: socket.socket) -> Iterator[bytes]:
-    """Complete LDAPMessages from the socket, as soon as each one is complete."""
+class DeadlineExceeded(SourceError):
+    """A read went on past its deadline (see :func:`set_deadline`)."""
+
+
+_deadlines: weakref.WeakKeyDictionary[ldap3.Connection, tuple[float, float]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def set_deadline(conn: ldap3.Connection, seconds: float | None) -> None:
+    """From now on, every search on ``conn`` fails with :class:`DeadlineExceeded` once
+    ``seconds`` have passed (None: no deadline). The socket timeout still bounds each
+    single wait; the deadline bounds them all together, so a server that trickles bytes
+    cannot stretch a read forever."""
+    if seconds is None:
+        _deadlines.pop(conn, None)
+    else:
+        _deadlines[conn] = (time.monotonic() + seconds, seconds)
+
+
+def _deadline_error(seconds: float) -> DeadlineExceeded:
+    return DeadlineExceeded(
+        f"the LDAP read did not finish within read_deadline ({seconds:g} s): stopped "
+        "(the server answers too slowly, or trickles its answer); nothing from it counts "
+        "as complete"
+    )
+
+
+def _frames(sock: socket.socket, deadline: tuple[float, float] | None = None) -> Iterator[bytes]:
+    """Complete LDAPMessages from the socket, as soon as each one is complete; raises
+    DeadlineExceeded when ``deadline`` (monotonic end, seconds) passes."""
     buf = bytearray()
     pos = 0
+    timeout = sock.gettimeout() if deadline is not None else None
     while True:
         avail = len(buf) - pos
         if avail >= 2:
@@ -312,7 +344,22 @@ def _frames(sock: socket.socket) -> Iterator[bytes]:
         if pos:
             del buf[:pos]
             pos = 0
-        data = sock.recv(RECV_SIZE)
+        if deadline is not None:
+            left = deadline[0] - time.monotonic()
+            if left <= 0:
+                raise _deadline_error(deadline[1])
+            # Wait no longer than the deadline allows (nor than the socket timeout).
+            sock.settimeout(left if timeout is None else min(timeout, left))
+            try:
+                data = sock.recv(RECV_SIZE)
+            except TimeoutError:
+                if time.monotonic() >= deadline[0]:
+                    raise _deadline_error(deadline[1]) from None
+                raise
+            finally:
+                sock.settimeout(timeout)
+        else:
+            data = sock.recv(RECV_SIZE)
         if not data:
             raise ConnectionResetError("the server closed the connection")
         buf += data
@@ -369,8 +416,9 @@ class SearchStream:
 
     def __iter__(self) -> Iterator[Message]:
         sock = self.conn.socket
+        deadline = _deadlines.get(self.conn)
         try:
-            for frame in _frames(sock):
+            for frame in _frames(sock, deadline):
                 msgid, msg = parse_message(frame)
                 if msgid == 0 and isinstance(msg, Done):
                     raise SourceError(f"the server ended the session: {msg.message}")
@@ -444,8 +492,17 @@ def paged_cookie(done: Done) -> bytes | None:
     return parts[1][1] if len(parts) > 1 else b""
 
 
+class SizeLimitExceeded(SourceError):
+    """A search ended in sizeLimitExceeded: the entries read are not the whole result."""
+
+    def __init__(self, text: str, read: int):
+        super().__init__(text)
+        self.read = read
+
+
 def result_error(done: Done, base: str, read: int, *, what: str = "search") -> SourceError:
-    """A SourceError with one clear line for a search that did not end in success."""
+    """A SourceError with one clear line for a search that did not end in success
+    (:class:`SizeLimitExceeded` for a size limit)."""
     if done.code == SIZE_LIMIT:
         text = (
             f"{what} hit the server's size limit after {read} entries: the read is "
@@ -453,6 +510,7 @@ def result_error(done: Done, base: str, read: int, *, what: str = "search") -> S
             "dn.exact=<bind DN> size=unlimited', or 'size.pr=unlimited "
             "size.prtotal=unlimited' for paged searches)"
         )
+        return SizeLimitExceeded(text, read)
     elif done.code == TIME_LIMIT:
         text = f"{what} hit the server's time limit after {read} entries: the read is incomplete"
     elif done.code == ADMIN_LIMIT:

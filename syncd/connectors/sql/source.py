@@ -197,6 +197,18 @@ class SqlSource(Source):
         self.engine: Engine | None = None
         self._secret: str | None = None
 
+    def scope(self) -> dict[str, Any]:
+        """What is read (table, view or query, schema, columns, id column)."""
+        o = self.options
+        return {
+            "table": o.table,
+            "view": o.view,
+            "query": o.query,
+            "db_schema": o.db_schema,
+            "id_column": o.id_column,
+            "columns": o.columns,
+        }
+
     def describe(self) -> str:
         o = self.options
         what = f"{'table' if o.table else 'view'} {o.relation}" if o.relation else "query"

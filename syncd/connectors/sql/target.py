@@ -45,7 +45,6 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import (
     DBAPIError,
     NoSuchTableError,
@@ -88,7 +87,7 @@ _TYPES: dict[str, Any] = {
     "datetime": lambda: DateTime(timezone=True),
     "date": Date,
     "binary": LargeBinary,
-    "json": lambda: JSON().with_variant(JSONB(), "postgresql"),
+    "json": lambda: _json_type(),
 }
 
 
@@ -144,6 +143,14 @@ class SqlTargetOptions(BaseModel):
         return self.columns.get(field, field)
 
 
+def _json_type() -> TypeEngine:
+    """JSON, JSONB on PostgreSQL. The PostgreSQL dialect is imported only here: loading it
+    (about 0.1 s) is wasted on every run of a SQLite job."""
+    from sqlalchemy.dialects.postgresql import JSONB
+
+    return JSON().with_variant(JSONB(), "postgresql")
+
+
 def _infer_type(value: Any) -> str:
     if isinstance(value, list | tuple):
         return "json"
@@ -154,7 +161,7 @@ def _infer_type(value: Any) -> str:
 
 def _kind(col_type: TypeEngine) -> str:
     """Coarse kind of a (reflected) column type, for value conversion."""
-    if isinstance(col_type, JSON | JSONB) or type(col_type).__name__.upper() in ("JSON", "JSONB"):
+    if isinstance(col_type, JSON) or type(col_type).__name__.upper() in ("JSON", "JSONB"):
         return "json"
     if isinstance(col_type, LargeBinary) or type(col_type).__name__.upper() in (
         "BLOB",
