@@ -65,10 +65,13 @@ def get_config(ctx: click.Context) -> Config:
     """Load the config named on the command line (cached on the context)."""
     if "config" not in ctx.obj:
         ctx.obj["config"] = load_config(find_config(ctx.obj.get("config_path")))
+        from syncd.logsetup import stream_is_journal
         from syncd.permissions import permission_warnings
 
+        # In the journal, with the priority prefix log lines have (journalctl -p warning).
+        prefix = "<4>" if stream_is_journal() else ""
         for warning in permission_warnings(ctx.obj["config"]):
-            click.echo(f"syncd: warning: {warning}", err=True)
+            click.echo(f"{prefix}syncd: warning: {warning}", err=True)
     return ctx.obj["config"]
 
 

@@ -225,15 +225,23 @@ def test_objects_by_dn_compares_dns_not_text(store):
     assert store.objects_by_dn("inv", ["uid=alice,ou=people,dc=other"]) == {}
 
 
-def test_dn_norm_migration_rewrites_old_lower_cased_dns(url):
+def test_dn_norm_migration_rewrites_old_lower_cased_dns(url, monkeypatch):
     # A database from before the DN normal form: dn_norm held dn.lower().
-    old = StateStore(url)
+    step = state_schema.MIGRATIONS.index(state_schema._v4_dn_norm)
+    with monkeypatch.context() as m:
+        m.setattr(state_schema, "MIGRATIONS", state_schema.MIGRATIONS[:step])
+        old = StateStore(url)
     try:
-        old.commit("inv", upserts=[obj(1, dn="uid=Alice, ou=People,dc=example,dc=com")])
-        step = state_schema.MIGRATIONS.index(state_schema._v4_dn_norm) + 1
-        with old.engine.begin() as conn:
-            conn.execute(text("UPDATE objects SET dn_norm = lower(dn)"))
-            conn.execute(text("DELETE FROM schema_version WHERE version >= :v"), {"v": step})
+        dn = "uid=Alice, ou=People,dc=example,dc=com"
+        with old.engine.begin() as conn:  # a row as that older syncd wrote it
+            conn.execute(
+                text(
+                    "INSERT INTO objects (job, source_id, key, target_id, fingerprint, digests,"
+                    " dn, dn_norm, updated_at) VALUES ('inv', 'sid-1', 'k-1', 't-1', 'fp',"
+                    " '{}', :dn, :norm, '2026-01-01 00:00:00')"
+                ),
+                {"dn": dn, "norm": dn.lower()},
+            )
     finally:
         old.close()
     migrated = StateStore(url)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from syncd.state import StateStore
+from syncd.state import StateStore, schema
 from syncd.state.schema import MIGRATIONS, latest
 
 # The version a store has just before the target_state table arrives.
@@ -25,13 +25,14 @@ def test_values_round_trip_per_job(tmp_path):
         store.close()
 
 
-def test_older_database_gets_the_table(tmp_path):
+def test_older_database_gets_the_table(tmp_path, monkeypatch):
     path = tmp_path / "old.db"
-    store = StateStore(f"sqlite:///{path}")
-    store.close()
-    with sqlite3.connect(path) as db:  # make it look like a store of that older version
-        db.execute("DROP TABLE target_state")
-        db.execute("DELETE FROM schema_version WHERE version > ?", (BEFORE,))
+    with monkeypatch.context() as m:  # a store of that older version
+        m.setattr(schema, "MIGRATIONS", MIGRATIONS[:BEFORE])
+        StateStore(f"sqlite:///{path}").close()
+    with sqlite3.connect(path) as db:
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert "target_state" not in tables
     store = StateStore(f"sqlite:///{path}")
     try:
         assert store.schema_version() == latest() > BEFORE
