@@ -65,13 +65,11 @@ def get_config(ctx: click.Context) -> Config:
     """Load the config named on the command line (cached on the context)."""
     if "config" not in ctx.obj:
         ctx.obj["config"] = load_config(find_config(ctx.obj.get("config_path")))
-        from syncd.logsetup import stream_is_journal
         from syncd.permissions import permission_warnings
 
-        # In the journal, with the priority prefix log lines have (journalctl -p warning).
-        prefix = "<4>" if stream_is_journal() else ""
+        # Through logging, so that under systemd the line carries its journal priority.
         for warning in permission_warnings(ctx.obj["config"]):
-            click.echo(f"{prefix}syncd: warning: {warning}", err=True)
+            logging.getLogger("syncd.permissions").warning("%s", warning)
     return ctx.obj["config"]
 
 
@@ -248,7 +246,7 @@ def _store_plan(cfg: Config, report: Any, path: Path, options: dict[str, Any]) -
 @click.pass_context
 def apply_plan(ctx: click.Context, file: Path, allow_deletes: bool) -> None:
     """Apply exactly the actions stored by `syncd plan JOB --out FILE`, or refuse
-    (exit 8, nothing written) when the state, the cursor, the config, the mapping or
+    (exit 9, nothing written) when the state, the cursor, the config, the mapping or
     the source changed since. Gates apply as in `sync`."""
     from syncd import planfile
     from syncd.engine import run_job

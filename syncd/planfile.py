@@ -42,7 +42,7 @@ class PlanStale(UserError):
     """A stored plan no longer matches the job (state, cursor, config, mapping or
     source moved since it was made): nothing was written."""
 
-    exit_code = 8
+    exit_code = 9
 
 
 class PlanFileError(UserError):

@@ -181,7 +181,9 @@ def _v1_initial(conn: Connection) -> None:
 
 
 def _v2_inflight(conn: Connection) -> None:
-    inflight.create(conn)
+    # checkfirst: a step interrupted after its DDL (SQLite commits DDL at once) can run
+    # again; so can a store whose version rows were lost.
+    inflight.create(conn, checkfirst=True)
 
 
 Migration = Callable[[Connection], None]
@@ -212,7 +214,7 @@ def _v4_dn_norm(conn: Connection) -> None:
 
 
 def _v5_audit(conn: Connection) -> None:
-    audit.create(conn)
+    audit.create(conn, checkfirst=True)
 
 
 def _v6_entry_digest(conn: Connection) -> None:

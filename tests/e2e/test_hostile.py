@@ -125,16 +125,18 @@ def test_huge_value_payloads_quarantine_their_entry_and_the_run_goes_on(tmp_path
     work.mkdir()
     url = f"sqlite:///{work}/inventory.db"
     s = Setup(work, write_config(work, slapd, url, mapping=mapping), slapd, url)
-    slapd.add(device("pc-ok", "SN-0"))
+    for n in range(6):  # more good entries than bad: under the max_quarantined gate
+        slapd.add(device(f"pc-ok{n}", f"SN-0{n}"))
     for n, name in enumerate(payloads, start=1):
         slapd.add(device(f"pc-{name}", f"SN-{n}", description=f"kind-{name}"))
     out = s.syncd("sync", "inventory", "--no-progress").stdout
-    assert "1 created" in out and f"{len(payloads)} quarantined" in out, out
+    assert "6 created" in out and f"{len(payloads)} quarantined" in out, out
     reasons = [q["reason"] for q in json.loads(s.syncd("status", "--json").stdout)[0]["quarantine"]]
     assert len(reasons) == len(payloads)
     assert all("field 'note': SecurityError" in r and "size limit" in r for r in reasons), reasons
     con = sqlite3.connect(work / "inventory.db")
     try:
-        assert con.execute("SELECT hostname, note FROM devices").fetchall() == [("pc-ok", "ok")]
+        rows = con.execute("SELECT hostname, note FROM devices ORDER BY hostname").fetchall()
+        assert rows == [(f"pc-ok{n}", "ok") for n in range(6)]
     finally:
         con.close()

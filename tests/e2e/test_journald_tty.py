@@ -42,10 +42,8 @@ def test_journal_lines_carry_priorities_and_change_lines_the_job(inventory, tmp_
     log_path = tmp_path / "journal.log"
     assert _sync_to_file(inventory, log_path) == 0
     lines = log_path.read_text().splitlines()
-    assert lines and all(re.match(r"^<[0-7]>", line) for line in lines), lines
-    # (the config check's warnings are plain lines, with the warning priority too)
-    plain = [line for line in lines if not line.startswith("<4>syncd: warning: ")]
-    records = [(int(line[1]), json.loads(line[3:])) for line in plain]
+    assert lines and all(re.match(r"^<[0-7]>\{", line) for line in lines), lines
+    records = [(int(line[1]), json.loads(line[3:])) for line in lines]
     warnings = [(p, r) for p, r in records if "quarantined" in r["msg"]]
     assert warnings and all(p == 4 and r["level"] == "WARNING" for p, r in warnings)
     assert all(r["job"] == "inventory" and r["msg"].startswith("inventory: ") for _, r in warnings)

@@ -1,5 +1,5 @@
 """Stored plans (issue 11.2): `plan --out FILE` then `apply FILE` applies exactly those
-actions, or refuses (exit 8, nothing written) when anything moved. Real slapd, real CLI."""
+actions, or refuses (exit 9, nothing written) when anything moved. Real slapd, real CLI."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def test_stored_plan_is_applied_then_refused_once_state_moved(hr):
     assert status["runs"][0]["status"] == "ok" and status["objects"] == 3
 
     again = hr.syncd("apply", str(path), check=False)
-    assert again.returncode == 8, again
+    assert again.returncode == 9, again
     assert "state of job hr changed" in again.stderr and "nothing was written" in again.stderr
     assert "Traceback" not in again.stderr
 
@@ -66,7 +66,7 @@ def test_apply_refuses_when_the_source_changed(hr):
     )
     before = dump(hr.slapd)
     res = hr.syncd("apply", str(path), check=False)
-    assert res.returncode == 8, res
+    assert res.returncode == 9, res
     assert "the source (or the target) changed" in res.stderr
     assert dump(hr.slapd) == before
     status = json.loads(hr.syncd("status", "hr", "--json").stdout)[0]
@@ -81,7 +81,7 @@ def test_apply_refuses_an_edited_config_or_mapping(hr, edited):
     file = hr.dir / name
     file.write_text(file.read_text() + "\n# edited\n")
     res = hr.syncd("apply", str(path), check=False)
-    assert res.returncode == 8 and f"the {edited}" in res.stderr, res
+    assert res.returncode == 9 and f"the {edited}" in res.stderr, res
     assert JANE not in dump(hr.slapd)
 
 

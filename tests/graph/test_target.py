@@ -263,3 +263,24 @@ def test_no_secret_or_token_in_logs(graph_server, make_graph_target, caplog):
     for secret in (graph_server.client_secret, *tokens):
         assert secret not in caplog.text
     assert "Authorization" not in caplog.text
+
+
+def test_a_refused_request_fails_alone_its_chain_is_resent(graph_server, make_graph_target):
+    t = make_graph_target()
+    t.open()
+    ok(t.apply([create(0)]))  # the folder exists
+    graph_server.inject(400, 1, where="inner")  # the first request of the next batch
+    res = t.apply([create(n) for n in range(1, 13)])
+    assert [r.ok for r in res].count(False) == 1 and not res[0].ok
+    assert len(graph_server.owned(MAILBOX, FOLDER)) == 12  # k0 + 11
+    assert t.slept == []  # a failed dependency is not throttling: no wait
+
+
+def test_largest_retry_after_of_a_batch_is_waited(graph_server, make_graph_target):
+    t = make_graph_target()
+    t.open()
+    ok(t.apply([create(0)]))
+    graph_server.inject(429, 1, where="inner", retry_after=7)
+    graph_server.inject(429, 1, where="inner", retry_after=10)
+    ok(t.apply([create(1), create(2)]))
+    assert t.slept == [10.0]

@@ -492,3 +492,17 @@ def test_unique_login_gets_a_number_when_another_person_has_it(slapd, root_pw_fi
     assert "already up to date" in again[1].detail
     # The other person's entry was never touched.
     assert str(reader.one("(uid=john.doe)")["cn"]) == "John Doe"
+
+
+def test_plan_shows_the_numbered_login_it_would_assign(slapd, root_pw_file, reader):
+    """syncd plan (LdapTarget.current) searches the directory the way apply does."""
+    slapd.add(
+        "dn: ou=staff,dc=example,dc=com\nobjectClass: organizationalUnit\nou: staff\n\n"
+        "dn: uid=ann.lee,ou=staff,dc=example,dc=com\nobjectClass: inetOrgPerson\n"
+        "uid: ann.lee\ncn: Ann Lee\nsn: Lee\n"
+    )
+    t = make_target(slapd, root_pw_file, unique={"uid": "uid"}, unique_base=BASE)
+    [cur] = t.current([create("1501", person("1501", "Ann", "Lee"))])
+    assert cur.new_dn == f"uid=ann.lee2,ou=Sales,{PEOPLE}"
+    assert "uid ann.lee is taken: ann.lee2" in cur.notes
+    assert reader.find("(employeeNumber=1501)") == []  # a plan writes nothing

@@ -24,9 +24,7 @@ def obj(sid: str, entry: str | None = None) -> ObjectState:
 
 
 def test_an_older_state_gains_the_column_and_keeps_its_objects(url, monkeypatch):
-    before = next(
-        i for i, m in enumerate(state_schema.MIGRATIONS) if m.__name__.endswith("_entry_digest")
-    )
+    before = state_schema.MIGRATIONS.index(state_schema._v6_entry_digest)
     with monkeypatch.context() as m:
         m.setattr(state_schema, "MIGRATIONS", state_schema.MIGRATIONS[:before])
         old = StateStore(url)

@@ -225,32 +225,17 @@ def test_objects_by_dn_compares_dns_not_text(store):
     assert store.objects_by_dn("inv", ["uid=alice,ou=people,dc=other"]) == {}
 
 
-def test_dn_norm_migration_rewrites_old_lower_cased_dns(url, monkeypatch):
-    # A database from before the DN normal form: dn_norm held dn.lower().
-    step = state_schema.MIGRATIONS.index(state_schema._v4_dn_norm)
-    with monkeypatch.context() as m:
-        m.setattr(state_schema, "MIGRATIONS", state_schema.MIGRATIONS[:step])
-        old = StateStore(url)
-    try:
-        dn = "uid=Alice, ou=People,dc=example,dc=com"
-        with old.engine.begin() as conn:  # a row as that older syncd wrote it
-            conn.execute(
-                text(
-                    "INSERT INTO objects (job, source_id, key, target_id, fingerprint, digests,"
-                    " dn, dn_norm, updated_at) VALUES ('inv', 'sid-1', 'k-1', 't-1', 'fp',"
-                    " '{}', :dn, :norm, '2026-01-01 00:00:00')"
-                ),
-                {"dn": dn, "norm": dn.lower()},
-            )
-    finally:
-        old.close()
-    migrated = StateStore(url)
-    try:
-        assert migrated.schema_version() == state_schema.latest()
-        found = migrated.objects_by_dn("inv", ["uid=alice,ou=people,dc=example,dc=com"])
-        assert [s.source_id for s in found.values()] == ["sid-1"]
-    finally:
-        migrated.close()
+def test_dn_norm_migration_rewrites_old_lower_cased_dns(store):
+    # Rows from before the DN normal form: dn_norm held dn.lower().
+    store.commit("inv", upserts=[obj(1, dn="uid=Alice, ou=People,dc=example,dc=com")])
+    with store.engine.begin() as conn:
+        conn.execute(text("UPDATE objects SET dn_norm = lower(dn)"))
+    asked = ["uid=alice,ou=people,dc=example,dc=com"]
+    assert store.objects_by_dn("inv", asked) == {}
+    with store.engine.begin() as conn:
+        state_schema._v4_dn_norm(conn)
+    found = store.objects_by_dn("inv", asked)
+    assert [s.source_id for s in found.values()] == ["sid-1"]
 
 
 def test_delete_then_upsert_of_same_source_id_keeps_the_new_row(store):

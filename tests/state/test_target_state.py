@@ -27,7 +27,7 @@ def test_values_round_trip_per_job(tmp_path):
 
 def test_older_database_gets_the_table(tmp_path, monkeypatch):
     path = tmp_path / "old.db"
-    with monkeypatch.context() as m:  # a store of that older version
+    with monkeypatch.context() as m:  # a store written by a syncd before that migration
         m.setattr(schema, "MIGRATIONS", MIGRATIONS[:BEFORE])
         StateStore(f"sqlite:///{path}").close()
     with sqlite3.connect(path) as db:

@@ -271,7 +271,8 @@ class GraphClient:
                 raise TargetError(f"Graph $batch: {_error(resp)}")
             got = {str(r.get("id")): r for r in resp.json().get("responses", [])}
             again: list[int] = []
-            retry_after: str | None = None
+            asked: list[float] = []  # Retry-After seconds of the throttled ones
+            throttled = False
             for i in pending:
                 r = got.get(str(i))
                 if r is None:
@@ -282,13 +283,21 @@ class GraphClient:
                 if status in RETRIED or status == 424:
                     again.append(i)
                     if status != 424:
-                        retry_after = max(retry_after or "", hdrs.get("retry-after", ""))
+                        throttled = True
+                        try:
+                            asked.append(float(hdrs.get("retry-after", "")))
+                        except ValueError:
+                            pass
                 answers[i] = SubResponse(status, r.get("body"), hdrs)
             if not again:
                 return
-            attempt += 1
-            if not self._wait(f"$batch x{len(again)} ({mailbox})", attempt, retry_after):
-                return  # those keep their 429/503 answer: failed now, retried next run
+            if throttled:
+                attempt += 1
+                wait = str(max(asked)) if asked else None
+                if not self._wait(f"$batch x{len(again)} ({mailbox})", attempt, wait):
+                    return  # those keep their 429/503 answer: failed now, retried next run
+            # else: only requests that followed a failed one in their chain (424): they
+            # were never tried, so they go again at once.
             pending = again
 
     def close(self) -> None:

@@ -227,10 +227,13 @@ def _upsert(target: LdapTarget, action: Action, view: _View) -> None:
     owned = target._owned(fields)
     attrs = target._fetch_attrs(owned)
     entry = _find(target, action, attrs)
+    cur = view.current
+    # A login another entry holds: the numbered one apply would assign, found the same
+    # way (a search of the directory), shown in the plan.
+    fields = target._assign_unique(fields, owned, entry, action.key, cur.notes)
     missing = target._resolve_refs(fields, owned)
     owned[o.key_attr] = [action.key]
     want_dn = target._dn_for(fields, disabled=not enable)
-    cur = view.current
     if missing:
         cur.notes.append("reference(s) not found yet: " + ", ".join(sorted(missing)))
     if entry is None:
