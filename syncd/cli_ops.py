@@ -433,7 +433,10 @@ def check_job(
     w, c = _thresholds(job_cfg, warning, critical)
     runs = [r for r in store.runs(name, limit=50) if r.finished is not None]
     quarantined = len(store.quarantine(name))
-    last_ok = next((r for r in runs if r.status == "ok"), None)
+    from syncd.state.audit import is_only_run
+
+    # A --only run syncs a few entries: not a success of the job as a whole.
+    last_ok = next((r for r in runs if r.status == "ok" and not is_only_run(r.notes)), None)
     age = (now - last_ok.finished).total_seconds() if last_ok else None
     if not runs:
         return JobCheck(name, WARNING, f"{name}: never ran", None, w, c, quarantined)

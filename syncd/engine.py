@@ -909,7 +909,8 @@ class _Run:
     def _quarantine(self, sid: str, dn: str | None, reason: str) -> None:
         self.quarantine.append((sid, dn, reason))
         self.report.counts["quarantined"] += 1
-        log.warning("quarantined %s: %s", dn or sid, reason)
+        job = self.job.name
+        log.warning("%s: quarantined %s: %s", job, dn or sid, reason, extra={"job": job})
 
     def _key_holders(self, keys: list[str]) -> dict[str, tuple[str, str | None]]:
         """Record key -> (source id, DN) of a synced object holding it, for ``keys``
@@ -1106,7 +1107,14 @@ class _Run:
                 problems.append(
                     QuarantineEntry.new(self.job.name, action.source_id, action.dn, reason)
                 )
-                log.warning("%s %s: %s", action.kind.value, action.dn or action.key, reason)
+                log.warning(
+                    "%s: %s %s: %s",
+                    self.job.name,
+                    action.kind.value,
+                    action.dn or action.key,
+                    reason,
+                    extra={"job": self.job.name},
+                )
                 continue
             done[action.kind] += 1
             applied.append(AuditEntry.of(self.job.name, self.report.run_id, action, result))

@@ -126,6 +126,8 @@ class Metrics(Collector):
         """Take the last run and last success of every known job from the state store's
         run history (any node), so they survive a restart. Never raises: without the
         store the gauges start empty, as before."""
+        from syncd.state.audit import is_only_run
+
         store = store or self.store
         if store is None:
             return
@@ -140,7 +142,7 @@ class Metrics(Collector):
             if not history:
                 continue
             last = history[0]
-            ok = next((r for r in history if r.status == "ok"), None)
+            ok = next((r for r in history if r.status == "ok" and not is_only_run(r.notes)), None)
             with self._lock:
                 stats = self.jobs.setdefault(name, JobStats())
                 if stats.last_run is None:

@@ -183,8 +183,7 @@ def prune_store(
     with store._write() as conn:
         if runs_before is not None:
             latest = select(func.max(runs.c.id)).group_by(runs.c.job)
-            last_ok = select(func.max(runs.c.id)).where(runs.c.status == "ok").group_by(runs.c.job)
-            keep = {r[0] for r in conn.execute(latest)} | {r[0] for r in conn.execute(last_ok)}
+            keep = {r[0] for r in conn.execute(latest)} | _last_ok_runs(conn)
             clause = and_(runs.c.finished.is_not(None), runs.c.finished < runs_before)
             if keep:
                 clause = and_(clause, runs.c.id.not_in(sorted(keep)))
@@ -197,6 +196,33 @@ def prune_store(
                 clause = and_(clause, audit.c.job.in_(list(jobs)))
             removed_audit = conn.execute(delete(audit).where(clause)).rowcount or 0
     return Pruned(runs=removed_runs, audit=removed_audit)
+
+
+ONLY_NOTE = "only: "
+"""The note of a ``sync --only`` run (syncd.engine.ONLY_NOTE): a partial run, which the
+engine does not take as a job's last successful run."""
+
+
+def is_only_run(notes: Sequence[str]) -> bool:
+    """A run of a few entries (``sync --only``), by its notes."""
+    return any(n.startswith(ONLY_NOTE) for n in notes or ())
+
+
+def _last_ok_runs(conn: Connection) -> set[int]:
+    """Per job, the id of its latest ok run and of its latest ok run that was not a
+    ``--only`` run (what the engine compares mapping digests and look-ups with)."""
+    keep: set[int] = set()
+    seen_any: set[str] = set()
+    seen_regular: set[str] = set()
+    query = select(runs.c.id, runs.c.job, runs.c.notes).where(runs.c.status == "ok")
+    for run_id, job, notes in conn.execute(query.order_by(runs.c.id.desc())):
+        if job not in seen_any:
+            seen_any.add(job)
+            keep.add(run_id)
+        if job not in seen_regular and not is_only_run(json.loads(notes or "[]")):
+            seen_regular.add(job)
+            keep.add(run_id)
+    return keep
 
 
 _REPORT_FILE = r"-\d{8}T\d{6}Z-(?:run\d+|dry-run)\.(?:txt|json|jsonl)"

@@ -46,6 +46,7 @@ def test_journal_lines_carry_priorities_and_change_lines_the_job(inventory, tmp_
     records = [(int(line[1]), json.loads(line[3:])) for line in lines]
     warnings = [(p, r) for p, r in records if "quarantined" in r["msg"]]
     assert warnings and all(p == 4 and r["level"] == "WARNING" for p, r in warnings)
+    assert all(r["job"] == "inventory" and r["msg"].startswith("inventory: ") for _, r in warnings)
     changes = [(p, r) for p, r in records if r["logger"] == "syncd.changes"]
     assert len(changes) == 1
     prio, change = changes[0]
@@ -56,10 +57,10 @@ def test_journal_lines_carry_priorities_and_change_lines_the_job(inventory, tmp_
     other = tmp_path / "other"
     other.write_text("")
     inventory.slapd.add(device("pc-2", "SN-2"))
-    plain = tmp_path / "plain.log"
-    assert _sync_to_file(inventory, plain, journal_of=other) == 0
-    text = plain.read_text().splitlines()
-    assert text and all(line.startswith("{") for line in text), text
+    plain_log = tmp_path / "plain.log"
+    assert _sync_to_file(inventory, plain_log, journal_of=other) == 0
+    text = plain_log.read_text().splitlines()
+    assert text and not any(line.startswith("<") for line in text), text
 
 
 def _run_on_pty(setup, *args: str, timeout: float = 60.0) -> tuple[int, str]:

@@ -157,3 +157,11 @@ def test_report_files_of_the_job_only_are_pruned(tmp_path, store):
     (reports / "inv-20260101T000000Z-run3.txt").write_text("x")
     os.utime(reports / "inv-20260101T000000Z-run3.txt", (old, old))
     assert apply_retention(cfg, store).reports == 0, "null keeps them forever"
+
+
+def test_the_only_note_is_the_engines():
+    from syncd.engine import ONLY_NOTE
+    from syncd.state import audit
+
+    assert audit.ONLY_NOTE == ONLY_NOTE
+    assert audit.is_only_run([f"{ONLY_NOTE}2 asked for"]) and not audit.is_only_run(["x"])
