@@ -420,8 +420,10 @@ class _Run:
             self.previously_quarantined = {
                 q.source_id for q in self.store.quarantine(self.job.name)
             }
-            synced_before = self.store.count_objects(self.job.name)
-            self.state_empty = synced_before == 0
+            # EXISTS, not COUNT(*): counting every object of a large job cost an
+            # incremental run time proportional to the directory; the count is taken
+            # below only when a gate needs it (nothing is committed before the gates).
+            self.state_empty = not self.store.has_objects(self.job.name)
             correlating = self._correlating(target)
             # A reconciling run (--full, or a complete read the engine forces) also reads
             # the target back when it can, so what was edited or deleted there by hand is
@@ -444,11 +446,15 @@ class _Run:
             self.read_complete = outcome.complete
             rep.method = outcome.method
             rep.notes.extend(outcome.notes)
+            deletes = plan.counts.get("delete", 0) + rep.counts.get("disable", 0)
+            needs_count = not self.state_empty and (
+                deletes or (outcome.complete and not rep.counts["read"])
+            )
             totals = gates.PlanTotals(
-                synced_before=synced_before,
+                synced_before=self.store.count_objects(self.job.name) if needs_count else 0,
                 read=rep.counts["read"],
                 complete=outcome.complete,
-                deletes=plan.counts.get("delete", 0) + rep.counts.get("disable", 0),
+                deletes=deletes,
             )
             try:
                 rep.notes.extend(
