@@ -361,7 +361,6 @@ class _Run:
         self.entry_digests: dict[str, str] = {}
         # No synced object at all (a first run): no state row to fetch per batch.
         self.state_empty = False
-        self.synced_before = 0
         self.write_failed: list[str] = []
         self.plan_applied = False
         self.failed_deletes = 0
@@ -445,9 +444,10 @@ class _Run:
             self.write_failed = [
                 q.source_id for q in quarantined if q.reason.startswith(_WRITE_FAILED)
             ]
-            synced_before = self.store.count_objects(self.job.name)
-            self.synced_before = synced_before
-            self.state_empty = synced_before == 0
+            # EXISTS, not COUNT(*): counting every object of a large job cost an
+            # incremental run time proportional to the directory; the count is taken
+            # only when a gate needs it (nothing is committed before the gates).
+            self.state_empty = not self.store.has_objects(self.job.name)
             correlating = self._correlating(target)
             # A reconciling run (--full, or a complete read the engine forces) also reads
             # the target back when it can, so what was edited or deleted there by hand is
@@ -477,11 +477,15 @@ class _Run:
             self.read_complete = outcome.complete
             rep.method = outcome.method
             rep.notes.extend(outcome.notes)
+            deletes = plan.counts.get("delete", 0) + rep.counts.get("disable", 0)
+            needs_count = not self.state_empty and (
+                deletes or (outcome.complete and not rep.counts["read"])
+            )
             totals = gates.PlanTotals(
-                synced_before=synced_before,
+                synced_before=self.store.count_objects(self.job.name) if needs_count else 0,
                 read=rep.counts["read"],
                 complete=outcome.complete,
-                deletes=plan.counts.get("delete", 0) + rep.counts.get("disable", 0),
+                deletes=deletes,
             )
             try:
                 rep.notes.extend(
@@ -1068,7 +1072,8 @@ class _Run:
             return None
         limit_text = self.job.section.max_quarantined
         limit = parse_max_deletes(limit_text)
-        base = max(self.report.counts.get("read", 0), self.synced_before)
+        synced_before = 0 if self.state_empty else self.store.count_objects(self.job.name)
+        base = max(self.report.counts.get("read", 0), synced_before)
         allowed = limit if isinstance(limit, int) else limit * base
         if quarantined <= allowed:
             return None

@@ -601,6 +601,14 @@ class StateStore:
         return found
 
     @_db_errors
+    def has_objects(self, job: str) -> bool:
+        """True when ``job`` has at least one synced object (one index probe, unlike
+        :meth:`count_objects`)."""
+        with self.engine.connect() as conn:
+            query = select(objects.c.source_id).where(objects.c.job == job).limit(1)
+            return conn.execute(query).first() is not None
+
+    @_db_errors
     def count_objects(self, job: str) -> int:
         with self.engine.connect() as conn:
             return conn.execute(
