@@ -215,7 +215,7 @@ def _store_plan(cfg: Config, report: Any, path: Path, options: dict[str, Any]) -
     views, is_secret, _ = _plan_views(cfg, report)
     items = [planview.json_item(v, is_secret) for v in views]
     digests = [planfile.action_digest(p) for p in report.plan]
-    store = cfg.open_state()
+    store = cfg.open_state(dry_run=True)
     try:
         planfile.write(
             path,

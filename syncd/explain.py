@@ -52,7 +52,7 @@ def explain(config: Any, job_name: str, entry: str) -> Iterator[str]:
     if not changes:
         yield f"  source: not found ({source.describe()})"
         return
-    store = config.open_state()
+    store = config.open_state(dry_run=True)
     try:
         for change in changes:
             yield from _one(change, job, store, is_secret, fingerprint)

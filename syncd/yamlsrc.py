@@ -65,12 +65,45 @@ def load_yaml(path: Path) -> YamlDoc:
         line = f":{mark.line + 1}" if mark else ""
         problem = getattr(err, "problem", None) or str(err)
         raise ConfigError(f"{path}{line}: YAML syntax error: {problem}") from None
+    except RecursionError:
+        # PyYAML composes recursively: thousands of nested brackets exhaust the stack.
+        raise ConfigError(
+            f"{path}:{_deep_line(text)}: YAML nested too deeply (a config needs no more "
+            f"than a few levels)"
+        ) from None
     doc = YamlDoc(path=path, data=None)
     if node is None:
         doc.data = None
         return doc
-    doc.data = _convert(node, (), doc)
+    try:
+        doc.data = _convert(node, (), doc)
+    except RecursionError:
+        raise ConfigError(
+            f"{path}:{_deep_line(text)}: YAML nested too deeply (a config needs no more "
+            f"than a few levels)"
+        ) from None
     return doc
+
+
+def _deep_line(text: str, limit: int = 50) -> int:
+    """The line where flow collections (``[``/``{``) first nest deeper than ``limit``
+    (quotes are not tracked: this is only for the message), else 1."""
+    depth = 0
+    line = 1
+    for ch in text:
+        if ch == "\n":
+            line += 1
+        elif ch in "[{":
+            depth += 1
+            if depth > limit:
+                return line
+        elif ch in "]}":
+            depth -= 1
+    # Block style: nesting shows as indentation.
+    for number, row in enumerate(text.splitlines(), 1):
+        if len(row) - len(row.lstrip(" ")) > 2 * limit:
+            return number
+    return 1
 
 
 def _convert(node: yaml.Node, loc: Loc, doc: YamlDoc) -> Any:

@@ -5,6 +5,7 @@ Both commands work on unit files without systemd running as PID 1 (FACTS.md).
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -36,8 +37,18 @@ def unit_dir(tmp_path):
 
 
 def _verify(unit_dir: Path, name: str) -> subprocess.CompletedProcess:
+    # Documentation=man:syncd(1) is checked with man(1): the wheel installs the page
+    # under the prefix's share/man; here it comes from docs/.
+    man1 = unit_dir / "man" / "man1"
+    man1.mkdir(parents=True, exist_ok=True)
+    shutil.copy(UNITS.parent / "docs" / "syncd.1", man1 / "syncd.1")
     return subprocess.run(
-        [ANALYZE, "verify", f"./{name}"], cwd=unit_dir, capture_output=True, text=True, timeout=60
+        [ANALYZE, "verify", f"./{name}"],
+        cwd=unit_dir,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "MANPATH": str(unit_dir / "man")},
     )
 
 

@@ -37,6 +37,23 @@ def test_yaml_alias_bomb_is_refused_quickly(tmp_path):
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 500_000
 
 
+def test_deeply_nested_config_is_a_user_error_with_its_line(tmp_path):
+    """PyYAML composes recursively: 5000 nested brackets used to end in a RecursionError
+    traceback; block-style nesting as deep too."""
+    flow = tmp_path / "flow.yaml"
+    flow.write_text("version: 1\njobs: " + "[" * 5000 + "]" * 5000 + "\n")
+    out = run_in_process(["-c", str(flow), "validate"])
+    assert out.returncode == 2, out
+    assert f"{flow}:2: YAML nested too deeply" in out.stderr
+    assert "Traceback" not in out.stderr
+    block = tmp_path / "block.yaml"
+    block.write_text("version: 1\n" + "\n".join("  " * i + f"k{i}:" for i in range(3000)))
+    out = run_in_process(["-c", str(block), "validate"])
+    assert out.returncode == 2, out
+    assert f"{block}:53: YAML nested too deeply" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
 def test_ordinary_aliases_still_work(tmp_path):
     setup = make_staff(tmp_path)
     cfg = setup.config.read_text().replace("  hr:\n    type: sql\n", "  hr: &hr\n    type: sql\n")
