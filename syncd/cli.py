@@ -528,7 +528,7 @@ def status(
         next_runs = _next_runs(cfg)
     except ImportError:
         pass
-    store = cfg.open_state()
+    store = cfg.open_state(dry_run=True)
     try:
         data = []
         for name in jobs:

@@ -51,7 +51,7 @@ def quarantine_list(ctx: click.Context, job: str | None, as_json: bool) -> None:
     and when they were first and last seen."""
     cfg = _config(ctx)
     jobs = [cfg.job(job).name] if job else sorted(cfg.jobs)
-    with cfg.open_state() as store:
+    with cfg.open_state(dry_run=True) as store:
         entries = [q for name in jobs for q in store.quarantine(name)]
     if as_json:
         data = [
@@ -246,7 +246,7 @@ def history_command(
     cfg = _config(ctx)
     name = cfg.job(job).name
     when = parse_since(since, _dt.datetime.now(_dt.UTC)) if since else None
-    with cfg.open_state() as store:
+    with cfg.open_state(dry_run=True) as store:
         entries = history(store, name, since=when, dn=dn, limit=limit)
     if as_json:
         data = [
@@ -473,7 +473,7 @@ def status_check(cfg: Any, job: str | None, warning: str | None, critical: str |
         c = parse_duration(critical) if critical else None
         jobs = [cfg.job(job)] if job else [cfg.jobs[n] for n in sorted(cfg.jobs)]
         now = _dt.datetime.now(_dt.UTC)
-        with cfg.open_state() as store:
+        with cfg.open_state(dry_run=True) as store:
             checks = [check_job(store, j, warning=w, critical=c, now=now) for j in jobs]
     except (UserError, ValueError) as err:
         first = str(err).splitlines()[0] if str(err) else type(err).__name__

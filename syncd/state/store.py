@@ -274,7 +274,8 @@ class StateNotReady(UserError):
         self.version = version
         super().__init__(
             f"state database {url} has schema version {version}, this syncd needs "
-            f"{schema.latest()}: a dry run does not migrate it (syncd sync or the daemon does)"
+            f"{schema.latest()}: a dry run or a read-only command does not migrate it "
+            "(syncd sync or the daemon does)"
         )
 
 

@@ -102,3 +102,26 @@ def test_doctor_on_a_fresh_config_creates_no_state_store(layout):
     assert [f.status for f in findings] == ["ok"]
     assert "does not exist yet" in findings[0].detail
     assert not (layout / "state").exists()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["status"],
+        ["status", "--check"],
+        ["history", "people"],
+        ["quarantine", "list"],
+        ["explain", "people", "1"],
+    ],
+    ids=lambda a: " ".join(a),
+)
+def test_read_only_commands_on_a_fresh_config_create_no_state_store(layout, capsys, argv):
+    config = layout / "syncd.yaml"
+    config.write_text(CONFIG.replace(", password: {file: secrets/state-pw}", ""))
+    with pytest.raises(SystemExit) as info:
+        main(["-c", str(config), *argv])
+    out = capsys.readouterr()
+    assert "Traceback" not in out.err
+    # status --check on a job that never ran is a Nagios WARNING (1); the others succeed.
+    assert info.value.code == (1 if argv == ["status", "--check"] else 0), out.err
+    assert not (layout / "state").exists(), f"{argv} created the state store"
