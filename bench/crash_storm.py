@@ -4,9 +4,12 @@ For each state backend (SQLite file, PostgreSQL in a private cluster) a job sync
 export (ROWS rows, stable ids) into a SQLite table in batches of BATCH. Every round
 first changes the export (adds, modifies, deletes, restores of deleted rows with their
 old values, A -> B -> A reverts), then runs `syncd sync` and kills it with SIGKILL:
-half the rounds at a random moment (a timer: anywhere in read, plan, apply, commit),
-half right after the target applied a random batch and before its state commit (the
-engine's SYNCD_TEST_CRASH_AFTER_APPLY test hook). After the last round one clean
+half the rounds at a random moment (a timer: anywhere from start-up through read, plan,
+apply and commit, up to the length of the last run that finished), half right after the
+target applied a random batch and before its state commit (the engine's
+SYNCD_TEST_CRASH_AFTER_APPLY test hook). --kills counts real kills: a round whose run
+finished before its kill is reported as "ended N" and another round follows (so the
+source changes between every kill). After the last kill one clean
 `syncd sync` runs; the target is then compared with the export:
 
 * lost:       ids in the export missing from the target
@@ -75,6 +78,8 @@ class Storm:
         self.config.write_text(yaml.safe_dump(cfg))
         # a round changes about 40 rows (more after a crash): kill within those batches
         self.batches = max(1, 40 // batch)
+        self.run_seconds = 1.0  # wall time of the last run that ended by itself
+        self.startup_seconds = 0.0  # wall time of `syncd --version`
         self.write()
 
     def _add(self) -> None:
@@ -108,20 +113,34 @@ class Storm:
         return [sys.executable, "-m", "syncd", "-q", "-c", str(self.config), *args]
 
     def crash(self, round_no: int) -> str:
+        """One run of `syncd sync`, killed by SIGKILL if it is still running at the
+        chosen moment; returns "hook", "timer" (killed) or "ended N" (it finished
+        first, exit code N: not a kill, the caller runs another round)."""
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         cmd = self._cmd("sync", "--no-progress", "people")
         if round_no % 2:
             env["SYNCD_TEST_CRASH_AFTER_APPLY"] = str(self.rng.randint(1, self.batches))
             proc = subprocess.run(cmd, env=env, capture_output=True, timeout=300)
             return "hook" if proc.returncode == -signal.SIGKILL else f"ended {proc.returncode}"
+        # Anywhere after Python's start-up up to the end of a run as long as the last
+        # whole one (a kill during the imports would test nothing).
+        delay = self.rng.uniform(self.startup_seconds, max(self.startup_seconds, self.run_seconds))
+        before = self.target_digest()
+        started = time.monotonic()
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            proc.wait(timeout=self.rng.uniform(0.2, 1.2))
+            proc.wait(timeout=delay)
+            self.run_seconds = time.monotonic() - started
             return f"ended {proc.returncode}"
         except subprocess.TimeoutExpired:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
-            return "timer"
+            # Did the kill land after the run had written to the target?
+            return "timer, after writes" if self.target_digest() != before else "timer"
+
+    def target_digest(self) -> int:
+        with sqlite3.connect(self.db) as db:
+            return hash(tuple(db.execute("SELECT * FROM people ORDER BY 1, 2, 3").fetchall()))
 
     def clean(self) -> tuple[int, int]:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -161,9 +180,23 @@ def storm(name: str, state: dict, args: argparse.Namespace) -> dict:
             raise SystemExit(f"{name}: first run failed: {first.stderr}")
         outcomes: dict[str, int] = {}
         started = time.monotonic()
-        for i in range(args.kills):
+        t0 = time.monotonic()
+        subprocess.run(s._cmd("--version"), capture_output=True)
+        s.startup_seconds = time.monotonic() - t0
+        s.mutate()
+        t0 = time.monotonic()
+        subprocess.run(s._cmd("sync", "--no-progress", "people"), capture_output=True)
+        s.run_seconds = time.monotonic() - t0
+        # --kills counts real SIGKILLs: a round whose run finished first is counted as
+        # "ended" and another round follows (the source changes before every round).
+        kills = rounds = 0
+        while kills < args.kills:
+            if rounds >= 4 * args.kills:
+                raise SystemExit(f"{name}: only {kills} kills in {rounds} rounds")
             s.mutate()
-            how = s.crash(i)
+            how = s.crash(rounds)
+            rounds += 1
+            kills += how.startswith(("hook", "timer"))
             outcomes[how] = outcomes.get(how, 0) + 1
         code, left = s.clean()
         result = s.compare()
@@ -171,6 +204,9 @@ def storm(name: str, state: dict, args: argparse.Namespace) -> dict:
             backend=name,
             clean_exit=code,
             plan=left,
+            kills=kills,
+            run_seconds=round(s.run_seconds, 2),
+            startup_seconds=round(s.startup_seconds, 2),
             rounds=dict(sorted(outcomes.items())),
             seconds=round(time.monotonic() - started, 1),
         )
