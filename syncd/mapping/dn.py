@@ -282,7 +282,18 @@ def norm_rdns(dn: str) -> tuple[tuple[tuple[str, str], ...], ...]:
     return tuple(tuple(sorted((t.lower(), _fold(v)) for t, v in rdn)) for rdn in parse_dn(dn).rdns)
 
 
-@functools.lru_cache(maxsize=8192)
+# A DN of plain single-valued RDNs: letter types, values of printable ASCII with no
+# character escape_value would escape, no leading, trailing or doubled spaces, no spaces
+# around separators. Its canonical text is the DN lower-cased; most DNs a directory
+# hands out look like this, and a first sync normalises one per entry (the state
+# store's DN column), so it skips the parser. Anything else takes the full path.
+_PLAIN_WORD = r"!$%&'()*\-./0-9:?@A-Z\[\]^_`a-z{|}~"  # no '#' first: escape_value escapes it
+_PLAIN_VALUE = rf"[{_PLAIN_WORD}]+(?: [#{_PLAIN_WORD}]+)*"
+_PLAIN_DN = re.compile(
+    rf"[A-Za-z][A-Za-z0-9-]*={_PLAIN_VALUE}(?:,[A-Za-z][A-Za-z0-9-]*={_PLAIN_VALUE})*"
+)
+
+
 def normalize_dn(dn: str) -> str:
     """The canonical text of ``dn`` for comparing and indexing: attribute types and
     values lower-cased, values unescaped, Unicode NFC, then escaped again the one way
@@ -290,6 +301,14 @@ def normalize_dn(dn: str) -> str:
     multi-valued RDN sorted. Two DNs naming the same entry (``uid=Alice, ou=People``,
     ``UID=alice,ou=people``, ``cn=Smith\\2C John`` and ``cn=Smith\\, John``) give the
     same text. Raises :class:`DNError` for text that is not a DN."""
+    if type(dn) is str and _PLAIN_DN.fullmatch(dn):
+        return dn.lower()
+    return _normalize_parsed(dn)
+
+
+@functools.lru_cache(maxsize=8192)
+def _normalize_parsed(dn: str) -> str:
+    """:func:`normalize_dn` through the parser (any DN)."""
     return ",".join(
         "+".join(f"{t}={escape_value(v) if v else ''}" for t, v in rdn) for rdn in norm_rdns(dn)
     )

@@ -158,3 +158,36 @@ def test_normalize_dn_keeps_different_dns_apart_and_escapes():
     assert dn_key("not a dn ") == "not a dn"
     with pytest.raises(DNError):
         escape_value("")
+
+
+def test_plain_dn_fast_path_agrees_with_the_parser():
+    """normalize_dn skips the parser for plain DNs; over many random DNs (specials,
+    escapes, spaces in every place, multi-valued RDNs, non-ASCII) it must give exactly
+    what the parser path gives, and raise where it raises."""
+    import random
+
+    from syncd.mapping.dn import DNError, _normalize_parsed, normalize_dn
+
+    rng = random.Random(4514)
+    pieces = [*"abcXYZ019-.", " ", "  ", ",", "+", "=", "#", "\\,", "\\2C", '"', ";"]
+    pieces += ["\u00fc", "U\u0308", "\u00c9", "<", ">", "\\", "\t", "'", "*", "~"]
+    types = ["cn", "CN", "ou", "uid", "2.5.4.3", "x-Attr", "1a", ""]
+    fast = 0
+    for _ in range(20000):
+        rdns = []
+        for _ in range(rng.randint(1, 4)):
+            value = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 6)))
+            rdns.append(f"{rng.choice(types)}={value}")
+        dn = rng.choice([",", ", ", " ,", ","]).join(rdns)
+        try:
+            want = _normalize_parsed(dn)
+        except DNError:
+            with pytest.raises(DNError):
+                normalize_dn(dn)
+            continue
+        got = normalize_dn(dn)
+        assert got == want, dn
+        fast += got == dn.lower()
+    assert fast > 1000  # the plain shapes were generated too
+    for dn in ["uid=Alice,ou=People,dc=Example,dc=com", "cn=host 1,ou=a b c", "cn=a#b"]:
+        assert normalize_dn(dn) == _normalize_parsed(dn) == dn.lower()
