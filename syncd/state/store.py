@@ -339,10 +339,11 @@ class StateStore:
             self.engine.dispose()
             raise
         self._upsert_objects = self._make_upsert_objects()
-        self._raw_upsert_objects = self._compile_raw(self._upsert_objects)
+        self._raw_upsert_objects = self._compile_raw(self._upsert_objects, self._OBJECT_COLUMNS)
         self._upsert_quarantine = self._make_upsert_quarantine()
         self._upsert_cursor = self._make_upsert_cursor()
         self._upsert_inflight = self._make_upsert_inflight()
+        self._raw_upsert_inflight = self._compile_raw(self._upsert_inflight, self._INFLIGHT_COLUMNS)
 
     # ----------------------------------------------------------------- schema
     @contextmanager
@@ -429,14 +430,17 @@ class StateStore:
         "entry_digest",
     )
 
-    def _compile_raw(self, stmt) -> str | None:
-        """The upsert as driver SQL, for the hot path that bypasses SQLAlchemy's
-        per-row parameter processing (about half the cost of a commit). None when the
-        dialect is not one whose parameter format is known here."""
+    _INFLIGHT_COLUMNS = ("job", "source_id", "key", "kind", "target_id", "dn", "since")
+
+    def _compile_raw(self, stmt, columns: tuple[str, ...]) -> str | None:
+        """The upsert as driver SQL taking ``columns`` in this order, for the hot paths
+        that bypass SQLAlchemy's per-row parameter processing (about half the cost of a
+        commit). None when the dialect is not one whose parameter format is known here
+        or the compiled statement orders its parameters differently."""
         if self.dialect not in ("sqlite", "postgresql"):
             return None
         compiled = stmt.compile(dialect=self.engine.dialect)
-        if compiled.positional and tuple(compiled.positiontup) != self._OBJECT_COLUMNS:
+        if compiled.positional and tuple(compiled.positiontup) != columns:
             return None
         return str(compiled)
 
@@ -651,6 +655,26 @@ class StateStore:
         if not entries:
             return
         now = _now()
+        raw = self._raw_upsert_inflight if self.dialect == "sqlite" else None
+        if raw is not None:
+            # Driver tuples in _INFLIGHT_COLUMNS order, the stamp as SQLAlchemy's
+            # SQLite DateTime stores it (see commit): a first run marks every row.
+            stamp = now.replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
+            tuples = {
+                (e.source_id, e.key): (
+                    job,
+                    e.source_id,
+                    e.key,
+                    e.kind,
+                    e.target_id,
+                    _text(e.dn),
+                    stamp,
+                )
+                for e in entries
+            }
+            with self._write() as conn:
+                conn.exec_driver_sql(raw, list(tuples.values()))
+            return
         rows = {
             (e.source_id, e.key): {
                 "job": job,

@@ -425,3 +425,36 @@ def test_sqlite_read_only_open(tmp_path):
         with pytest.raises(ConnectionFailed, match="readonly"):
             ro.commit("inv", cursor="c2")
     assert not Path("file:").exists()  # no directory named after the URI
+
+
+def test_inflight_marks_round_trip_and_settle(store):
+    """In-flight marks (written as driver tuples on SQLite) read back exactly, a second
+    mark of the same action replaces the first, and commit(settled=) removes them."""
+    from syncd.state.store import InFlight
+
+    marks = [
+        InFlight("sid-1", "key-1", "create", None, "cn=Ann,ou=People"),
+        InFlight("sid-2", "key-2", "update", "tid-2", None),
+        InFlight("sid-2", "key-2b", "delete", "tid-2b", "cn=Old\\, Name,ou=x"),
+    ]
+    before = dt.datetime.now(dt.UTC)
+    store.mark_inflight("j", marks)
+    store.mark_inflight("j", [InFlight("sid-1", "key-1", "update", "tid-1", "cn=Ann,ou=People")])
+    store.mark_inflight("other", [InFlight("sid-1", "key-1", "create")])
+    found = store.inflight("j")
+    assert sorted(found) == ["sid-1", "sid-2"]
+    assert found["sid-1"] == [InFlight("sid-1", "key-1", "update", "tid-1", "cn=Ann,ou=People")]
+    assert sorted(found["sid-2"], key=lambda m: m.key) == marks[1:]
+    from syncd.state.schema import inflight
+
+    with store.engine.connect() as conn:
+        stamps = [
+            row[0] for row in conn.execute(inflight.select().with_only_columns(inflight.c.since))
+        ]
+    assert len(stamps) == 4
+    for stamp in stamps:  # read back as an aware UTC time, not text
+        assert isinstance(stamp, dt.datetime) and stamp.tzinfo is not None
+        assert before - dt.timedelta(seconds=5) <= stamp <= dt.datetime.now(dt.UTC)
+    store.commit("j", settled=["sid-1", "sid-2"])
+    assert store.inflight("j") == {}
+    assert list(store.inflight("other")) == ["sid-1"]
