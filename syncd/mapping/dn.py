@@ -287,10 +287,10 @@ def norm_rdns(dn: str) -> tuple[tuple[tuple[str, str], ...], ...]:
 # around separators. Its canonical text is the DN lower-cased; most DNs a directory
 # hands out look like this, and a first sync normalises one per entry (the state
 # store's DN column), so it skips the parser. Anything else takes the full path.
-_PLAIN_WORD = r"!$%&'()*\-./0-9:?@A-Z\[\]^_`a-z{|}~"  # no '#' first: escape_value escapes it
-_PLAIN_VALUE = rf"[{_PLAIN_WORD}]+(?: [#{_PLAIN_WORD}]+)*"
-_PLAIN_DN = re.compile(
-    rf"[A-Za-z][A-Za-z0-9-]*={_PLAIN_VALUE}(?:,[A-Za-z][A-Za-z0-9-]*={_PLAIN_VALUE})*"
+_CANON_WORD = r"!$%&'()*\-./0-9:?@A-Z\[\]^_`a-z{|}~"  # no '#' first: escape_value escapes it
+_CANON_VALUE = rf"[{_CANON_WORD}]+(?: [#{_CANON_WORD}]+)*"
+_CANONICAL_DN = re.compile(
+    rf"[A-Za-z][A-Za-z0-9-]*={_CANON_VALUE}(?:,[A-Za-z][A-Za-z0-9-]*={_CANON_VALUE})*"
 )
 
 
@@ -301,7 +301,7 @@ def normalize_dn(dn: str) -> str:
     multi-valued RDN sorted. Two DNs naming the same entry (``uid=Alice, ou=People``,
     ``UID=alice,ou=people``, ``cn=Smith\\2C John`` and ``cn=Smith\\, John``) give the
     same text. Raises :class:`DNError` for text that is not a DN."""
-    if type(dn) is str and _PLAIN_DN.fullmatch(dn):
+    if type(dn) is str and _CANONICAL_DN.fullmatch(dn):
         return dn.lower()
     return _normalize_parsed(dn)
 
