@@ -462,6 +462,24 @@ def test_missing_group_on_create_is_a_warning_and_the_account_exists(slapd, root
     assert dn in reader.members(f"cn=staff,{GROUPS}")
 
 
+def test_plan_warns_of_a_missing_group_as_apply_will(slapd, root_pw_file, reader):
+    """The plan (LdapTarget.current) says what apply will report: the person is created,
+    the missing group is a warning, the existing group gets the member."""
+    add_groups(slapd, f"cn=staff,{GROUPS}")
+    t = make_target(slapd, root_pw_file)
+    actions = [
+        create("1311", person("1311", "Ola", "One", groups=["staff", "nosuch"])),
+        create("1312", person("1312", "Pia", "Two", groups=["nosuch"])),
+    ]
+    first, second = t.current(actions)
+    assert f"warning: group cn=nosuch,{GROUPS} does not exist" in first.notes
+    assert f"warning: group cn=nosuch,{GROUPS} does not exist" in second.notes
+    groups = {c.name: c for c in first.changes}["groups"]
+    assert [g.lower() for g in groups.new] == [f"cn=staff,{GROUPS}".lower()]
+    assert "groups" not in {c.name for c in second.changes}
+    assert reader.find("(employeeNumber=1311)") == []  # a plan writes nothing
+
+
 def test_unique_login_gets_a_number_when_another_person_has_it(slapd, root_pw_file, reader):
     # Someone not managed by this job (no employeeNumber, another OU) already has jdoe.
     slapd.add(

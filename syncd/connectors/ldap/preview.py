@@ -369,6 +369,10 @@ def _membership(
     if desired is not None:
         for key, gdn in desired.items():
             if key not in after:
+                if not _group_exists(target, key, gdn):
+                    # As apply reports it: the person is written, this group is not.
+                    view.current.notes.append(f"warning: group {gdn} does not exist")
+                    continue
                 mods.setdefault(gdn, {attr: []})[attr].append((ldap3.MODIFY_ADD, [dn]))
                 after[key] = gdn
         for key, gdn in list(after.items()):
@@ -381,3 +385,12 @@ def _membership(
         view.current.changes.append(
             FieldChange("groups", sorted(before.values()), sorted(after.values()))
         )
+
+
+def _group_exists(target: LdapTarget, key: tuple, gdn: str) -> bool:
+    """Whether the group entry ``gdn`` exists (one base search per group and preview
+    target, remembered: a plan adding many people to one group asks once)."""
+    known = target._group_seen
+    if key not in known:
+        known[key] = bool(target._search(gdn, "(objectClass=*)", ["1.1"], scope=ldap3.BASE))
+    return known[key]

@@ -466,6 +466,8 @@ class LdapTarget(Target):
         """LDAP operations issued, by kind (search, add, modify, modify_dn, delete)."""
         self._dns: dict[str, str] = {}  # target_id -> last DN seen (for messages)
         self._ou_known: set[tuple] = set()
+        self._group_seen: dict[tuple, bool] = {}
+        """plan previews: whether a group entry exists (normalised DN -> bool)"""
         self._ref_cache: dict[tuple[str, str], str | None] = {}
         self._members: dict[str, set[tuple]] | None = None  # member -> managed groups
         self._group_names: dict[tuple, str] = {}
