@@ -519,12 +519,30 @@ class StateStore:
                             objects.c.job == job, objects.c.source_id.in_(chunk)
                         )
                     )
+                elif self.dialect == "sqlite":
+                    rows = self._fetch_raw(conn, sql, (job, *chunk))
                 else:
                     rows = conn.exec_driver_sql(sql, (job, *chunk))
                 for row in rows:
                     state = state_of(row)
                     found[state.source_id] = state
         return found
+
+    def _fetch_raw(self, conn: Connection, sql: str, params: tuple) -> list[tuple]:
+        """Rows of ``sql`` through the SQLite driver's own cursor: every column read is
+        text, so SQLAlchemy's result rows would only add per-row cost (a no-change
+        complete run reads every object's row). Driver errors become what
+        :func:`_db_errors` would have made of SQLAlchemy's."""
+        import sqlite3
+
+        cursor = conn.connection.cursor()
+        try:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+        except sqlite3.OperationalError as err:
+            raise ConnectionFailed(f"state database {self.url}: {err}") from err
+        finally:
+            cursor.close()
 
     @functools.lru_cache(maxsize=8)  # noqa: B019 (one store per process; few sizes)
     def _objects_for_sql(self, n: int) -> str | None:
