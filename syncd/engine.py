@@ -45,6 +45,7 @@ from syncd.config import Config, JobConfig
 from syncd.contracts import Action, ActionKind, ActionResult, Change, Op, Read, Source, Target
 from syncd.errors import GateStopped, MappingError, SourceError, TargetError, UserError
 from syncd.mapping.dn import dn_key
+from syncd.runindex import RunIndex
 
 log = logging.getLogger(__name__)
 change_log = logging.getLogger("syncd.changes")
@@ -321,12 +322,12 @@ class _Run:
         self.previously_quarantined: set[str] = set()
         self.mapped_ok_quarantined: list[str] = []
         # Source ids whose fate this read decided (upserted, present, deleted, skipped,
-        # quarantined): after a complete read, synced objects not in here are gone.
-        self.seen: set[str] = set()
-        # Record key -> source id of the record that claimed it in this read: two
+        # quarantined): after a complete read, synced objects not seen are gone. And
+        # record key -> (source id, DN) of the record that claimed it in this read: two
         # entries mapping onto one target item must not overwrite each other (nor
-        # share it, so that deleting one would delete the other's item).
-        self.key_owner: dict[str, tuple[str, str | None]] = {}
+        # share it, so that deleting one would delete the other's item). On disk past
+        # a memory limit (a million entries' ids and keys are ~400 MB as Python objects).
+        self.index = RunIndex()
         self.dn_moves: list[tuple[Any, str | None]] = []
         self._dn_cache: dict[tuple[str, str], Any] = {}
         self.reporter: Any = None
@@ -518,6 +519,7 @@ class _Run:
             raise
         finally:
             rep.duration = time.monotonic() - started
+            self.index.close()
             if plan is not None:
                 plan.close()
             for end in (source, target):
@@ -688,14 +690,16 @@ class _Run:
             if not outcome.complete and not self.only:
                 self._retry_failed_writes(source, plan, correlator, outcome)
             if outcome.complete:
-                for planned in planner.plan_unseen(self._unseen_objects(), self.seen):
+                # _unseen_objects yields only objects the read did not see (the run
+                # index answers in batches), so no id is left to be "seen" here.
+                for planned in planner.plan_unseen(self._unseen_objects(), ()):
                     plan.add(planned)
                 self._plan_unseen_inflight(plan)
                 if self.readback is not None:
                     self._note_orphans()
                 # Quarantined entries the source no longer lists are gone: so is their
                 # quarantine entry (a synced one leaves it when its delete is confirmed).
-                gone = [sid for sid in self.previously_quarantined if sid not in self.seen]
+                gone = self.index.unseen(self.previously_quarantined)
                 synced = self.store.objects_for(self.job.name, gone) if gone else {}
                 self.mapped_ok_quarantined.extend(sid for sid in gone if sid not in synced)
             if self.drift:
@@ -710,7 +714,7 @@ class _Run:
     ) -> None:
         """Read again, by id, the entries whose write failed in an earlier run and that
         this (incremental) read did not list, and plan them like any change."""
-        ids = [sid for sid in self.write_failed if sid not in self.seen]
+        ids = self.index.unseen(self.write_failed)
         if not ids:
             return
         retry = source.read_entries(ids)
@@ -722,14 +726,14 @@ class _Run:
     def _unseen_objects(self) -> Iterator[Any]:
         """State rows of the synced objects this read did not see (ids streamed, the
         few unseen rows fetched in batches)."""
-        unseen: list[str] = []
+        chunk: list[str] = []
         for source_id in self.store.iter_source_ids(self.job.name):
-            if source_id not in self.seen:
-                unseen.append(source_id)
-                if len(unseen) >= READ_BATCH:
+            chunk.append(source_id)
+            if len(chunk) >= READ_BATCH:
+                if unseen := self.index.unseen(chunk):
                     yield from self.store.objects_for(self.job.name, unseen).values()
-                    unseen = []
-        if unseen:
+                chunk = []
+        if chunk and (unseen := self.index.unseen(chunk)):
             yield from self.store.objects_for(self.job.name, unseen).values()
 
     def _plan_batch(self, changes: list[Change], plan: Plan, correlator: Target | None) -> None:
@@ -741,8 +745,10 @@ class _Run:
             else self.store.objects_for(self.job.name, [c.source_id for c in changes])
         )
         # The loop runs once per entry of the directory: names bound once per batch.
-        seen = self.seen
-        seen_add = seen.add
+        index = self.index
+        index.prefetch([c.source_id for c in changes])
+        is_seen = index.is_seen
+        seen_add = index.add_seen
         get_state = states.get
         map_record = self.job.mapping.map
         lookup = self._lookup
@@ -760,7 +766,7 @@ class _Run:
         for change in changes:
             sid = change.source_id
             state = get_state(sid)
-            if change.op is upsert and sid in seen:
+            if change.op is upsert and is_seen(sid):
                 # Listed twice in one read (a SQL view with a join, an overlap): the
                 # first listing decides, so two versions never take turns every run.
                 counts["duplicate"] += 1
@@ -812,7 +818,7 @@ class _Run:
                 claimed.append(record.key)
             mapped.append((change, state, record, digest))
         holders = self._key_holders(claimed)
-        key_owner = self.key_owner
+        index.prefetch_claims(claimed)
         plan_upsert = planner.plan_upsert
         repair = self.repair_keys
         for change, state, record, digest in mapped:
@@ -820,7 +826,7 @@ class _Run:
             if repair and state is not None and state.key in repair:
                 # Edited by hand in the target: plan it as if nothing had been pushed.
                 state = dataclasses.replace(state, fingerprint="", digests={})
-            owner = key_owner.get(key)
+            owner = index.owner(key)
             if owner is None and (state is None or state.key != key):
                 owner = holders.get(key)
             if owner is not None and owner[0] != sid:
@@ -835,7 +841,7 @@ class _Run:
                 # A key the state already gives this object needs no entry: its state
                 # row answers any other claimant (via _key_holders), and a no-change
                 # run over a large directory keeps no tuple per entry.
-                key_owner[key] = (sid, change.dn)
+                index.claim(key, sid, change.dn)
             if self.readback is not None and state is not None and state.key == key:
                 why = self.readback.differs(state, record.fields)
                 if why is not None:
@@ -878,12 +884,13 @@ class _Run:
                 plan_add(item)
         if unchanged:
             counts["unchanged"] += unchanged
+        index.flush()
 
     def _note_orphans(self) -> None:
         """Count the target's own items that no synced object claims (a state reset, an
         old job): reported, never deleted, since another job may write the same place."""
         known = {state.key for state in self.store.iter_objects(self.job.name)}
-        known.update(self.key_owner)
+        known.update(self.index.claimed_keys())
         orphans = sum(1 for _ in self.readback.orphans(known))
         if orphans:
             self.drift["orphaned"] += orphans
@@ -891,7 +898,7 @@ class _Run:
     def _orphan_key_free(self, key: str, sid: str) -> bool:
         """True when no other object claims ``key`` (in this read or in the state), so a
         delete by that key cannot remove another object's item."""
-        owner = self.key_owner.get(key) or self._key_holders([key]).get(key)
+        owner = self.index.owner(key) or self._key_holders([key]).get(key)
         return owner is None or owner[0] == sid
 
     def _plan_orphans(self, plan: Plan, sid: str, state: Any) -> None:
@@ -905,7 +912,7 @@ class _Run:
 
     def _plan_unseen_inflight(self, plan: Plan) -> None:
         """After a complete read: orphans of marked objects the read did not list."""
-        gone = [sid for sid in self.inflight if sid not in self.seen]
+        gone = self.index.unseen(self.inflight)
         states = self.store.objects_for(self.job.name, gone) if gone else {}
         for sid in gone:
             self._plan_orphans(plan, sid, states.get(sid))
