@@ -55,7 +55,7 @@ from syncd.contracts import (
     FieldValue,
     Target,
 )
-from syncd.errors import TargetError
+from syncd.errors import SourceError, TargetError
 from syncd.mapping import dn as _dn
 
 log = logging.getLogger(__name__)
@@ -379,6 +379,230 @@ def _member_key(dn: str | bytes) -> str:
         return text.lower()
 
 
+# --------------------------------------------------------------------------------------
+# The scope index (issue 12): one paged read answers the run's look-ups.
+
+INDEX_AFTER = 50
+"""Searches for look-ups (correlation, key, id, reference) a target sends one by one
+before it reads its scopes once, paged, and answers the rest from memory. A run touching
+a few entries (a nightly delta, ``--only``) never pays for reading the whole scope; a
+first night of N unlinked records pays about INDEX_AFTER searches plus N / INDEX_PAGE
+pages instead of about 3 N searches. The same number of ``unique`` checks builds the
+unique index (a read of unique_base)."""
+
+INDEX_PAGE = 1000
+"""Entries per page of the index read (AD's default MaxPageSize)."""
+
+_CASE_IGNORE = frozenset(
+    {
+        "uid",
+        "cn",
+        "sn",
+        "givenname",
+        "displayname",
+        "mail",
+        "employeenumber",
+        "employeeid",
+        "employeetype",
+        "departmentnumber",
+        "title",
+        "o",
+        "ou",
+        "l",
+        "st",
+        "c",
+        "initials",
+        "userid",
+        "rfc822mailbox",
+        "surname",
+        "commonname",
+        "street",
+        "postalcode",
+        "samaccountname",
+        "userprincipalname",
+    }
+)
+"""Attributes whose equality matching ignores case and insignificant spaces
+(caseIgnoreMatch / caseIgnoreIA5Match in OpenLDAP's schema; every AD string): the index
+answers for them outright. For any other attribute an index hit that differs from the
+wanted value in more than Unicode form is checked by a search (the server's rule
+decides: it may be caseExactMatch)."""
+
+_NOT_INDEXED = frozenset(
+    {
+        "uidnumber",
+        "gidnumber",
+        "telephonenumber",
+        "mobile",
+        "homephone",
+        "pager",
+        "facsimiletelephonenumber",
+        "internationalisdnnumber",
+        "objectsid",
+        "objectguid",
+        "entryuuid",
+    }
+)
+"""Attributes matched by integer, telephone-number or octet rules, which case folding
+does not model: looked up by search, never from the index."""
+
+
+def _norm_value(value: str | bytes) -> str:
+    """An equality key close to LDAP string preparation (RFC 4518): compatibility
+    normalised, case folded, insignificant spaces removed."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    text = value if value.isascii() else unicodedata.normalize("NFKC", value)
+    return " ".join(text.casefold().split())
+
+
+class _Index:
+    """Entries of a set of scopes read once, with equality look-ups on ``keyed``
+    attributes. The target keeps it right with its own writes (:meth:`written`);
+    changes made by others after the read are not seen (like the membership cache)."""
+
+    def __init__(
+        self,
+        bases: Sequence[str],
+        attrs: Iterable[str],
+        keyed: Iterable[str],
+        *,
+        case_ignore_all: bool,
+    ):
+        self.bases = list(bases)
+        self.attrs = {a.lower() for a in attrs}
+        """attributes held per entry: look-ups needing others are searched"""
+        self.keyed = {a.lower() for a in keyed} - _NOT_INDEXED
+        self.case_ignore_all = case_ignore_all
+        self.entries: dict[str, _Entry] = {}
+        self.by_dn: dict[tuple, str] = {}
+        self.values: dict[str, dict[str, set[str]]] = {a: {} for a in self.keyed}
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def covers(self, attrs: Iterable[str]) -> bool:
+        return all(a.lower() in self.attrs or a == "1.1" for a in attrs)
+
+    def within(self, dn: str) -> bool:
+        try:
+            return any(dn_within(dn, b) for b in self.bases)
+        except ValueError:
+            return False
+
+    def add(self, entry: _Entry) -> None:
+        tid = entry.target_id or entry.dn.lower()
+        if tid in self.entries:
+            self.remove(tid)
+        entry = _Entry(
+            entry.dn, {k: list(v) for k, v in entry.attrs.items() if k in self.attrs}, tid
+        )
+        self.entries[tid] = entry
+        try:
+            self.by_dn[norm_dn(entry.dn)] = tid
+        except ValueError:
+            pass
+        for attr in self.keyed:
+            table = self.values[attr]
+            for v in entry.attrs.get(attr, ()):
+                table.setdefault(_norm_value(v), set()).add(tid)
+
+    def remove(self, tid: str) -> None:
+        entry = self.entries.pop(tid, None)
+        if entry is None:
+            return
+        try:
+            self.by_dn.pop(norm_dn(entry.dn), None)
+        except ValueError:
+            pass
+        for attr in self.keyed:
+            table = self.values[attr]
+            for v in entry.attrs.get(attr, ()):
+                tids = table.get(_norm_value(v))
+                if tids is not None:
+                    tids.discard(tid)
+                    if not tids:
+                        del table[_norm_value(v)]
+
+    def get(self, tid: str) -> _Entry | None:
+        return self.entries.get(tid)
+
+    def lookup(self, attr: str, value: str) -> list[_Entry] | None:
+        """Entries whose ``attr`` equals ``value``; None when the index cannot say (the
+        attribute is not indexed, or the match is only modulo case and spaces on an
+        attribute whose matching rule is unknown)."""
+        a = attr.lower()
+        table = self.values.get(a)
+        if table is None:
+            return None
+        found = [self.entries[t] for t in sorted(table.get(_norm_value(value), ()))]
+        if found and not (self.case_ignore_all or a in _CASE_IGNORE):
+            want = _nfc(value)
+            for e in found:
+                if all(_nfc(v) != want for v in e.attrs.get(a, ()) if isinstance(v, str)):
+                    return None
+        return found
+
+    @staticmethod
+    def copy(entry: _Entry) -> _Entry:
+        """A snapshot the caller may change (moves edit it) without touching the index."""
+        return _Entry(entry.dn, {k: list(v) for k, v in entry.attrs.items()}, entry.target_id)
+
+    def written(self, op: str, dn: str, args: tuple, kw: dict) -> None:
+        """Follow a successful modify, modify_dn or delete of ``dn`` by the target."""
+        try:
+            tid = self.by_dn.get(norm_dn(dn))
+        except ValueError:
+            return
+        if tid is None:
+            return
+        old = self.entries[tid]
+        if op == "delete":
+            self.remove(tid)
+            return
+        attrs = {k: list(v) for k, v in old.attrs.items()}
+        new_dn = old.dn
+        if op == "modify":
+            for name, mods in args[0].items():
+                a = name.lower()
+                if a not in self.attrs:
+                    continue
+                for mod, values in mods:
+                    values = [_decode(v) if isinstance(v, bytes) else v for v in values]
+                    have = attrs.get(a, [])
+                    if mod == ldap3.MODIFY_REPLACE:
+                        have = list(values)
+                    elif mod == ldap3.MODIFY_ADD:
+                        have = have + [v for v in values if v not in have]
+                    elif values:
+                        drop = {_norm_value(v) for v in values}
+                        have = [v for v in have if _norm_value(v) not in drop]
+                    else:
+                        have = []
+                    attrs[a] = have
+        elif op == "modify_dn":
+            rdn = parse_dn(args[0])[0]
+            old_rdns = parse_dn(old.dn)
+            parent = kw.get("new_superior") or build_dn(old_rdns[1:])
+            new_dn = args[0] + "," + parent
+            if kw.get("delete_old_dn", True):
+                for a, v in old_rdns[0]:
+                    if a.lower() in attrs:
+                        attrs[a.lower()] = [
+                            x for x in attrs[a.lower()] if _norm_value(x) != _norm_value(v)
+                        ]
+            for a, v in rdn:
+                if a.lower() in self.attrs:
+                    have = attrs.setdefault(a.lower(), [])
+                    if _norm_value(v) not in {_norm_value(x) for x in have}:
+                        have.append(v)
+        else:
+            return
+        self.remove(tid)
+        if self.within(new_dn):
+            self.add(_Entry(new_dn, {k: v for k, v in attrs.items() if v}, old.target_id))
+
+
 def _decode(value: bytes) -> str | bytes:
     try:
         return value.decode("utf-8")
@@ -469,6 +693,18 @@ class LdapTarget(Target):
         self._ref_cache: dict[tuple[str, str], str | None] = {}
         self._members: dict[str, set[tuple]] | None = None  # member -> managed groups
         self._group_names: dict[tuple, str] = {}
+        self._reset_index()
+
+    def _reset_index(self) -> None:
+        """Forget the scope index and unique index (a new open is a new run)."""
+        self._index: _Index | None = None
+        self._uindex: _Index | None = None
+        self._lookups = 0
+        self._ulookups = 0
+        self._index_failed = False
+        self._uindex_failed = False
+        self._wanted: set[str] = set()
+        """attributes look-ups asked for so far: the index reads these"""
 
     # -- life cycle ------------------------------------------------------------------
 
@@ -481,6 +717,7 @@ class LdapTarget(Target):
         from syncd.connectors.ldap.connection import connect
 
         conn = connect(self.connection)  # type: ignore[arg-type]
+        self._reset_index()
         # ldap3's name checking re-escapes DNs that are already escaped.
         conn.check_names = False
         self.conn = conn
@@ -489,6 +726,7 @@ class LdapTarget(Target):
 
     def close(self) -> None:
         conn, self.conn = self.conn, None
+        self._reset_index()
         if conn is not None:
             try:
                 conn.unbind()
@@ -551,26 +789,61 @@ class LdapTarget(Target):
         if code not in (0,):
             raise _ActionFailed(f"search under {base} refused: {text}")
         out = []
-        id_attr = self.options.id_attr.lower()
         for item in conn.response or []:
             if item.get("type") != "searchResEntry":
                 continue
             raw = {k.lower(): v for k, v in (item.get("raw_attributes") or {}).items()}
-            attrs_out: dict[str, list[str | bytes]] = {}
-            for name, values in raw.items():
-                if name == "objectguid":
-                    continue
-                attrs_out[name] = [_decode(v) for v in values]
-            tid = ""
-            if raw.get(id_attr):
-                rawid = raw[id_attr][0]
-                tid = (
-                    str(uuid.UUID(bytes_le=rawid))
-                    if id_attr == "objectguid"
-                    else rawid.decode("ascii", "replace")
-                )
-            out.append(_Entry(item["dn"], attrs_out, tid))
+            out.append(self._entry(item["dn"], raw))
         return out
+
+    def _entry(self, dn: str, raw: dict[str, list[bytes]]) -> _Entry:
+        """An entry from raw values (lower-cased names), its id decoded."""
+        id_attr = self.options.id_attr.lower()
+        attrs_out: dict[str, list[str | bytes]] = {}
+        for name, values in raw.items():
+            if name == "objectguid":
+                continue
+            attrs_out[name] = [_decode(v) for v in values]
+        tid = ""
+        if raw.get(id_attr):
+            rawid = raw[id_attr][0]
+            tid = (
+                str(uuid.UUID(bytes_le=rawid))
+                if id_attr == "objectguid"
+                else rawid.decode("ascii", "replace")
+            )
+        return _Entry(dn, attrs_out, tid)
+
+    def _paged(self, base: str, filt: str, attrs: Sequence[str]) -> Iterable[_Entry]:
+        """Every entry of a paged subtree search (one ``search`` op per page); nothing
+        for a missing base. Raises SourceError when the read is not complete (a size
+        or time limit, a refusal: never a short read) or the connection is lost."""
+        from syncd.connectors.ldap import wire
+
+        conn = self._c()
+        cookie = b""
+        read = 0
+        while True:
+            self.ops["search"] += 1
+            done = None
+            control = wire.paged_control(INDEX_PAGE, cookie)
+            for msg in wire.search(conn, base, filt, "sub", list(attrs), [control]):
+                if isinstance(msg, wire.Entry):
+                    read += 1
+                    raw: dict[str, list[bytes]] = {}
+                    for name, values in msg.attributes:
+                        raw.setdefault(name.decode("utf-8", "replace").lower(), []).extend(values)
+                    yield self._entry(msg.dn.decode("utf-8", "replace"), raw)
+                elif isinstance(msg, wire.Done):
+                    done = msg
+            assert done is not None
+            if done.code == wire.NO_SUCH_OBJECT and read == 0:
+                return
+            if done.code != wire.SUCCESS:
+                raise wire.result_error(done, base, read, what="index read")
+            cookie = wire.paged_cookie(done) or b""
+            if not cookie:
+                return
 
     def _writes(self) -> int:
         ops = self.ops
@@ -589,6 +862,10 @@ class LdapTarget(Target):
         except lexc.LDAPCommunicationError as err:
             raise TargetError(f"ldap target: connection lost: {err}") from None
         code, text = self._result()
+        if code == 0:
+            for index in (self._index, self._uindex):
+                if index is not None:
+                    index.written(op, dn, args, kw)
         if code == 0 or code in ok_codes:
             return code
         raise _ActionFailed(f"{op.replace('_', ' ')} {dn}: {text}", code)
@@ -610,6 +887,9 @@ class LdapTarget(Target):
             found.extend(self._search(scope, filt, attrs))
             if unique_id and found:
                 break  # an entryUUID/objectGUID exists once: no need to look further
+        return self._only(found, what)
+
+    def _only(self, found: list[_Entry], what: str) -> _Entry | None:
         # The same entry can be seen twice when disabled_ou overlaps base.
         unique = {e.target_id or e.dn.lower(): e for e in found}
         if len(unique) > 1:
@@ -630,12 +910,74 @@ class LdapTarget(Target):
         return f"(entryUUID={escape_filter_chars(target_id)})"
 
     def _find_by_id(self, target_id: str, attrs: Sequence[str]) -> _Entry | None:
+        index = self._scope_index(attrs)
+        if index is not None and index.covers(attrs):
+            entry = index.get(target_id)
+            if entry is not None:
+                self._dns[target_id] = entry.dn
+                return index.copy(entry)
+            # Not in the index: gone, or outside entry_filter (an id search has no
+            # filter); the server says which.
         return self._find_one(self._id_filter(target_id), attrs, f"id {target_id}", unique_id=True)
 
     def _find_by_key(self, key: str, attrs: Sequence[str]) -> _Entry | None:
         attr = self.options.key_attr
+        what = f"{attr}={key}"
+        index = self._scope_index(attrs, len(self.options.scopes))
+        if index is not None and index.covers(attrs):
+            found = index.lookup(attr, key)
+            if found is not None:
+                entry = self._only(found, what)
+                return index.copy(entry) if entry is not None else None
         filt = f"(&{self.options.filter}({attr}={escape_filter_chars(key)}))"
-        return self._find_one(filt, attrs, f"{attr}={key}")
+        return self._find_one(filt, attrs, what)
+
+    # -- the scope index ----------------------------------------------------------------
+
+    def _scope_index(self, attrs: Iterable[str], searches: int = 1) -> _Index | None:
+        """The index of the scopes once this run has sent (or would send, with this
+        look-up of up to ``searches`` searches) INDEX_AFTER look-up searches; None before
+        that, and for good when its read failed."""
+        self._lookups += searches
+        self._wanted.update(a.lower() for a in attrs if a != "1.1")
+        if self._index is None and not self._index_failed and self._lookups >= INDEX_AFTER:
+            o = self.options
+            keyed = [o.key_attr, *(r.attribute for r in o.correlate), *o.references.values()]
+            attrs_read = {o.id_attr.lower(), *(a.lower() for a in keyed), *self._wanted}
+            self._index = self._read_index(o.scopes, o.filter, attrs_read, keyed)
+            self._index_failed = self._index is None
+        return self._index
+
+    def _unique_index(self) -> _Index | None:
+        """The index of unique_base for the ``unique`` attributes, built like
+        :meth:`_scope_index` after INDEX_AFTER checks."""
+        self._ulookups += 1
+        if self._uindex is None and not self._uindex_failed and self._ulookups >= INDEX_AFTER:
+            o = self.options
+            names = list(dict.fromkeys(o.unique.values()))
+            filt = "(|" + "".join(f"({a}=*)" for a in names) + ")"
+            attrs = {o.id_attr.lower(), o.key_attr.lower(), *(a.lower() for a in names)}
+            self._uindex = self._read_index([o.unique_base or o.base], filt, attrs, names)
+            self._uindex_failed = self._uindex is None
+        return self._uindex
+
+    def _read_index(
+        self, bases: Sequence[str], filt: str, attrs: set[str], keyed: Iterable[str]
+    ) -> _Index | None:
+        """One paged read of ``bases``; None (with a log line) when the server does not
+        hand out the whole result: the look-ups are then searched one by one."""
+        index = _Index(bases, attrs, keyed, case_ignore_all=self.options.directory == "ad")
+        try:
+            for base in bases:
+                for entry in self._paged(base, filt, sorted(attrs)):
+                    index.add(entry)
+        except SourceError as err:
+            log.warning("ldap target: %s; looking entries up one by one instead", err)
+            if self.conn is not None and self.conn.closed:
+                self.conn = None  # the next operation connects again (or says why not)
+            return None
+        log.debug("ldap target: indexed %d entries under %s", len(index), ", ".join(bases))
+        return index
 
     def dn_of(self, target_id: str) -> str | None:
         """The current DN of a linked entry (for messages, e.g. ambiguity reports)."""
@@ -659,22 +1001,32 @@ class LdapTarget(Target):
         low = {k.lower(): v for k, v in fields.items()}
         key_attr = self.options.key_attr
         own_key = _first_text(low.get(key_attr.lower()))
+        # The attributes apply will ask for: the index, when it is built, holds them.
+        o = self.options
+        index = self._scope_index(
+            self._fetch_attrs(self._owned(fields)), len(o.scopes) * len(o.correlate)
+        )
         for rule in self.options.correlate:
             value = _first_text(low.get(rule.field.lower()))
             if not value:
                 continue
+            indexed = index.lookup(rule.attribute, value) if index is not None else None
             filt = f"(&{self.options.filter}({rule.attribute}={escape_filter_chars(value)}))"
             found: dict[str, _Entry] = {}
-            for scope in self.options.scopes:
+            for scope in self.options.scopes if indexed is None else [None]:
                 try:
-                    entries = self._search(scope, filt, [self.options.id_attr, key_attr])
+                    entries = (
+                        indexed
+                        if scope is None
+                        else self._search(scope, filt, [self.options.id_attr, key_attr])
+                    )
                 except _ActionFailed as err:
                     # Not one record's problem (a size limit, a refused search): the
                     # run stops with one line, before anything is written.
                     raise TargetError(
                         f"ldap target: correlation by {rule.attribute}: {err}"
                     ) from None
-                for entry in entries:
+                for entry in entries or ():
                     taken = _first_text(entry.values(key_attr))  # type: ignore[arg-type]
                     if taken and own_key and taken != own_key:
                         continue
@@ -761,11 +1113,16 @@ class LdapTarget(Target):
                     return value
             except ValueError:
                 pass
-        filt = f"(&{self.options.filter}({attr}={escape_filter_chars(value)}))"
-        found = {}
-        for scope in self.options.scopes:
-            for e in self._search(scope, filt, ["1.1"]):
-                found[e.dn.lower()] = e.dn
+        index = self._scope_index(["1.1"], len(self.options.scopes))
+        indexed = index.lookup(attr, value) if index is not None else None
+        if indexed is not None:
+            found = {e.dn.lower(): e.dn for e in indexed}
+        else:
+            filt = f"(&{self.options.filter}({attr}={escape_filter_chars(value)}))"
+            found = {}
+            for scope in self.options.scopes:
+                for e in self._search(scope, filt, ["1.1"]):
+                    found[e.dn.lower()] = e.dn
         if len(found) > 1:
             raise _ActionFailed(f"several entries have {attr}={value}: {', '.join(found.values())}")
         return next(iter(found.values()), None)
@@ -1069,8 +1426,11 @@ class LdapTarget(Target):
         o = self.options
         base = o.unique_base or o.base
         for value in candidates:
-            filt = f"({attr}={escape_filter_chars(value)})"
-            found = self._search(base, filt, [o.id_attr, o.key_attr])
+            index = self._unique_index()
+            found = index.lookup(attr, value) if index is not None else None
+            if found is None:
+                filt = f"({attr}={escape_filter_chars(value)})"
+                found = self._search(base, filt, [o.id_attr, o.key_attr])
             others = [
                 e
                 for e in found
@@ -1095,6 +1455,18 @@ class LdapTarget(Target):
             raise _ActionFailed(f"created {dn} but cannot read its {o.id_attr}")
         created = entry[0]
         created.attrs.update({k.lower(): list(v) for k, v in attributes.items()})
+        stored = _Entry(
+            dn,
+            {
+                k: [_decode(x) if isinstance(x, bytes) else x for x in v]
+                for k, v in created.attrs.items()
+            },
+            created.target_id,
+        )
+        for index in (self._index, self._uindex):
+            # A login or key this run gave away is taken for the rest of the run.
+            if index is not None and index.within(dn):
+                index.add(stored)
         return created
 
     def _new_entry(
