@@ -350,7 +350,7 @@ class _ActionFailed(Exception):
         self.code = code
 
 
-@dataclass
+@dataclass(slots=True)
 class _Entry:
     dn: str
     attrs: dict[str, list[str | bytes]]  # lower-cased names
@@ -370,9 +370,16 @@ class _Pending:
     details: list[str] = field(default_factory=list)
 
 
+_PLAIN_DN = re.compile(r"[A-Za-z0-9][A-Za-z0-9=,._@-]*")
+"""A DN with nothing to unescape, fold or sort (no spaces, escapes, quotes, '+', '#'):
+its comparable form is its lower-case text (what parsing would give, much faster)."""
+
+
 def _member_key(dn: str | bytes) -> str:
     """A compact comparable form of a member DN (for the membership cache)."""
     text = dn.decode("utf-8", "replace") if isinstance(dn, bytes) else dn
+    if _PLAIN_DN.fullmatch(text):
+        return text.lower()
     try:
         return ",".join("+".join(f"{t}={v}" for t, v in rdn) for rdn in norm_dn(text))
     except ValueError:
@@ -392,6 +399,9 @@ unique index (a read of unique_base)."""
 
 INDEX_PAGE = 1000
 """Entries per page of the index read (AD's default MaxPageSize)."""
+
+PREFETCH_CHUNK = 200
+"""Ids (or keys) per search when a batch's entries are read at once (a batch is 200)."""
 
 _CASE_IGNORE = frozenset(
     {
@@ -474,12 +484,16 @@ class _Index:
         """attributes held per entry: look-ups needing others are searched"""
         self.keyed = {a.lower() for a in keyed} - _NOT_INDEXED
         self.case_ignore_all = case_ignore_all
-        self.entries: dict[str, _Entry] = {}
-        self.by_dn: dict[tuple, str] = {}
-        self.values: dict[str, dict[str, set[str]]] = {a: {} for a in self.keyed}
+        self.order = sorted(self.attrs)
+        # id -> (DN, one slot per attribute of ``order``: None, a value or a tuple of
+        # values): a third of the memory of _Entry objects with dicts of lists.
+        self.rows: dict[str, tuple] = {}
+        self.by_dn: dict[str, str] = {}  # _member_key(DN) -> id (compact, unlike norm_dn)
+        # normalized value -> ids (a list: mostly one id, and a set costs 3 times more)
+        self.values: dict[str, dict[str, list[str]]] = {a: {} for a in self.keyed}
 
     def __len__(self) -> int:
-        return len(self.entries)
+        return len(self.rows)
 
     def covers(self, attrs: Iterable[str]) -> bool:
         return all(a.lower() in self.attrs or a == "1.1" for a in attrs)
@@ -492,40 +506,46 @@ class _Index:
 
     def add(self, entry: _Entry) -> None:
         tid = entry.target_id or entry.dn.lower()
-        if tid in self.entries:
+        if tid in self.rows:
             self.remove(tid)
-        entry = _Entry(
-            entry.dn, {k: list(v) for k, v in entry.attrs.items() if k in self.attrs}, tid
-        )
-        self.entries[tid] = entry
-        try:
-            self.by_dn[norm_dn(entry.dn)] = tid
-        except ValueError:
-            pass
+        slots: list[Any] = [entry.dn]
+        for name in self.order:
+            vals = entry.attrs.get(name)
+            slots.append(None if not vals else vals[0] if len(vals) == 1 else tuple(vals))
+        self.rows[tid] = tuple(slots)
+        self.by_dn[_member_key(entry.dn)] = tid
         for attr in self.keyed:
             table = self.values[attr]
             for v in entry.attrs.get(attr, ()):
-                table.setdefault(_norm_value(v), set()).add(tid)
+                tids = table.setdefault(_norm_value(v), [])
+                if tid not in tids:
+                    tids.append(tid)
 
     def remove(self, tid: str) -> None:
-        entry = self.entries.pop(tid, None)
+        entry = self.get(tid)
         if entry is None:
             return
-        try:
-            self.by_dn.pop(norm_dn(entry.dn), None)
-        except ValueError:
-            pass
+        del self.rows[tid]
+        self.by_dn.pop(_member_key(entry.dn), None)
         for attr in self.keyed:
             table = self.values[attr]
             for v in entry.attrs.get(attr, ()):
                 tids = table.get(_norm_value(v))
-                if tids is not None:
-                    tids.discard(tid)
+                if tids is not None and tid in tids:
+                    tids.remove(tid)
                     if not tids:
                         del table[_norm_value(v)]
 
     def get(self, tid: str) -> _Entry | None:
-        return self.entries.get(tid)
+        """A fresh entry (the caller may change it: moves edit their snapshot)."""
+        row = self.rows.get(tid)
+        if row is None:
+            return None
+        attrs: dict[str, list[str | bytes]] = {}
+        for name, vals in zip(self.order, row[1:], strict=True):
+            if vals is not None:
+                attrs[name] = list(vals) if isinstance(vals, tuple) else [vals]
+        return _Entry(row[0], attrs, tid)
 
     def lookup(self, attr: str, value: str) -> list[_Entry] | None:
         """Entries whose ``attr`` equals ``value``; None when the index cannot say (the
@@ -535,7 +555,7 @@ class _Index:
         table = self.values.get(a)
         if table is None:
             return None
-        found = [self.entries[t] for t in sorted(table.get(_norm_value(value), ()))]
+        found = [self.get(t) for t in sorted(table.get(_norm_value(value), ()))]
         if found and not (self.case_ignore_all or a in _CASE_IGNORE):
             want = _nfc(value)
             for e in found:
@@ -543,20 +563,13 @@ class _Index:
                     return None
         return found
 
-    @staticmethod
-    def copy(entry: _Entry) -> _Entry:
-        """A snapshot the caller may change (moves edit it) without touching the index."""
-        return _Entry(entry.dn, {k: list(v) for k, v in entry.attrs.items()}, entry.target_id)
-
     def written(self, op: str, dn: str, args: tuple, kw: dict) -> None:
         """Follow a successful modify, modify_dn or delete of ``dn`` by the target."""
-        try:
-            tid = self.by_dn.get(norm_dn(dn))
-        except ValueError:
-            return
+        tid = self.by_dn.get(_member_key(dn))
         if tid is None:
             return
-        old = self.entries[tid]
+        old = self.get(tid)
+        assert old is not None
         if op == "delete":
             self.remove(tid)
             return
@@ -601,6 +614,16 @@ class _Index:
         self.remove(tid)
         if self.within(new_dn):
             self.add(_Entry(new_dn, {k: v for k, v in attrs.items() if v}, old.target_id))
+
+
+@dataclass
+class _Batch:
+    """The entries of one apply()/preview() batch, read at once (see _prefetch)."""
+
+    by_id: _Index
+    by_key: _Index
+    ids_asked: set[str]
+    keys_asked: set[str]
 
 
 def _decode(value: bytes) -> str | bytes:
@@ -703,8 +726,7 @@ class LdapTarget(Target):
         self._ulookups = 0
         self._index_failed = False
         self._uindex_failed = False
-        self._wanted: set[str] = set()
-        """attributes look-ups asked for so far: the index reads these"""
+        self._batch: _Batch | None = None
 
     # -- life cycle ------------------------------------------------------------------
 
@@ -823,6 +845,7 @@ class LdapTarget(Target):
         conn = self._c()
         cookie = b""
         read = 0
+        names: dict[bytes, str] = {}  # one str per attribute name, not one per entry
         while True:
             self.ops["search"] += 1
             done = None
@@ -832,7 +855,10 @@ class LdapTarget(Target):
                     read += 1
                     raw: dict[str, list[bytes]] = {}
                     for name, values in msg.attributes:
-                        raw.setdefault(name.decode("utf-8", "replace").lower(), []).extend(values)
+                        text = names.get(name)
+                        if text is None:
+                            text = names[name] = name.decode("utf-8", "replace").lower()
+                        raw.setdefault(text, []).extend(values)
                     yield self._entry(msg.dn.decode("utf-8", "replace"), raw)
                 elif isinstance(msg, wire.Done):
                     done = msg
@@ -863,7 +889,9 @@ class LdapTarget(Target):
             raise TargetError(f"ldap target: connection lost: {err}") from None
         code, text = self._result()
         if code == 0:
-            for index in (self._index, self._uindex):
+            batch = self._batch
+            extra = (batch.by_id, batch.by_key) if batch is not None else ()
+            for index in (self._index, self._uindex, *extra):
                 if index is not None:
                     index.written(op, dn, args, kw)
         if code == 0 or code in ok_codes:
@@ -910,40 +938,86 @@ class LdapTarget(Target):
         return f"(entryUUID={escape_filter_chars(target_id)})"
 
     def _find_by_id(self, target_id: str, attrs: Sequence[str]) -> _Entry | None:
-        index = self._scope_index(attrs)
-        if index is not None and index.covers(attrs):
-            entry = index.get(target_id)
+        batch = self._batch
+        if batch is not None and target_id in batch.ids_asked and batch.by_id.covers(attrs):
+            # Read for this batch with the others (see _prefetch): absent means gone.
+            entry = batch.by_id.get(target_id)
             if entry is not None:
                 self._dns[target_id] = entry.dn
-                return index.copy(entry)
-            # Not in the index: gone, or outside entry_filter (an id search has no
-            # filter); the server says which.
+            return entry
         return self._find_one(self._id_filter(target_id), attrs, f"id {target_id}", unique_id=True)
 
     def _find_by_key(self, key: str, attrs: Sequence[str]) -> _Entry | None:
         attr = self.options.key_attr
         what = f"{attr}={key}"
-        index = self._scope_index(attrs, len(self.options.scopes))
-        if index is not None and index.covers(attrs):
-            found = index.lookup(attr, key)
+        batch = self._batch
+        if batch is not None and key in batch.keys_asked and batch.by_key.covers(attrs):
+            found = batch.by_key.lookup(attr, key)
             if found is not None:
-                entry = self._only(found, what)
-                return index.copy(entry) if entry is not None else None
+                return self._only(found, what)
         filt = f"(&{self.options.filter}({attr}={escape_filter_chars(key)}))"
         return self._find_one(filt, attrs, what)
 
+    # -- one read per batch --------------------------------------------------------------
+
+    def _prefetch(self, actions: Sequence[Action]) -> None:
+        """Read the entries of a batch's actions in one search per scope (by id, and by
+        key for those without one) instead of one search each: apply and preview then
+        find them in ``self._batch``, kept right by the batch's own writes. Read fresh
+        for every batch, like the per-entry searches: changes made by others since the
+        batch started are not seen. A refused read leaves the per-entry searches."""
+        self._batch = None
+        o = self.options
+        ids = list(dict.fromkeys(a.target_id for a in actions if a.target_id))
+        keys = list(dict.fromkeys(a.key for a in actions if not a.target_id))
+        if len(ids) + len(keys) < 2:
+            return  # one look-up: one search either way
+        names: set[str] = set(self._fetch_attrs([]))
+        for a in actions:
+            if a.kind is not ActionKind.DELETE:
+                names.update(self._fetch_attrs(self._owned(a.fields)))
+        attrs = sorted(names)
+        low = {n.lower() for n in attrs}
+        by_id = _Index(o.scopes, low, [], case_ignore_all=True)
+        by_key = _Index(o.scopes, low, [o.key_attr], case_ignore_all=o.directory == "ad")
+        try:
+            missing = set(ids)
+            for scope in o.scopes:
+                # An id exists once: look for the rest only in the next scope.
+                todo = [i for i in ids if i in missing]
+                for start in range(0, len(todo), PREFETCH_CHUNK):
+                    chunk = todo[start : start + PREFETCH_CHUNK]
+                    part = "".join(self._id_filter(i) for i in chunk)
+                    for entry in self._paged(scope, f"(|{part})", attrs):
+                        by_id.add(entry)
+                        missing.discard(entry.target_id)
+            for start in range(0, len(keys), PREFETCH_CHUNK):
+                chunk = keys[start : start + PREFETCH_CHUNK]
+                part = "".join(f"({o.key_attr}={escape_filter_chars(k)})" for k in chunk)
+                for scope in o.scopes:
+                    for entry in self._paged(scope, f"(&{o.filter}(|{part}))", attrs):
+                        by_key.add(entry)
+        except (SourceError, _ActionFailed) as err:
+            log.debug("ldap target: batch not read at once (%s): one search per entry", err)
+            if self.conn is not None and self.conn.closed:
+                self.conn = None
+            return
+        self._batch = _Batch(by_id, by_key, set(ids), set(keys))
+
     # -- the scope index ----------------------------------------------------------------
 
-    def _scope_index(self, attrs: Iterable[str], searches: int = 1) -> _Index | None:
-        """The index of the scopes once this run has sent (or would send, with this
-        look-up of up to ``searches`` searches) INDEX_AFTER look-up searches; None before
-        that, and for good when its read failed."""
+    # -- the scope index ----------------------------------------------------------------
+
+    def _scope_index(self, searches: int) -> _Index | None:
+        """The index of the scopes (correlation and reference attributes, the key, the
+        DN) once this run has sent, or would send with this look-up of up to
+        ``searches`` searches, INDEX_AFTER look-up searches; None before that, and for
+        good when its read failed."""
         self._lookups += searches
-        self._wanted.update(a.lower() for a in attrs if a != "1.1")
         if self._index is None and not self._index_failed and self._lookups >= INDEX_AFTER:
             o = self.options
             keyed = [o.key_attr, *(r.attribute for r in o.correlate), *o.references.values()]
-            attrs_read = {o.id_attr.lower(), *(a.lower() for a in keyed), *self._wanted}
+            attrs_read = {o.id_attr.lower(), *(a.lower() for a in keyed)}
             self._index = self._read_index(o.scopes, o.filter, attrs_read, keyed)
             self._index_failed = self._index is None
         return self._index
@@ -1001,11 +1075,8 @@ class LdapTarget(Target):
         low = {k.lower(): v for k, v in fields.items()}
         key_attr = self.options.key_attr
         own_key = _first_text(low.get(key_attr.lower()))
-        # The attributes apply will ask for: the index, when it is built, holds them.
         o = self.options
-        index = self._scope_index(
-            self._fetch_attrs(self._owned(fields)), len(o.scopes) * len(o.correlate)
-        )
+        index = self._scope_index(len(o.scopes) * len(o.correlate))
         for rule in self.options.correlate:
             value = _first_text(low.get(rule.field.lower()))
             if not value:
@@ -1113,7 +1184,7 @@ class LdapTarget(Target):
                     return value
             except ValueError:
                 pass
-        index = self._scope_index(["1.1"], len(self.options.scopes))
+        index = self._scope_index(len(self.options.scopes))
         indexed = index.lookup(attr, value) if index is not None else None
         if indexed is not None:
             found = {e.dn.lower(): e.dn for e in indexed}
@@ -1227,6 +1298,16 @@ class LdapTarget(Target):
             self._load_memberships()
         results: list[ActionResult] = []
         pending: list[_Pending] = []
+        self._prefetch(actions)
+        try:
+            self._apply_all(actions, results, pending)
+        finally:
+            self._batch = None
+        return results
+
+    def _apply_all(
+        self, actions: Sequence[Action], results: list[ActionResult], pending: list[_Pending]
+    ) -> None:
         for index, action in enumerate(actions):
             try:
                 if action.kind is ActionKind.DELETE:
@@ -1243,7 +1324,6 @@ class LdapTarget(Target):
         for p in pending:
             # A reference to someone created later in the same batch resolves now.
             results[p.index] = self._retry_refs(results[p.index], p)
-        return results
 
     def _upsert_good_fields(self, action: Action) -> tuple[ActionResult, dict[str, str]]:
         """:meth:`_upsert`; when the server refuses one attribute's value for good
@@ -1463,7 +1543,12 @@ class LdapTarget(Target):
             },
             created.target_id,
         )
-        for index in (self._index, self._uindex):
+        batch = self._batch
+        indexes = [self._index, self._uindex]
+        if batch is not None:
+            indexes += [batch.by_id, batch.by_key]
+            batch.ids_asked.add(created.target_id)
+        for index in indexes:
             # A login or key this run gave away is taken for the rest of the run.
             if index is not None and index.within(dn):
                 index.add(stored)
