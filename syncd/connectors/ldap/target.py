@@ -400,6 +400,9 @@ unique index (a read of unique_base)."""
 INDEX_PAGE = 1000
 """Entries per page of the index read (AD's default MaxPageSize)."""
 
+SMALL_PAGE = 100
+"""The page size asked for again when a server refuses INDEX_PAGE (slapd size.pr)."""
+
 PREFETCH_CHUNK = 200
 """Ids (or keys) per search when a batch's entries are read at once (a batch is 200)."""
 
@@ -845,11 +848,12 @@ class LdapTarget(Target):
         conn = self._c()
         cookie = b""
         read = 0
+        page = INDEX_PAGE
         names: dict[bytes, str] = {}  # one str per attribute name, not one per entry
         while True:
             self.ops["search"] += 1
             done = None
-            control = wire.paged_control(INDEX_PAGE, cookie)
+            control = wire.paged_control(page, cookie)
             for msg in wire.search(conn, base, filt, "sub", list(attrs), [control]):
                 if isinstance(msg, wire.Entry):
                     read += 1
@@ -865,6 +869,9 @@ class LdapTarget(Target):
             assert done is not None
             if done.code == wire.NO_SUCH_OBJECT and read == 0:
                 return
+            if done.code == wire.ADMIN_LIMIT and read == 0 and page > SMALL_PAGE:
+                page = SMALL_PAGE  # slapd's size.pr below our page size: ask for less
+                continue
             if done.code != wire.SUCCESS:
                 raise wire.result_error(done, base, read, what="index read")
             cookie = wire.paged_cookie(done) or b""
