@@ -25,6 +25,12 @@ What it promises (issue 6):
 * :meth:`LdapTarget.correlate` links unlinked records by ordered rules (employeeNumber,
   then mail...): one match links, none tries the next rule, several are all returned so
   the engine reports the ambiguity.
+* Look-ups cost a bounded number of searches (issue 12): after INDEX_AFTER look-up
+  searches the scopes are read once, paged, into an :class:`_Index` that answers
+  correlation and references (and unique_base's for ``unique``), kept right by the
+  target's own writes; apply and preview read their batch's entries with one search
+  per scope (:meth:`LdapTarget._prefetch`). A refused paged read leaves the per-entry
+  searches.
 """
 
 from __future__ import annotations
@@ -211,8 +217,9 @@ class LdapTargetOptions(BaseModel):
         description="record fields whose value must be unique in the directory: {field: "
         "attribute}, e.g. {uid: uid} or {sAMAccountName: sAMAccountName}. A value another "
         "entry already has gets a number (jdoe, jdoe2, jdoe3, ...; sAMAccountName stays "
-        "within 20 characters), checked by a search under unique_base when an entry is "
-        "created or the value changes; once assigned, an entry keeps its value",
+        "within 20 characters), checked under unique_base when an entry is created or the "
+        "value changes (a search each; a large run reads unique_base once, paged); once "
+        "assigned, an entry keeps its value",
     )
     unique_base: str | None = Field(
         None,
