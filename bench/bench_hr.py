@@ -14,7 +14,8 @@ shipped mapping (mappings/hr-csv-openldap.yaml) would have made them. The HR exp
            (department -> another OU and department group), a third leavers (disabled)
   night 2  the same export again: nothing to do
 
-Printed per night: wall time, the run's counts, the LDAP operations the target issued
+Printed per night: wall time and this process's CPU time (slapd's is not in it), the
+run's counts, the LDAP operations the target issued
 (counted in LdapTarget.ops, by kind) and the writes slapd logged in its accesslog,
 and the process's peak RSS.
 """
@@ -165,15 +166,21 @@ def night(label: str, cfg_path: Path, server: Slapd) -> None:
     before = accesslog_writes(server)
     TARGETS.clear()
     start = time.perf_counter()
+    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     rep = run_job(cfg, "hr-nightly")
     wall = time.perf_counter() - start
+    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
     ops: Counter = Counter()
     for t in TARGETS:
         ops.update(t.ops)
     writes = accesslog_writes(server) - before
     counts = {k: v for k, v in sorted(rep.counts.items()) if v}
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"\n{label}: {rep.status} in {wall:.2f} s (peak RSS so far {rss:.0f} MB)")
+    print(
+        f"\n{label}: {rep.status} in {wall:.2f} s, {cpu:.2f} s CPU of this process "
+        f"(peak RSS so far {rss:.0f} MB)"
+    )
     print(f"  counts: {counts}")
     print(f"  LDAP ops by the target: {dict(sorted(ops.items()))} = {sum(ops.values())}")
     print(f"  writes in slapd's accesslog: {dict(sorted(writes.items()))}")

@@ -177,3 +177,51 @@ mail: tom.twin@example.com
         run_job(cfg, "hr-nightly")
     assert "employeeType" not in reader.one("(employeeNumber=1001)").entry_attributes
     assert len(reader.find("(employeeNumber=*)", base=PEOPLE)) == 5  # + Fred, disabled
+
+
+def test_first_night_of_many_rows_sends_a_bounded_number_of_searches(hr, slapd, monkeypatch):
+    """Issue 12: the first night correlates every row; the target answers from one
+    paged read of its scopes and one read per batch, not ~3 searches per row."""
+    from syncd.connectors.ldap.target import LdapTarget
+
+    targets: list[LdapTarget] = []
+    init = LdapTarget.__init__
+
+    def counting(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        targets.append(self)
+
+    monkeypatch.setattr(LdapTarget, "__init__", counting)
+    cfg, csv_file, reader = hr
+    n = 300
+    people = [f"dn: ou=Sales,{PEOPLE}\nobjectClass: organizationalUnit\nou: Sales\n"]
+    for i in range(n):
+        people.append(
+            f"dn: uid=p{i}.bulk,ou=Sales,{PEOPLE}\nobjectClass: inetOrgPerson\n"
+            f"uid: p{i}.bulk\ncn: P{i} Bulk\nsn: Bulk\nmail: p{i}.bulk@example.com\n"
+            f"employeeNumber: {5000 + i}\n"
+        )
+    people.append(  # two accounts share the mail of a new row: ambiguous
+        f"dn: uid=twin1,{PEOPLE}\nobjectClass: inetOrgPerson\nuid: twin1\ncn: T\nsn: T\n"
+        f"mail: tom.twin@example.com\n\n"
+        f"dn: uid=twin2,{PEOPLE}\nobjectClass: inetOrgPerson\nuid: twin2\ncn: T\nsn: T\n"
+        f"mail: tom.twin@example.com\n"
+    )
+    slapd.add("\n".join(people))
+    rows = [row(5000 + i, f"P{i}", "Bulk", "Sales") for i in range(n)]
+    # joiners: two with the same name (the second gets a numbered login), one ambiguous
+    rows += [row(9001, "New", "Joiner", "Eng"), row(9002, "New", "Joiner", "Sales")]
+    rows += [row(9003, "Tom", "Twin", "Eng")]
+    export(csv_file, rows)
+    rep = run_job(cfg, "hr-nightly")
+    assert rep.status == "ok", rep.error
+    assert rep.counts["correlated"] == n and rep.counts["ambiguous"] == 1, rep.counts
+    assert rep.counts["created"] == 2, rep.counts
+    searches = sum(t.ops["search"] for t in targets)
+    # Per-entry look-ups sent about 3 per row (two scopes per correlation, one id
+    # search per update): 900+ here.
+    assert searches <= 80, [dict(t.ops) for t in targets]
+    logins = {str(reader.one(f"(employeeNumber={k})")["uid"]) for k in (9001, 9002)}
+    assert logins == {"new.joiner", "new.joiner2"}
+    assert reader.one("(employeeNumber=5007)").title.value == "Clerk"
+    assert reader.find("(employeeNumber=9003)") == []

@@ -49,16 +49,21 @@ def preview(
     target._ref_cache.clear()
     out: list[Current | None] = []
     planned_ous: set[tuple] = set()
-    for action in actions:
-        view = _View(secret, target, planned_ous)
-        try:
-            if action.kind is ActionKind.DELETE:
-                _delete(target, action, view)
-            else:
-                _upsert(target, action, view)
-        except _ActionFailed as err:
-            view.current.notes.append(f"would fail: {err}")
-        out.append(view.finish())
+    # The entries are read the way apply reads them: at once per batch.
+    target._prefetch(actions)
+    try:
+        for action in actions:
+            view = _View(secret, target, planned_ous)
+            try:
+                if action.kind is ActionKind.DELETE:
+                    _delete(target, action, view)
+                else:
+                    _upsert(target, action, view)
+            except _ActionFailed as err:
+                view.current.notes.append(f"would fail: {err}")
+            out.append(view.finish())
+    finally:
+        target._batch = None
     return out
 
 

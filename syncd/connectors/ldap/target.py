@@ -25,6 +25,12 @@ What it promises (issue 6):
 * :meth:`LdapTarget.correlate` links unlinked records by ordered rules (employeeNumber,
   then mail...): one match links, none tries the next rule, several are all returned so
   the engine reports the ambiguity.
+* Look-ups cost a bounded number of searches (issue 12): after INDEX_AFTER look-up
+  searches the scopes are read once, paged, into an :class:`_Index` that answers
+  correlation and references (and unique_base's for ``unique``), kept right by the
+  target's own writes; apply and preview read their batch's entries with one search
+  per scope (:meth:`LdapTarget._prefetch`). A refused paged read leaves the per-entry
+  searches.
 """
 
 from __future__ import annotations
@@ -55,7 +61,7 @@ from syncd.contracts import (
     FieldValue,
     Target,
 )
-from syncd.errors import TargetError
+from syncd.errors import SourceError, TargetError
 from syncd.mapping import dn as _dn
 
 log = logging.getLogger(__name__)
@@ -211,8 +217,9 @@ class LdapTargetOptions(BaseModel):
         description="record fields whose value must be unique in the directory: {field: "
         "attribute}, e.g. {uid: uid} or {sAMAccountName: sAMAccountName}. A value another "
         "entry already has gets a number (jdoe, jdoe2, jdoe3, ...; sAMAccountName stays "
-        "within 20 characters), checked by a search under unique_base when an entry is "
-        "created or the value changes; once assigned, an entry keeps its value",
+        "within 20 characters), checked under unique_base when an entry is created or the "
+        "value changes (a search each; a large run reads unique_base once, paged); once "
+        "assigned, an entry keeps its value",
     )
     unique_base: str | None = Field(
         None,
@@ -350,7 +357,7 @@ class _ActionFailed(Exception):
         self.code = code
 
 
-@dataclass
+@dataclass(slots=True)
 class _Entry:
     dn: str
     attrs: dict[str, list[str | bytes]]  # lower-cased names
@@ -370,13 +377,263 @@ class _Pending:
     details: list[str] = field(default_factory=list)
 
 
+_PLAIN_DN = re.compile(r"[A-Za-z0-9][A-Za-z0-9=,._@-]*")
+"""A DN with nothing to unescape, fold or sort (no spaces, escapes, quotes, '+', '#'):
+its comparable form is its lower-case text (what parsing would give, much faster)."""
+
+
 def _member_key(dn: str | bytes) -> str:
     """A compact comparable form of a member DN (for the membership cache)."""
     text = dn.decode("utf-8", "replace") if isinstance(dn, bytes) else dn
+    if _PLAIN_DN.fullmatch(text):
+        return text.lower()
     try:
         return ",".join("+".join(f"{t}={v}" for t, v in rdn) for rdn in norm_dn(text))
     except ValueError:
         return text.lower()
+
+
+# --------------------------------------------------------------------------------------
+# The scope index (issue 12): one paged read answers the run's look-ups.
+
+INDEX_AFTER = 50
+"""Searches for look-ups (correlation, key, id, reference) a target sends one by one
+before it reads its scopes once, paged, and answers the rest from memory. A run touching
+a few entries (a nightly delta, ``--only``) never pays for reading the whole scope; a
+first night of N unlinked records pays about INDEX_AFTER searches plus N / INDEX_PAGE
+pages instead of about 3 N searches. The same number of ``unique`` checks builds the
+unique index (a read of unique_base)."""
+
+INDEX_PAGE = 1000
+"""Entries per page of the index read (AD's default MaxPageSize)."""
+
+SMALL_PAGE = 100
+"""The page size asked for again when a server refuses INDEX_PAGE (slapd size.pr)."""
+
+PREFETCH_CHUNK = 200
+"""Ids (or keys) per search when a batch's entries are read at once (a batch is 200)."""
+
+_CASE_IGNORE = frozenset(
+    {
+        "uid",
+        "cn",
+        "sn",
+        "givenname",
+        "displayname",
+        "mail",
+        "employeenumber",
+        "employeeid",
+        "employeetype",
+        "departmentnumber",
+        "title",
+        "o",
+        "ou",
+        "l",
+        "st",
+        "c",
+        "initials",
+        "userid",
+        "rfc822mailbox",
+        "surname",
+        "commonname",
+        "street",
+        "postalcode",
+        "samaccountname",
+        "userprincipalname",
+    }
+)
+"""Attributes whose equality matching ignores case and insignificant spaces
+(caseIgnoreMatch / caseIgnoreIA5Match in OpenLDAP's schema; every AD string): the index
+answers for them outright. For any other attribute an index hit that differs from the
+wanted value in more than Unicode form is checked by a search (the server's rule
+decides: it may be caseExactMatch)."""
+
+_NOT_INDEXED = frozenset(
+    {
+        "uidnumber",
+        "gidnumber",
+        "telephonenumber",
+        "mobile",
+        "homephone",
+        "pager",
+        "facsimiletelephonenumber",
+        "internationalisdnnumber",
+        "objectsid",
+        "objectguid",
+        "entryuuid",
+    }
+)
+"""Attributes matched by integer, telephone-number or octet rules, which case folding
+does not model: looked up by search, never from the index."""
+
+
+def _norm_value(value: str | bytes) -> str:
+    """An equality key close to LDAP string preparation (RFC 4518): compatibility
+    normalised, case folded, insignificant spaces removed."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    text = value if value.isascii() else unicodedata.normalize("NFKC", value)
+    return " ".join(text.casefold().split())
+
+
+class _Index:
+    """Entries of a set of scopes read once, with equality look-ups on ``keyed``
+    attributes. The target keeps it right with its own writes (:meth:`written`);
+    changes made by others after the read are not seen (like the membership cache)."""
+
+    def __init__(
+        self,
+        bases: Sequence[str],
+        attrs: Iterable[str],
+        keyed: Iterable[str],
+        *,
+        case_ignore_all: bool,
+    ):
+        self.bases = list(bases)
+        self.attrs = {a.lower() for a in attrs}
+        """attributes held per entry: look-ups needing others are searched"""
+        self.keyed = {a.lower() for a in keyed} - _NOT_INDEXED
+        self.case_ignore_all = case_ignore_all
+        self.order = sorted(self.attrs)
+        # id -> (DN, one slot per attribute of ``order``: None, a value or a tuple of
+        # values): a third of the memory of _Entry objects with dicts of lists.
+        self.rows: dict[str, tuple] = {}
+        self.by_dn: dict[str, str] = {}  # _member_key(DN) -> id (compact, unlike norm_dn)
+        # normalized value -> ids (a list: mostly one id, and a set costs 3 times more)
+        self.values: dict[str, dict[str, list[str]]] = {a: {} for a in self.keyed}
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def covers(self, attrs: Iterable[str]) -> bool:
+        return all(a.lower() in self.attrs or a == "1.1" for a in attrs)
+
+    def within(self, dn: str) -> bool:
+        try:
+            return any(dn_within(dn, b) for b in self.bases)
+        except ValueError:
+            return False
+
+    def add(self, entry: _Entry) -> None:
+        tid = entry.target_id or entry.dn.lower()
+        if tid in self.rows:
+            self.remove(tid)
+        slots: list[Any] = [entry.dn]
+        for name in self.order:
+            vals = entry.attrs.get(name)
+            slots.append(None if not vals else vals[0] if len(vals) == 1 else tuple(vals))
+        self.rows[tid] = tuple(slots)
+        self.by_dn[_member_key(entry.dn)] = tid
+        for attr in self.keyed:
+            table = self.values[attr]
+            for v in entry.attrs.get(attr, ()):
+                tids = table.setdefault(_norm_value(v), [])
+                if tid not in tids:
+                    tids.append(tid)
+
+    def remove(self, tid: str) -> None:
+        entry = self.get(tid)
+        if entry is None:
+            return
+        del self.rows[tid]
+        self.by_dn.pop(_member_key(entry.dn), None)
+        for attr in self.keyed:
+            table = self.values[attr]
+            for v in entry.attrs.get(attr, ()):
+                tids = table.get(_norm_value(v))
+                if tids is not None and tid in tids:
+                    tids.remove(tid)
+                    if not tids:
+                        del table[_norm_value(v)]
+
+    def get(self, tid: str) -> _Entry | None:
+        """A fresh entry (the caller may change it: moves edit their snapshot)."""
+        row = self.rows.get(tid)
+        if row is None:
+            return None
+        attrs: dict[str, list[str | bytes]] = {}
+        for name, vals in zip(self.order, row[1:], strict=True):
+            if vals is not None:
+                attrs[name] = list(vals) if isinstance(vals, tuple) else [vals]
+        return _Entry(row[0], attrs, tid)
+
+    def lookup(self, attr: str, value: str) -> list[_Entry] | None:
+        """Entries whose ``attr`` equals ``value``; None when the index cannot say (the
+        attribute is not indexed, or the match is only modulo case and spaces on an
+        attribute whose matching rule is unknown)."""
+        a = attr.lower()
+        table = self.values.get(a)
+        if table is None:
+            return None
+        found = [self.get(t) for t in sorted(table.get(_norm_value(value), ()))]
+        if found and not (self.case_ignore_all or a in _CASE_IGNORE):
+            want = _nfc(value)
+            for e in found:
+                if all(_nfc(v) != want for v in e.attrs.get(a, ()) if isinstance(v, str)):
+                    return None
+        return found
+
+    def written(self, op: str, dn: str, args: tuple, kw: dict) -> None:
+        """Follow a successful modify, modify_dn or delete of ``dn`` by the target."""
+        tid = self.by_dn.get(_member_key(dn))
+        if tid is None:
+            return
+        old = self.get(tid)
+        assert old is not None
+        if op == "delete":
+            self.remove(tid)
+            return
+        attrs = {k: list(v) for k, v in old.attrs.items()}
+        new_dn = old.dn
+        if op == "modify":
+            for name, mods in args[0].items():
+                a = name.lower()
+                if a not in self.attrs:
+                    continue
+                for mod, values in mods:
+                    values = [_decode(v) if isinstance(v, bytes) else v for v in values]
+                    have = attrs.get(a, [])
+                    if mod == ldap3.MODIFY_REPLACE:
+                        have = list(values)
+                    elif mod == ldap3.MODIFY_ADD:
+                        have = have + [v for v in values if v not in have]
+                    elif values:
+                        drop = {_norm_value(v) for v in values}
+                        have = [v for v in have if _norm_value(v) not in drop]
+                    else:
+                        have = []
+                    attrs[a] = have
+        elif op == "modify_dn":
+            rdn = parse_dn(args[0])[0]
+            old_rdns = parse_dn(old.dn)
+            parent = kw.get("new_superior") or build_dn(old_rdns[1:])
+            new_dn = args[0] + "," + parent
+            if kw.get("delete_old_dn", True):
+                for a, v in old_rdns[0]:
+                    if a.lower() in attrs:
+                        attrs[a.lower()] = [
+                            x for x in attrs[a.lower()] if _norm_value(x) != _norm_value(v)
+                        ]
+            for a, v in rdn:
+                if a.lower() in self.attrs:
+                    have = attrs.setdefault(a.lower(), [])
+                    if _norm_value(v) not in {_norm_value(x) for x in have}:
+                        have.append(v)
+        else:
+            return
+        self.remove(tid)
+        if self.within(new_dn):
+            self.add(_Entry(new_dn, {k: v for k, v in attrs.items() if v}, old.target_id))
+
+
+@dataclass
+class _Batch:
+    """The entries of one apply()/preview() batch, read at once (see _prefetch)."""
+
+    by_id: _Index
+    by_key: _Index
+    ids_asked: set[str]
+    keys_asked: set[str]
 
 
 def _decode(value: bytes) -> str | bytes:
@@ -471,6 +728,17 @@ class LdapTarget(Target):
         self._ref_cache: dict[tuple[str, str], str | None] = {}
         self._members: dict[str, set[tuple]] | None = None  # member -> managed groups
         self._group_names: dict[tuple, str] = {}
+        self._reset_index()
+
+    def _reset_index(self) -> None:
+        """Forget the scope index and unique index (a new open is a new run)."""
+        self._index: _Index | None = None
+        self._uindex: _Index | None = None
+        self._lookups = 0
+        self._ulookups = 0
+        self._index_failed = False
+        self._uindex_failed = False
+        self._batch: _Batch | None = None
 
     # -- life cycle ------------------------------------------------------------------
 
@@ -483,6 +751,7 @@ class LdapTarget(Target):
         from syncd.connectors.ldap.connection import connect
 
         conn = connect(self.connection)  # type: ignore[arg-type]
+        self._reset_index()
         # ldap3's name checking re-escapes DNs that are already escaped.
         conn.check_names = False
         self.conn = conn
@@ -491,6 +760,7 @@ class LdapTarget(Target):
 
     def close(self) -> None:
         conn, self.conn = self.conn, None
+        self._reset_index()
         if conn is not None:
             try:
                 conn.unbind()
@@ -553,26 +823,69 @@ class LdapTarget(Target):
         if code not in (0,):
             raise _ActionFailed(f"search under {base} refused: {text}")
         out = []
-        id_attr = self.options.id_attr.lower()
         for item in conn.response or []:
             if item.get("type") != "searchResEntry":
                 continue
             raw = {k.lower(): v for k, v in (item.get("raw_attributes") or {}).items()}
-            attrs_out: dict[str, list[str | bytes]] = {}
-            for name, values in raw.items():
-                if name == "objectguid":
-                    continue
-                attrs_out[name] = [_decode(v) for v in values]
-            tid = ""
-            if raw.get(id_attr):
-                rawid = raw[id_attr][0]
-                tid = (
-                    str(uuid.UUID(bytes_le=rawid))
-                    if id_attr == "objectguid"
-                    else rawid.decode("ascii", "replace")
-                )
-            out.append(_Entry(item["dn"], attrs_out, tid))
+            out.append(self._entry(item["dn"], raw))
         return out
+
+    def _entry(self, dn: str, raw: dict[str, list[bytes]]) -> _Entry:
+        """An entry from raw values (lower-cased names), its id decoded."""
+        id_attr = self.options.id_attr.lower()
+        attrs_out: dict[str, list[str | bytes]] = {}
+        for name, values in raw.items():
+            if name == "objectguid":
+                continue
+            attrs_out[name] = [_decode(v) for v in values]
+        tid = ""
+        if raw.get(id_attr):
+            rawid = raw[id_attr][0]
+            tid = (
+                str(uuid.UUID(bytes_le=rawid))
+                if id_attr == "objectguid"
+                else rawid.decode("ascii", "replace")
+            )
+        return _Entry(dn, attrs_out, tid)
+
+    def _paged(self, base: str, filt: str, attrs: Sequence[str]) -> Iterable[_Entry]:
+        """Every entry of a paged subtree search (one ``search`` op per page); nothing
+        for a missing base. Raises SourceError when the read is not complete (a size
+        or time limit, a refusal: never a short read) or the connection is lost."""
+        from syncd.connectors.ldap import wire
+
+        conn = self._c()
+        cookie = b""
+        read = 0
+        page = INDEX_PAGE
+        names: dict[bytes, str] = {}  # one str per attribute name, not one per entry
+        while True:
+            self.ops["search"] += 1
+            done = None
+            control = wire.paged_control(page, cookie)
+            for msg in wire.search(conn, base, filt, "sub", list(attrs), [control]):
+                if isinstance(msg, wire.Entry):
+                    read += 1
+                    raw: dict[str, list[bytes]] = {}
+                    for name, values in msg.attributes:
+                        text = names.get(name)
+                        if text is None:
+                            text = names[name] = name.decode("utf-8", "replace").lower()
+                        raw.setdefault(text, []).extend(values)
+                    yield self._entry(msg.dn.decode("utf-8", "replace"), raw)
+                elif isinstance(msg, wire.Done):
+                    done = msg
+            assert done is not None
+            if done.code == wire.NO_SUCH_OBJECT and read == 0:
+                return
+            if done.code == wire.ADMIN_LIMIT and read == 0 and page > SMALL_PAGE:
+                page = SMALL_PAGE  # slapd's size.pr below our page size: ask for less
+                continue
+            if done.code != wire.SUCCESS:
+                raise wire.result_error(done, base, read, what="index read")
+            cookie = wire.paged_cookie(done) or b""
+            if not cookie:
+                return
 
     def _writes(self) -> int:
         ops = self.ops
@@ -591,6 +904,12 @@ class LdapTarget(Target):
         except lexc.LDAPCommunicationError as err:
             raise TargetError(f"ldap target: connection lost: {err}") from None
         code, text = self._result()
+        if code == 0:
+            batch = self._batch
+            extra = (batch.by_id, batch.by_key) if batch is not None else ()
+            for index in (self._index, self._uindex, *extra):
+                if index is not None:
+                    index.written(op, dn, args, kw)
         if code == 0 or code in ok_codes:
             return code
         raise _ActionFailed(f"{op.replace('_', ' ')} {dn}: {text}", code)
@@ -612,6 +931,9 @@ class LdapTarget(Target):
             found.extend(self._search(scope, filt, attrs))
             if unique_id and found:
                 break  # an entryUUID/objectGUID exists once: no need to look further
+        return self._only(found, what)
+
+    def _only(self, found: list[_Entry], what: str) -> _Entry | None:
         # The same entry can be seen twice when disabled_ou overlaps base.
         unique = {e.target_id or e.dn.lower(): e for e in found}
         if len(unique) > 1:
@@ -632,12 +954,120 @@ class LdapTarget(Target):
         return f"(entryUUID={escape_filter_chars(target_id)})"
 
     def _find_by_id(self, target_id: str, attrs: Sequence[str]) -> _Entry | None:
+        batch = self._batch
+        if batch is not None and target_id in batch.ids_asked and batch.by_id.covers(attrs):
+            # Read for this batch with the others (see _prefetch): absent means gone.
+            entry = batch.by_id.get(target_id)
+            if entry is not None:
+                self._dns[target_id] = entry.dn
+            return entry
         return self._find_one(self._id_filter(target_id), attrs, f"id {target_id}", unique_id=True)
 
     def _find_by_key(self, key: str, attrs: Sequence[str]) -> _Entry | None:
         attr = self.options.key_attr
+        what = f"{attr}={key}"
+        batch = self._batch
+        if batch is not None and key in batch.keys_asked and batch.by_key.covers(attrs):
+            found = batch.by_key.lookup(attr, key)
+            if found is not None:
+                return self._only(found, what)
         filt = f"(&{self.options.filter}({attr}={escape_filter_chars(key)}))"
-        return self._find_one(filt, attrs, f"{attr}={key}")
+        return self._find_one(filt, attrs, what)
+
+    # -- one read per batch --------------------------------------------------------------
+
+    def _prefetch(self, actions: Sequence[Action]) -> None:
+        """Read the entries of a batch's actions in one search per scope (by id, and by
+        key for those without one) instead of one search each: apply and preview then
+        find them in ``self._batch``, kept right by the batch's own writes. Read fresh
+        for every batch, like the per-entry searches: changes made by others since the
+        batch started are not seen. A refused read leaves the per-entry searches."""
+        self._batch = None
+        o = self.options
+        ids = list(dict.fromkeys(a.target_id for a in actions if a.target_id))
+        keys = list(dict.fromkeys(a.key for a in actions if not a.target_id))
+        if len(ids) + len(keys) < 2:
+            return  # one look-up: one search either way
+        names: set[str] = set(self._fetch_attrs([]))
+        for a in actions:
+            if a.kind is not ActionKind.DELETE:
+                names.update(self._fetch_attrs(self._owned(a.fields)))
+        attrs = sorted(names)
+        low = {n.lower() for n in attrs}
+        by_id = _Index(o.scopes, low, [], case_ignore_all=True)
+        by_key = _Index(o.scopes, low, [o.key_attr], case_ignore_all=o.directory == "ad")
+        try:
+            missing = set(ids)
+            for scope in o.scopes:
+                # An id exists once: look for the rest only in the next scope.
+                todo = [i for i in ids if i in missing]
+                for start in range(0, len(todo), PREFETCH_CHUNK):
+                    chunk = todo[start : start + PREFETCH_CHUNK]
+                    part = "".join(self._id_filter(i) for i in chunk)
+                    for entry in self._paged(scope, f"(|{part})", attrs):
+                        by_id.add(entry)
+                        missing.discard(entry.target_id)
+            for start in range(0, len(keys), PREFETCH_CHUNK):
+                chunk = keys[start : start + PREFETCH_CHUNK]
+                part = "".join(f"({o.key_attr}={escape_filter_chars(k)})" for k in chunk)
+                for scope in o.scopes:
+                    for entry in self._paged(scope, f"(&{o.filter}(|{part}))", attrs):
+                        by_key.add(entry)
+        except (SourceError, _ActionFailed) as err:
+            log.debug("ldap target: batch not read at once (%s): one search per entry", err)
+            if self.conn is not None and self.conn.closed:
+                self.conn = None
+            return
+        self._batch = _Batch(by_id, by_key, set(ids), set(keys))
+
+    # -- the scope index ----------------------------------------------------------------
+
+    # -- the scope index ----------------------------------------------------------------
+
+    def _scope_index(self, searches: int) -> _Index | None:
+        """The index of the scopes (correlation and reference attributes, the key, the
+        DN) once this run has sent, or would send with this look-up of up to
+        ``searches`` searches, INDEX_AFTER look-up searches; None before that, and for
+        good when its read failed."""
+        self._lookups += searches
+        if self._index is None and not self._index_failed and self._lookups >= INDEX_AFTER:
+            o = self.options
+            keyed = [o.key_attr, *(r.attribute for r in o.correlate), *o.references.values()]
+            attrs_read = {o.id_attr.lower(), *(a.lower() for a in keyed)}
+            self._index = self._read_index(o.scopes, o.filter, attrs_read, keyed)
+            self._index_failed = self._index is None
+        return self._index
+
+    def _unique_index(self) -> _Index | None:
+        """The index of unique_base for the ``unique`` attributes, built like
+        :meth:`_scope_index` after INDEX_AFTER checks."""
+        self._ulookups += 1
+        if self._uindex is None and not self._uindex_failed and self._ulookups >= INDEX_AFTER:
+            o = self.options
+            names = list(dict.fromkeys(o.unique.values()))
+            filt = "(|" + "".join(f"({a}=*)" for a in names) + ")"
+            attrs = {o.id_attr.lower(), o.key_attr.lower(), *(a.lower() for a in names)}
+            self._uindex = self._read_index([o.unique_base or o.base], filt, attrs, names)
+            self._uindex_failed = self._uindex is None
+        return self._uindex
+
+    def _read_index(
+        self, bases: Sequence[str], filt: str, attrs: set[str], keyed: Iterable[str]
+    ) -> _Index | None:
+        """One paged read of ``bases``; None (with a log line) when the server does not
+        hand out the whole result: the look-ups are then searched one by one."""
+        index = _Index(bases, attrs, keyed, case_ignore_all=self.options.directory == "ad")
+        try:
+            for base in bases:
+                for entry in self._paged(base, filt, sorted(attrs)):
+                    index.add(entry)
+        except SourceError as err:
+            log.warning("ldap target: %s; looking entries up one by one instead", err)
+            if self.conn is not None and self.conn.closed:
+                self.conn = None  # the next operation connects again (or says why not)
+            return None
+        log.debug("ldap target: indexed %d entries under %s", len(index), ", ".join(bases))
+        return index
 
     def dn_of(self, target_id: str) -> str | None:
         """The current DN of a linked entry (for messages, e.g. ambiguity reports)."""
@@ -661,22 +1091,29 @@ class LdapTarget(Target):
         low = {k.lower(): v for k, v in fields.items()}
         key_attr = self.options.key_attr
         own_key = _first_text(low.get(key_attr.lower()))
+        o = self.options
+        index = self._scope_index(len(o.scopes) * len(o.correlate))
         for rule in self.options.correlate:
             value = _first_text(low.get(rule.field.lower()))
             if not value:
                 continue
+            indexed = index.lookup(rule.attribute, value) if index is not None else None
             filt = f"(&{self.options.filter}({rule.attribute}={escape_filter_chars(value)}))"
             found: dict[str, _Entry] = {}
-            for scope in self.options.scopes:
+            for scope in self.options.scopes if indexed is None else [None]:
                 try:
-                    entries = self._search(scope, filt, [self.options.id_attr, key_attr])
+                    entries = (
+                        indexed
+                        if scope is None
+                        else self._search(scope, filt, [self.options.id_attr, key_attr])
+                    )
                 except _ActionFailed as err:
                     # Not one record's problem (a size limit, a refused search): the
                     # run stops with one line, before anything is written.
                     raise TargetError(
                         f"ldap target: correlation by {rule.attribute}: {err}"
                     ) from None
-                for entry in entries:
+                for entry in entries or ():
                     taken = _first_text(entry.values(key_attr))  # type: ignore[arg-type]
                     if taken and own_key and taken != own_key:
                         continue
@@ -763,11 +1200,16 @@ class LdapTarget(Target):
                     return value
             except ValueError:
                 pass
-        filt = f"(&{self.options.filter}({attr}={escape_filter_chars(value)}))"
-        found = {}
-        for scope in self.options.scopes:
-            for e in self._search(scope, filt, ["1.1"]):
-                found[e.dn.lower()] = e.dn
+        index = self._scope_index(len(self.options.scopes))
+        indexed = index.lookup(attr, value) if index is not None else None
+        if indexed is not None:
+            found = {e.dn.lower(): e.dn for e in indexed}
+        else:
+            filt = f"(&{self.options.filter}({attr}={escape_filter_chars(value)}))"
+            found = {}
+            for scope in self.options.scopes:
+                for e in self._search(scope, filt, ["1.1"]):
+                    found[e.dn.lower()] = e.dn
         if len(found) > 1:
             raise _ActionFailed(f"several entries have {attr}={value}: {', '.join(found.values())}")
         return next(iter(found.values()), None)
@@ -872,6 +1314,16 @@ class LdapTarget(Target):
             self._load_memberships()
         results: list[ActionResult] = []
         pending: list[_Pending] = []
+        self._prefetch(actions)
+        try:
+            self._apply_all(actions, results, pending)
+        finally:
+            self._batch = None
+        return results
+
+    def _apply_all(
+        self, actions: Sequence[Action], results: list[ActionResult], pending: list[_Pending]
+    ) -> None:
         for index, action in enumerate(actions):
             try:
                 if action.kind is ActionKind.DELETE:
@@ -888,7 +1340,6 @@ class LdapTarget(Target):
         for p in pending:
             # A reference to someone created later in the same batch resolves now.
             results[p.index] = self._retry_refs(results[p.index], p)
-        return results
 
     def _upsert_good_fields(self, action: Action) -> tuple[ActionResult, dict[str, str]]:
         """:meth:`_upsert`; when the server refuses one attribute's value for good
@@ -1071,8 +1522,11 @@ class LdapTarget(Target):
         o = self.options
         base = o.unique_base or o.base
         for value in candidates:
-            filt = f"({attr}={escape_filter_chars(value)})"
-            found = self._search(base, filt, [o.id_attr, o.key_attr])
+            index = self._unique_index()
+            found = index.lookup(attr, value) if index is not None else None
+            if found is None:
+                filt = f"({attr}={escape_filter_chars(value)})"
+                found = self._search(base, filt, [o.id_attr, o.key_attr])
             others = [
                 e
                 for e in found
@@ -1097,6 +1551,23 @@ class LdapTarget(Target):
             raise _ActionFailed(f"created {dn} but cannot read its {o.id_attr}")
         created = entry[0]
         created.attrs.update({k.lower(): list(v) for k, v in attributes.items()})
+        stored = _Entry(
+            dn,
+            {
+                k: [_decode(x) if isinstance(x, bytes) else x for x in v]
+                for k, v in created.attrs.items()
+            },
+            created.target_id,
+        )
+        batch = self._batch
+        indexes = [self._index, self._uindex]
+        if batch is not None:
+            indexes += [batch.by_id, batch.by_key]
+            batch.ids_asked.add(created.target_id)
+        for index in indexes:
+            # A login or key this run gave away is taken for the rest of the run.
+            if index is not None and index.within(dn):
+                index.add(stored)
         return created
 
     def _new_entry(
