@@ -458,3 +458,24 @@ def test_inflight_marks_round_trip_and_settle(store):
     store.commit("j", settled=["sid-1", "sid-2"])
     assert store.inflight("j") == {}
     assert list(store.inflight("other")) == ["sid-1"]
+
+
+def test_many_written_rows_refresh_postgres_statistics(postgres_url, monkeypatch):
+    """After a run that wrote many object rows, PostgreSQL knows the table's size, so
+    the next run's batch look-ups use the primary key instead of scanning the job."""
+    from syncd.state import store as store_module
+
+    monkeypatch.setattr(store_module, "ANALYZE_AFTER", 50)
+    s = StateStore(postgres_url)
+    try:
+        run = s.start_run("j", method="full", node="n")
+        s.commit("j", upserts=[obj(i) for i in range(60)])
+        s.finish_run(run, status="ok", counts={})
+        with s.engine.connect() as conn:
+            analyzed = conn.exec_driver_sql(
+                "SELECT last_analyze FROM pg_stat_user_tables WHERE relname = 'objects'"
+            ).scalar()
+        assert analyzed is not None
+        assert s._rows_since_analyze == 0
+    finally:
+        s.close()
