@@ -26,3 +26,40 @@ def test_any_difference_changes_the_digest():
         entry_digest(b"m1", Change(Op.UPSERT, "id-2", "cn=a,dc=x", change().attributes)),
     }
     assert base not in others and len(others) == 7
+
+
+def test_digest_is_the_same_in_another_process():
+    """The digest is stored and compared by the next run, in another process (another
+    hash seed): it must not depend on anything but the values."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import datetime as d, decimal\n"
+        "from syncd.contracts import Change, Op\n"
+        "from syncd.engine import entry_digest\n"
+        "a = {'cn': ['a'], 'photo': [b'\\xff\\xd8'], 'when': [d.datetime(2026, 1, 2, 3, 4)],"
+        " 'n': [decimal.Decimal('1.50'), 7, None, True]}\n"
+        "print(entry_digest(b'm', Change(Op.UPSERT, 'id-1', 'cn=a', a)))\n"
+    )
+    digests = set()
+    for seed in ("1", "2", "random"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True)
+        assert out.returncode == 0, out.stderr
+        digests.add(out.stdout.strip())
+    assert len(digests) == 1
+
+
+def test_a_value_pickle_refuses_still_gets_a_digest():
+    class Odd:
+        def __reduce__(self):
+            raise TypeError("not picklable")
+
+        def __repr__(self):
+            return "Odd()"
+
+    one = entry_digest(b"m1", change(cn=[Odd()]))
+    assert one == entry_digest(b"m1", change(cn=[Odd()]))
+    assert one != entry_digest(b"m1", change(cn=["Odd()"]))
