@@ -59,11 +59,11 @@ log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 IN_CHUNK: Final = 500
+"""Most values in one SQL ``IN (...)`` list (SQLite's variable limit is far above)."""
 
 ANALYZE_AFTER: Final = 10_000
 """Object rows written by this store (over its runs) after which finish_run has
 PostgreSQL refresh the table's statistics (see StateStore._analyze)."""
-"""Most values in one SQL ``IN (...)`` list (SQLite's variable limit is far above)."""
 
 
 class _Keep:
