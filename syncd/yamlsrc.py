@@ -68,7 +68,7 @@ def load_yaml(path: Path) -> YamlDoc:
     except RecursionError:
         # PyYAML composes recursively: thousands of nested brackets exhaust the stack.
         raise ConfigError(
-            f"{path}:{_deep_line(text)}: YAML nested too deeply (a config needs no more "
+            f"{path}:{deep_line(text)}: YAML nested too deeply (a config needs no more "
             f"than a few levels)"
         ) from None
     doc = YamlDoc(path=path, data=None)
@@ -79,15 +79,17 @@ def load_yaml(path: Path) -> YamlDoc:
         doc.data = _convert(node, (), doc)
     except RecursionError:
         raise ConfigError(
-            f"{path}:{_deep_line(text)}: YAML nested too deeply (a config needs no more "
+            f"{path}:{deep_line(text)}: YAML nested too deeply (a config needs no more "
             f"than a few levels)"
         ) from None
     return doc
 
 
-def _deep_line(text: str, limit: int = 50) -> int:
-    """The line where flow collections (``[``/``{``) first nest deeper than ``limit``
-    (quotes are not tracked: this is only for the message), else 1."""
+def deep_line(text: str, limit: int = 50) -> int:
+    """The line where YAML ``text`` first nests deeper than ``limit``: flow collections
+    (``[``/``{``), else block indentation; 1 when neither shows. For the message when
+    PyYAML's recursive composer gives up (quotes are not tracked). Used for config and
+    mapping files."""
     depth = 0
     line = 1
     for ch in text:

@@ -20,6 +20,7 @@ from jinja2.exceptions import TemplateError
 
 from syncd.mapping import types
 from syncd.mapping.sandbox import MappingEnvironment
+from syncd.yamlsrc import deep_line
 
 __all__ = [
     "SUPPORTED_VERSION",
@@ -511,24 +512,6 @@ def _as_template(expr: nodes.Node) -> nodes.Template:
     return out
 
 
-def _deep_line(text: str) -> int:
-    """The line where flow collections (``[``/``{``) first nest deeper than a mapping
-    ever needs: where PyYAML's recursive composer gave up (quotes are not tracked; this
-    is only for the message)."""
-    depth = 0
-    line = 1
-    for ch in text:
-        if ch == "\n":
-            line += 1
-        elif ch in "[{":
-            depth += 1
-            if depth > _YAML_MAX_DEPTH:
-                return line
-        elif ch in "]}":
-            depth -= 1
-    return 1
-
-
 def parse_mapping(
     text: str, source: str, env: MappingEnvironment
 ) -> tuple[MappingSpec | None, list[str]]:
@@ -544,7 +527,7 @@ def parse_mapping(
         parser.problems.add(line, f"YAML syntax error: {reason}")
         return None, parser.problems.items
     except RecursionError:
-        parser.problems.add(_deep_line(text), "YAML nested too deeply")
+        parser.problems.add(deep_line(text, _YAML_MAX_DEPTH), "YAML nested too deeply")
         return None, parser.problems.items
     spec = parser.document(root)
     return spec, parser.problems.items
