@@ -262,19 +262,7 @@ def test_refused_paged_read_falls_back_to_searches(tmp_path, root_pw_file, caplo
     )
     line = f'limits dn.exact="{reader_dn}" size=100 size.pr=10 size.prtotal=10'
     with Slapd(tmp_path / "slapd", ldif=ldif, limits=line) as server:
-        pw = tmp_path / "reader.pw"
-        pw.write_text("readerpw\n")
-        conn = LdapConnection.model_validate(
-            {
-                "url": server.url,
-                "start_tls": False,
-                "bind_dn": reader_dn,
-                "password": {"file": str(pw)},
-            }
-        )
-        opts = LdapTargetOptions.model_validate(default_options())
-        t = LdapTarget(conn, opts, job="hr")
-        t.open()
+        t = _reader_target(server, tmp_path)
         with caplog.at_level(logging.WARNING, logger="syncd.connectors.ldap.target"):
             found = [t.correlate(person(str(5000 + i), f"P{i}", "Bulk")) for i in range(30)]
         assert all(len(f) == 1 for f in found)
