@@ -679,39 +679,23 @@ class StateStore:
             return
         now = _now()
         raw = self._raw_upsert_inflight if self.dialect == "sqlite" else None
-        if raw is not None:
-            # Driver tuples in _INFLIGHT_COLUMNS order, the stamp as SQLAlchemy's
-            # SQLite DateTime stores it (see commit): a first run marks every row.
-            stamp = now.replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
-            tuples = {
-                (e.source_id, e.key): (
-                    job,
-                    e.source_id,
-                    e.key,
-                    e.kind,
-                    e.target_id,
-                    _text(e.dn),
-                    stamp,
-                )
-                for e in entries
-            }
-            with self._write() as conn:
-                conn.exec_driver_sql(raw, list(tuples.values()))
-            return
-        rows = {
-            (e.source_id, e.key): {
-                "job": job,
-                "source_id": e.source_id,
-                "key": e.key,
-                "kind": e.kind,
-                "target_id": e.target_id,
-                "dn": _text(e.dn),
-                "since": now,
-            }
-            for e in entries
-        }
+        # On SQLite, driver tuples in _INFLIGHT_COLUMNS order with the stamp as
+        # SQLAlchemy's SQLite DateTime stores it (see commit): a first run marks every row.
+        stamp: Any = (
+            now.replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f") if raw is not None else now
+        )
+        columns = self._INFLIGHT_COLUMNS
+        rows: dict[tuple[str, str], Any] = {}
+        for e in entries:  # last one wins; one INSERT must not touch a row twice
+            values = (job, e.source_id, e.key, e.kind, e.target_id, _text(e.dn), stamp)
+            rows[(e.source_id, e.key)] = (
+                values if raw is not None else dict(zip(columns, values, strict=True))
+            )
         with self._write() as conn:
-            conn.execute(self._upsert_inflight, list(rows.values()))
+            if raw is not None:
+                conn.exec_driver_sql(raw, list(rows.values()))
+            else:
+                conn.execute(self._upsert_inflight, list(rows.values()))
 
     @_db_errors
     def commit(
