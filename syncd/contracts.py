@@ -50,6 +50,14 @@ class Change:
     Never the DN: a rename keeps the id."""
     dn: str | None = None
     attributes: Attributes = field(default_factory=dict)
+    raw_digest: bytes | None = None
+    """Optional: a digest of the entry exactly as the source read it (e.g. its bytes on
+    the wire), keyed with every source setting that changes how those bytes become
+    ``dn`` and ``attributes``. Equal digests must mean an equal ``dn`` and equal
+    ``attributes``; the engine then skips an unchanged entry without hashing its
+    decoded values. None (the default): the engine hashes the decoded entry. A source
+    that adds to ``attributes`` what those bytes do not hold (ranged values fetched
+    later, ...) leaves it None."""
 
 
 @dataclass(slots=True)

@@ -9,7 +9,7 @@ import sqlite3
 import pytest
 
 from syncd.mapping.mapping import Mapping
-from tests.e2e.conftest import MAPPING, device
+from tests.e2e.conftest import MAPPING, device, write_config
 from tests.e2e.test_inventory import load, rows
 
 
@@ -138,3 +138,30 @@ def test_a_verifying_full_run_maps_every_entry_and_repairs_the_target(inventory,
     sync(inventory, "--full")
     assert len(mapped) == 3
     assert rows(inventory)["pc-3"]["location"] == "Paris"
+
+
+def test_a_changed_value_convention_maps_every_entry_again(inventory, mapped):
+    """The same bytes read under another binary_attributes setting decode to other
+    values: the raw-entry digests of the first read must not let them be skipped."""
+    three(inventory)
+    assert "3 created" in sync(inventory)
+    mapped.clear()
+    assert "nothing to change" in sync(inventory) and mapped == []
+    write_config(
+        inventory.dir,
+        inventory.slapd,
+        inventory.db_url,
+        source={"binary_attributes": ["description"]},
+    )
+    sync(inventory)
+    assert sorted(mapped) == sorted(rows_ids(inventory)), "entries skipped under new settings"
+    mapped.clear()
+    assert "nothing to change" in sync(inventory) and mapped == []
+
+
+def rows_ids(setup) -> list[str]:
+    con = sqlite3.connect(setup.dir / "state.db")
+    try:
+        return [sid for (sid,) in con.execute("SELECT source_id FROM objects")]
+    finally:
+        con.close()

@@ -63,3 +63,53 @@ def test_a_value_pickle_refuses_still_gets_a_digest():
     one = entry_digest(b"m1", change(cn=[Odd()]))
     assert one == entry_digest(b"m1", change(cn=[Odd()]))
     assert one != entry_digest(b"m1", change(cn=["Odd()"]))
+
+
+# --- raw-entry digests (the LDAP source hashes an entry's bytes as received) ----------
+
+from syncd.connectors.ldap.values import BINARY_ATTRIBUTES, digest_key, to_change  # noqa: E402
+
+RAW = [(b"cn", [b"a"]), (b"entryUUID", [b"id-1"]), (b"l", [b"Z\xc3\xbcrich"])]
+
+
+def raw_change(body: bytes, key: bytes) -> Change:
+    made = to_change(b"cn=a,dc=x", RAW, "entryuuid", body=body, digest_key=key)
+    assert made is not None
+    return made
+
+
+def test_raw_digest_follows_the_bytes_and_every_decoding_setting():
+    key = digest_key("entryuuid", BINARY_ATTRIBUTES, frozenset())
+    one = raw_change(b"entry bytes", key).raw_digest
+    assert one is not None and one == raw_change(b"entry bytes", key).raw_digest
+    others = {
+        raw_change(b"entry bytes!", key).raw_digest,
+        # the same bytes decode differently: l as bytes, l dropped, another id attribute
+        raw_change(
+            b"entry bytes", digest_key("entryuuid", BINARY_ATTRIBUTES | {"l"}, frozenset())
+        ).raw_digest,
+        raw_change(
+            b"entry bytes", digest_key("entryuuid", BINARY_ATTRIBUTES, frozenset({"l"}))
+        ).raw_digest,
+        raw_change(b"entry bytes", digest_key("cn", BINARY_ATTRIBUTES, frozenset())).raw_digest,
+    }
+    assert one not in others and len(others) == 4
+
+
+def test_without_body_or_key_there_is_no_raw_digest():
+    assert to_change(b"cn=a,dc=x", RAW, "entryuuid").raw_digest is None
+    assert to_change(b"cn=a,dc=x", RAW, "entryuuid", body=b"x").raw_digest is None
+
+
+def test_entry_digest_of_a_raw_change_covers_its_bytes_not_its_decoded_values():
+    key = digest_key("entryuuid", BINARY_ATTRIBUTES, frozenset())
+    a = raw_change(b"entry bytes", key)
+    decoded = Change(a.op, a.source_id, a.dn, a.attributes)
+    assert entry_digest(b"m1", a) == entry_digest(b"m1", raw_change(b"entry bytes", key))
+    assert entry_digest(b"m1", a) != entry_digest(b"m1", raw_change(b"other bytes", key))
+    assert entry_digest(b"m2", a) != entry_digest(b"m1", a)  # another mapping file
+    # never equal to the digest of the decoded values (a source that gives none)
+    assert entry_digest(b"m1", a) != entry_digest(b"m1", decoded)
+    other_id = raw_change(b"entry bytes", key)
+    other_id.source_id = "id-2"
+    assert entry_digest(b"m1", other_id) != entry_digest(b"m1", a)

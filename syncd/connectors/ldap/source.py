@@ -53,6 +53,7 @@ from syncd.connectors.ldap.timestamp import (
 from syncd.connectors.ldap.values import (
     BINARY_ATTRIBUTES,
     GUID_ATTRIBUTES,
+    digest_key,
     to_change,
     uuid_to_nsuniqueid,
 )
@@ -601,11 +602,26 @@ class LdapSource(Source):
         )
 
     def _changes(
-        self, entries: Iterator[wire.Entry], id_attr: str, drop: frozenset, missing: list[int]
+        self,
+        entries: Iterator[wire.Entry],
+        id_attr: str,
+        drop: frozenset,
+        missing: list[int],
+        dropped_later: frozenset = frozenset(),
     ) -> Iterator[Change]:
         auto = self.options.id_attribute.lower() == "auto"
+        binary = self.binary
+        key = digest_key(id_attr, binary, drop | dropped_later)
         for entry in entries:
-            change = to_change(entry.dn, entry.attributes, id_attr, binary=self.binary, drop=drop)
+            change = to_change(
+                entry.dn,
+                entry.attributes,
+                id_attr,
+                binary=binary,
+                drop=drop,
+                body=entry.body,
+                digest_key=key,
+            )
             if change is None:
                 dn = entry.dn.decode("utf-8", "replace")
                 if auto:
@@ -733,7 +749,8 @@ class LdapSource(Source):
             assert watermark is not None
             filt = since_filter(self.options.filter, watermark - overlap)
         missing = [0]
-        changes = self._changes(self._entries(conn, filt, requested), id_attr, keep_ts, missing)
+        entries = self._entries(conn, filt, requested)
+        changes = self._changes(entries, id_attr, keep_ts, missing, drop - keep_ts)
         for change in mark.filter(changes):
             if "modifytimestamp" in drop:
                 change.attributes.pop("modifytimestamp", None)

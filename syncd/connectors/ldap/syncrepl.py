@@ -37,6 +37,7 @@ from syncd.connectors.ldap import wire
 from syncd.connectors.ldap.values import (
     BINARY_ATTRIBUTES,
     attribute_name,
+    digest_key,
     to_change,
     uuid_to_nsuniqueid,
     uuid_to_str,
@@ -179,6 +180,7 @@ class SyncreplRefresh:
         self.binary = binary
         self.drop = drop
         self.id_attribute = id_attribute
+        self.digest_key = digest_key(id_attribute, binary, drop)
         self.page_size = page_size
         self.paged = paged
         self.implicit_present = implicit_present
@@ -226,6 +228,8 @@ class SyncreplRefresh:
                         binary=self.binary,
                         drop=self.drop,
                         sid=sid,
+                        body=msg.body,
+                        digest_key=self.digest_key,
                     )
                     self.counts["upsert"] += 1
                     yield change
@@ -319,6 +323,8 @@ class SyncreplRefresh:
                     self.id_attribute,
                     binary=self.binary,
                     drop=self.drop,
+                    body=entry.body,
+                    digest_key=self.digest_key,
                 )
                 if change is None:
                     raise SourceError(

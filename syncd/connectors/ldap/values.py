@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
+from hashlib import blake2b
 
 from syncd.contracts import Change, Op
 
@@ -197,6 +198,16 @@ def dn_text(raw: bytes) -> str:
     return raw.decode("utf-8", "replace")
 
 
+def digest_key(id_attribute: str, binary: frozenset[str], drop: frozenset[str]) -> bytes:
+    """The key of raw-entry digests (see to_change): every setting that changes how an
+    entry's bytes become a Change's attributes (the value convention, the names
+    dropped, the id attribute), so a changed setting never lets an old digest match.
+    ``drop`` holds every name removed from the attributes, also those removed later
+    by the caller."""
+    text = repr((1, id_attribute, sorted(binary), sorted(drop)))
+    return blake2b(text.encode(), digest_size=32).digest()
+
+
 def to_change(
     dn: bytes,
     raw: Iterable[tuple[bytes, list[bytes]]],
@@ -205,11 +216,16 @@ def to_change(
     binary: frozenset[str] = BINARY_ATTRIBUTES,
     drop: frozenset[str] = frozenset(),
     sid: str | None = None,
+    body: bytes | memoryview | None = None,
+    digest_key: bytes | None = None,
 ) -> Change | None:
     """An upsert ``Change`` for a raw entry, or None if it has no ``id_attribute``.
 
     ``sid`` overrides the id (syncrepl gives the entryUUID in its state control).
     ``drop`` removes attributes that were only fetched for bookkeeping.
+    ``body``, the entry's encoded DN and attributes (wire.Entry.body), with
+    ``digest_key`` (:func:`digest_key` of the read's settings) gives the Change a
+    ``raw_digest``: equal bodies decode to equal attributes under equal settings.
     """
     attrs = decode_attributes(raw, binary)
     if sid is None:
@@ -218,4 +234,7 @@ def to_change(
             return None
     for name in drop:
         attrs.pop(name, None)
-    return Change(Op.UPSERT, sid, dn_text(dn), attrs)
+    digest = None
+    if body and digest_key is not None:
+        digest = blake2b(body, digest_size=16, key=digest_key).digest()
+    return Change(Op.UPSERT, sid, dn_text(dn), attrs, digest)

@@ -122,6 +122,9 @@ class Entry:
     dn: bytes
     attributes: list[tuple[bytes, list[bytes]]]
     controls: list[Control] = field(default_factory=list)
+    body: bytes | memoryview = b""
+    """The entry's encoded DN and attributes as received (no message id, no controls):
+    what a raw-entry digest covers (see values.to_change)."""
 
 
 @dataclass(slots=True)
@@ -264,7 +267,7 @@ def parse_message(buf: bytes) -> tuple[int, Message | None]:
             controls = _parse_controls(buf, j, j + n)
     if op_tag == 0x64:  # searchResEntry
         dn, attrs = _parse_entry(buf, op_start)
-        return msgid, Entry(dn, attrs, controls)
+        return msgid, Entry(dn, attrs, controls, memoryview(buf)[op_start:op_end])
     if op_tag == 0x65 or op_tag == 0x78:  # searchResDone / extendedResp (notice of disconnection)
         parts = elements(buf, op_start, op_end)
         code = decode_int(parts[0][1])
