@@ -27,8 +27,11 @@ import sqlite3
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 
-MEMORY_LIMIT = int(os.environ.get("SYNCD_RUN_INDEX_MEMORY", "50000"))
-"""Entries kept in memory before the index moves to disk (env for tests and tuning)."""
+MEMORY_LIMIT = int(os.environ.get("SYNCD_RUN_INDEX_MEMORY", "150000"))
+"""Ids plus keys kept in memory before the index moves to disk (env for tests and
+tuning). 150,000 keeps a no-change read of 100,000 entries (ids only) in memory, 0.1 s
+faster than on disk, at about 5 MB more; a first sync of 100,000 (ids and keys) moves
+to disk at 75,000 entries and peaks at 104 MB (bench/bench_inventory.py)."""
 
 Owner = tuple[str, "str | None"]
 """(source id, DN) of the entry that claimed a record key."""
