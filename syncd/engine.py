@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from hashlib import blake2b
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from syncd import gates, planner
 from syncd.config import Config, JobConfig
@@ -46,6 +46,9 @@ from syncd.contracts import Action, ActionKind, ActionResult, Change, Op, Read, 
 from syncd.errors import GateStopped, MappingError, SourceError, TargetError, UserError
 from syncd.mapping.dn import dn_key
 from syncd.runindex import RunIndex
+
+if TYPE_CHECKING:
+    from syncd.state import ObjectState
 
 log = logging.getLogger(__name__)
 change_log = logging.getLogger("syncd.changes")
@@ -753,14 +756,51 @@ class _Run:
         if chunk and (unseen := self.index.unseen(chunk)):
             yield from self.store.objects_for(self.job.name, unseen).values()
 
+    def _unchanged(
+        self, changes: list[Change], digests: list[str | None]
+    ) -> tuple[set[int], dict[str, ObjectState]]:
+        """Positions in ``changes`` of the upserts read exactly as when they were last
+        mapped (equal entry digest) that nothing else asks to plan again, and the state
+        rows of all the other entries. Two queries where one would do, but the first
+        reads three short columns and the second only the rows of entries that are
+        planned: a no-change complete read builds no state object at all."""
+        upsert = Op.UPSERT
+        brief = self.store.entry_digests_for(
+            self.job.name, [c.source_id for c in changes if c.op is upsert]
+        )
+        repair = self.repair_keys
+        quarantined = self.previously_quarantined
+        inflight = self.inflight
+        unchanged: set[int] = set()
+        for at, (change, digest) in enumerate(zip(changes, digests, strict=True)):
+            known = brief.get(change.source_id)
+            if (
+                known is not None
+                and digest is not None
+                and known[1] == digest
+                and known[0] not in repair  # edited in the target: repair it
+                and change.source_id not in quarantined
+                and change.source_id not in inflight  # possibly written: plan it afresh
+            ):
+                unchanged.add(at)
+        rest = [c.source_id for at, c in enumerate(changes) if at not in unchanged]
+        return unchanged, self.store.objects_for(self.job.name, rest) if rest else {}
+
     def _plan_batch(self, changes: list[Change], plan: Plan, correlator: Target | None) -> None:
         counts = self.report.counts
         counts["read"] += len(changes)
-        states = (
-            {}
-            if self.state_empty
-            else self.store.objects_for(self.job.name, [c.source_id for c in changes])
-        )
+        salt = self.entry_salt
+        upsert = Op.UPSERT
+        digests = [
+            entry_digest(salt, c) if salt is not None and c.op is upsert else None for c in changes
+        ]
+        unchanged_at: set[int] = set()
+        if self.state_empty:
+            states = {}
+        elif self.skip_unchanged:
+            unchanged_at, states = self._unchanged(changes, digests)
+        else:
+            states = self.store.objects_for(self.job.name, [c.source_id for c in changes])
         # The loop runs once per entry of the directory: names bound once per batch.
         index = self.index
         index.prefetch([c.source_id for c in changes])
@@ -770,17 +810,13 @@ class _Run:
         map_record = self.job.mapping.map
         lookup = self._lookup
         plan_add = plan.add
-        upsert = Op.UPSERT
         unchanged = 0
-        salt = self.entry_salt
-        skip_unchanged = self.skip_unchanged
         quarantined_before = self.previously_quarantined
-        digest = None
         # Pass 1: map. Pass 2 needs every key this batch claims, to ask the state in
         # one query which other objects already hold them.
         mapped: list[tuple[Change, Any, Any, str | None]] = []
         claimed: list[str] = []
-        for change in changes:
+        for at, change in enumerate(changes):
             sid = change.source_id
             state = get_state(sid)
             if change.op is upsert and is_seen(sid):
@@ -801,21 +837,13 @@ class _Run:
                 elif change.op is Op.DELETE and sid in self.previously_quarantined:
                     self.mapped_ok_quarantined.append(sid)  # never synced, now gone
                 continue
-            if salt is not None:
-                digest = entry_digest(salt, change)
-                if (
-                    skip_unchanged
-                    and state is not None
-                    and state.entry_digest == digest
-                    and sid not in quarantined_before
-                    and sid not in self.inflight  # possibly written: plan it afresh
-                    and state.key not in self.repair_keys  # edited in the target: repair
-                ):
-                    # Read exactly as when it was last mapped, with the same mapping:
-                    # the same record, so nothing to plan (the cheap path of a no-change
-                    # complete read).
-                    unchanged += 1
-                    continue
+            if at in unchanged_at:
+                # Read exactly as when it was last mapped, with the same mapping: the
+                # same record, so nothing to plan (the cheap path of a no-change
+                # complete read).
+                unchanged += 1
+                continue
+            digest = digests[at]
             try:
                 record = map_record(change, lookup=lookup)
             except MappingError as err:

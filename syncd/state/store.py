@@ -510,28 +510,45 @@ class StateStore:
     @_db_errors
     def objects_for(self, job: str, source_ids: Sequence[str]) -> dict[str, ObjectState]:
         """The known objects among ``source_ids`` (one query per 500 ids)."""
+        state_of = self._state
         found: dict[str, ObjectState] = {}
+        for row in self._rows_for(job, source_ids, self._STATE_COLS):
+            state = state_of(row)
+            found[state.source_id] = state
+        return found
+
+    _BRIEF_COLS = (objects.c.source_id, objects.c.key, objects.c.entry_digest)
+
+    @_db_errors
+    def entry_digests_for(
+        self, job: str, source_ids: Sequence[str]
+    ) -> dict[str, tuple[str, str | None]]:
+        """``{source id: (record key, entry digest)}`` of the known objects among
+        ``source_ids``: what deciding to skip an unchanged entry needs, three short
+        columns instead of a whole state row (a no-change complete read asks this of
+        every object and :meth:`objects_for` of none)."""
+        return {
+            sid: (key, entry)
+            for sid, key, entry in self._rows_for(job, source_ids, self._BRIEF_COLS)
+        }
+
+    def _rows_for(self, job: str, source_ids: Sequence[str], cols: tuple) -> Iterator[Any]:
+        """Rows of ``cols`` of the objects among ``source_ids`` (one query per 500 ids)."""
         ids = list(dict.fromkeys(source_ids))
         if not ids:
-            return found
-        state_of = self._state
+            return
+        names = tuple(c.name for c in cols)
         with self.engine.connect() as conn:
             for chunk in _chunks(ids):
-                sql = self._objects_for_sql(len(chunk))
+                sql = self._rows_for_sql(names, len(chunk))
                 if sql is None:
-                    rows: Any = conn.execute(
-                        select(*self._STATE_COLS).where(
-                            objects.c.job == job, objects.c.source_id.in_(chunk)
-                        )
+                    yield from conn.execute(
+                        select(*cols).where(objects.c.job == job, objects.c.source_id.in_(chunk))
                     )
                 elif self.dialect == "sqlite":
-                    rows = self._fetch_raw(conn, sql, (job, *chunk))
+                    yield from self._fetch_raw(conn, sql, (job, *chunk))
                 else:
-                    rows = conn.exec_driver_sql(sql, (job, *chunk))
-                for row in rows:
-                    state = state_of(row)
-                    found[state.source_id] = state
-        return found
+                    yield from conn.exec_driver_sql(sql, (job, *chunk))
 
     def _fetch_raw(self, conn: Connection, sql: str, params: tuple) -> list[tuple]:
         """Rows of ``sql`` through the SQLite driver's own cursor: every column read is
@@ -549,17 +566,18 @@ class StateStore:
         finally:
             cursor.close()
 
-    @functools.lru_cache(maxsize=8)  # noqa: B019 (one store per process; few sizes)
-    def _objects_for_sql(self, n: int) -> str | None:
-        """objects_for's query for ``n`` ids as driver SQL: SQLAlchemy's compiling of an
+    @functools.lru_cache(maxsize=16)  # noqa: B019 (one store per process; few sizes)
+    def _rows_for_sql(self, names: tuple[str, ...], n: int) -> str | None:
+        """_rows_for's query for ``n`` ids as driver SQL: SQLAlchemy's compiling of an
         IN list per batch cost more than the query itself (a no-change run reads every
         object's row). None for a driver whose placeholder is not known here."""
         mark = {"qmark": "?", "format": "%s", "pyformat": "%s"}.get(self.engine.dialect.paramstyle)
         if mark is None:
             return None
-        cols = ", ".join(c.name for c in self._STATE_COLS)
         marks = ", ".join([mark] * n)
-        return f"SELECT {cols} FROM objects WHERE job = {mark} AND source_id IN ({marks})"
+        return (
+            f"SELECT {', '.join(names)} FROM objects WHERE job = {mark} AND source_id IN ({marks})"
+        )
 
     @_db_errors
     def objects_by_dn(self, job: str, dns: Sequence[str]) -> dict[str, ObjectState]:
