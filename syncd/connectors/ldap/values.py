@@ -208,6 +208,94 @@ def digest_key(id_attribute: str, binary: frozenset[str], drop: frozenset[str]) 
     return blake2b(text.encode(), digest_size=32).digest()
 
 
+_ATTRIBUTES = Change.attributes
+"""The slot of ``Change.attributes`` (a slotted dataclass's member descriptor)."""
+
+
+class RawChange(Change):
+    """A Change of a raw-digested entry whose attributes are decoded on first use.
+
+    A complete read of an unchanged directory maps none of its entries (the engine
+    skips them on the raw digest), so none of their values need decoding. Anything
+    that reads ``attributes`` gets exactly what :func:`decode_attributes` would have
+    given at read time; it compares equal to a plain Change with the same fields,
+    and pickles and copies as one."""
+
+    __slots__ = ("_binary", "_drop", "_raw")
+
+    def __init__(
+        self,
+        op: Op,
+        source_id: str,
+        dn: str | None,
+        raw: list[tuple[bytes, list[bytes]]],
+        raw_digest: bytes | None,
+        binary: frozenset[str],
+        drop: frozenset[str],
+    ) -> None:
+        self.op = op
+        self.source_id = source_id
+        self.dn = dn
+        self.raw_digest = raw_digest
+        self._raw: list[tuple[bytes, list[bytes]]] | None = raw
+        self._binary = binary
+        self._drop = drop
+
+    @property  # type: ignore[override]
+    def attributes(self) -> dict[str, list[str | bytes]]:
+        raw = self._raw
+        if raw is not None:
+            attrs = decode_attributes(raw, self._binary, self._drop)
+            _ATTRIBUTES.__set__(self, attrs)
+            self._raw = None
+            return attrs
+        return _ATTRIBUTES.__get__(self, Change)
+
+    @attributes.setter
+    def attributes(self, value: dict[str, list[str | bytes]]) -> None:
+        _ATTRIBUTES.__set__(self, value)
+        self._raw = None
+
+    def _fields(self) -> tuple:
+        return (self.op, self.source_id, self.dn, self.attributes, self.raw_digest)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Change):
+            return self._fields() == (
+                other.op,
+                other.source_id,
+                other.dn,
+                other.attributes,
+                other.raw_digest,
+            )
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # as the dataclass: mutable, unhashable
+
+    def __reduce__(self) -> tuple:
+        return (Change, self._fields())
+
+    def __repr__(self) -> str:
+        return repr(Change(*self._fields()))
+
+
+def _first_value(
+    raw: Iterable[tuple[bytes, list[bytes]]], name: str, binary: frozenset[str]
+) -> str | bytes | None:
+    """The first value of attribute ``name`` in raw pairs, decoded as
+    :func:`decode_attributes` would decode it; None when it has none."""
+    names = _NAMES
+    for raw_name, values in raw:
+        if not values:
+            continue
+        found = names.get(raw_name)
+        if found is None:
+            found = attribute_name(raw_name)
+        if found == name:
+            return decode_values(name, values[:1], binary)[0]
+    return None
+
+
 def to_change(
     dn: bytes,
     raw: Iterable[tuple[bytes, list[bytes]]],
@@ -227,6 +315,16 @@ def to_change(
     ``digest_key`` (:func:`digest_key` of the read's settings) gives the Change a
     ``raw_digest``: equal bodies decode to equal attributes under equal settings.
     """
+    if body and digest_key is not None:
+        # Digested: the engine may skip the entry unmapped, so decode only its id now.
+        if sid is None:
+            value = _first_value(raw, id_attribute, binary)
+            if value is None:
+                return None
+            sid = id_from_value(id_attribute, value)
+        digest = blake2b(body, digest_size=16, key=digest_key).digest()
+        pairs = raw if isinstance(raw, list) else list(raw)
+        return RawChange(Op.UPSERT, sid, dn_text(dn), pairs, digest, binary, drop)
     attrs = decode_attributes(raw, binary)
     if sid is None:
         sid = source_id(attrs, id_attribute)
@@ -234,7 +332,4 @@ def to_change(
             return None
     for name in drop:
         attrs.pop(name, None)
-    digest = None
-    if body and digest_key is not None:
-        digest = blake2b(body, digest_size=16, key=digest_key).digest()
-    return Change(Op.UPSERT, sid, dn_text(dn), attrs, digest)
+    return Change(Op.UPSERT, sid, dn_text(dn), attrs)
