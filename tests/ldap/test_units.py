@@ -94,6 +94,59 @@ def test_ber_entry_roundtrip_with_every_length_form(size):
     assert msg.attributes == [(b"jpegPhoto", [value, b""]), (b"cn", [b"x"])]
 
 
+@pytest.mark.parametrize("size", [0, 5, 127, 128, 70000])
+def test_an_entry_scan_finds_one_type_without_parsing_the_rest(size):
+    """values_of scans the received bytes for one attribute type; every length form;
+    an empty description is passed over; the scan and the parsed pairs agree."""
+    big = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    pairs = [
+        (b"jpegPhoto", [big, b""]),
+        (b"entryUUID", []),
+        (b"cn", [b"x" * size]),
+        (b"entryUUID", [b"id-1", b"id-2"]),
+        (b"sn", [b"s"]),
+    ]
+    _, msg = wire.parse_message(entry_message(7, b"cn=x", pairs))
+    assert isinstance(msg, wire.LazyEntry)
+    assert msg.values_of(lambda name: name == b"entryUUID") == [b"id-1", b"id-2"]
+    assert msg.values_of(lambda name: name == b"jpegPhoto") == [big, b""]
+    assert msg.values_of(lambda name: name == b"mail") is None
+    assert msg._buf is not None  # nothing parsed yet
+    assert msg.attributes == pairs
+    assert msg._buf is None
+    assert msg.values_of(lambda name: name == b"entryUUID") == [b"id-1", b"id-2"]  # parsed
+    plain = wire.Entry(msg.dn, pairs, msg.controls, bytes(msg.body))
+    assert msg == plain and plain == msg
+    import pickle
+
+    again = pickle.loads(pickle.dumps(msg))
+    assert type(again) is wire.Entry and again == plain
+
+
+def test_a_received_entry_becomes_a_change_decoded_on_use():
+    """entry_change of a received entry: only the id is decoded until the attributes
+    are read, which then equal the eager to_change's."""
+    from syncd.connectors.ldap.values import (
+        BINARY_ATTRIBUTES,
+        RawChange,
+        digest_key,
+        entry_change,
+    )
+
+    pairs = [(b"cn", [b"J\xc3\xb6rg"]), (b"entryUUID", [GUID.upper().encode()]), (b"x", [b"1"])]
+    _, msg = wire.parse_message(entry_message(1, b"cn=J\xc3\xb6rg,dc=x", pairs))
+    drop = frozenset({"x"})
+    key = digest_key("entryuuid", BINARY_ATTRIBUTES, drop)
+    change = entry_change(msg, "entryuuid", drop=drop, digest_key=key)
+    assert isinstance(change, RawChange) and change.source_id == GUID
+    assert msg._buf is not None  # the entry's pairs are not parsed yet
+    eager = to_change(msg.dn, pairs, "entryuuid", drop=drop)
+    assert change.attributes == eager.attributes == {"cn": ["Jörg"], "entryuuid": [GUID.upper()]}
+    assert change.dn == eager.dn == "cn=Jörg,dc=x"
+    assert entry_change(msg, "uid", drop=drop, digest_key=key) is None
+    assert entry_change(msg, "entryuuid", drop=drop).raw_digest is None  # no key: eager
+
+
 def test_frames_split_across_reads():
     frames = [entry_message(i, b"cn=%d" % i, [(b"cn", [b"v" * (i * 97)])]) for i in range(1, 40)]
     data = b"".join(frames)

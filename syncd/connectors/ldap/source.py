@@ -54,7 +54,7 @@ from syncd.connectors.ldap.values import (
     BINARY_ATTRIBUTES,
     GUID_ATTRIBUTES,
     digest_key,
-    to_change,
+    entry_change,
     uuid_to_nsuniqueid,
 )
 from syncd.contracts import Change, CheckResult, Read, ReadOutcome, Source
@@ -613,15 +613,7 @@ class LdapSource(Source):
         binary = self.binary
         key = digest_key(id_attr, binary, drop | dropped_later)
         for entry in entries:
-            change = to_change(
-                entry.dn,
-                entry.attributes,
-                id_attr,
-                binary=binary,
-                drop=drop,
-                body=entry.body,
-                digest_key=key,
-            )
+            change = entry_change(entry, id_attr, binary=binary, drop=drop, digest_key=key)
             if change is None:
                 dn = entry.dn.decode("utf-8", "replace")
                 if auto:

@@ -36,9 +36,9 @@ import ldap3
 from syncd.connectors.ldap import wire
 from syncd.connectors.ldap.values import (
     BINARY_ATTRIBUTES,
-    attribute_name,
     digest_key,
-    to_change,
+    entry_change,
+    type_matcher,
     uuid_to_nsuniqueid,
     uuid_to_str,
 )
@@ -217,18 +217,16 @@ class SyncreplRefresh:
                     present_seen = True
                     self.counts["present"] += 1
                     yield Change(Op.PRESENT, sid, msg.dn.decode("utf-8", "replace"))
-                elif self._lacks_id(msg.attributes):
+                elif self._lacks_id(msg):
                     # Not the attributes that were asked for (389-ds, incremental).
                     stale.append(uuid)
                 else:
-                    change = to_change(
-                        msg.dn,
-                        msg.attributes,
+                    change = entry_change(
+                        msg,
                         self.id_attribute,
                         binary=self.binary,
                         drop=self.drop,
                         sid=sid,
-                        body=msg.body,
                         digest_key=self.digest_key,
                     )
                     self.counts["upsert"] += 1
@@ -294,11 +292,12 @@ class SyncreplRefresh:
         if stale:
             yield from self._reread(stale)
 
-    def _lacks_id(self, attributes: list[tuple[bytes, list[bytes]]]) -> bool:
+    def _lacks_id(self, entry: wire.Entry) -> bool:
         wanted = self.id_attribute
         if self.attributes and not any(a.lower() in (wanted, "+") for a in self.attributes):
             return False  # not asked for: its absence says nothing
-        return not any(attribute_name(name) == wanted for name, _ in attributes)
+        # A scan for the one type: the entry's other values stay unparsed.
+        return entry.values_of(type_matcher(wanted)) is None
 
     def _reread(self, uuids: list[bytes]) -> Iterator[Change]:
         """Read changed entries again, with the requested attributes, by their id."""
@@ -317,13 +316,11 @@ class SyncreplRefresh:
                 paged=self.paged,
                 what="re-read of changed entries",
             ):
-                change = to_change(
-                    entry.dn,
-                    entry.attributes,
+                change = entry_change(
+                    entry,
                     self.id_attribute,
                     binary=self.binary,
                     drop=self.drop,
-                    body=entry.body,
                     digest_key=self.digest_key,
                 )
                 if change is None:

@@ -13,10 +13,12 @@ The AD connector uses these functions too.
 
 from __future__ import annotations
 
+import functools
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from hashlib import blake2b
 
+from syncd.connectors.ldap import wire
 from syncd.contracts import Change, Op
 
 BINARY_ATTRIBUTES = frozenset(
@@ -228,7 +230,7 @@ class RawChange(Change):
         op: Op,
         source_id: str,
         dn: str | None,
-        raw: list[tuple[bytes, list[bytes]]],
+        raw: list[tuple[bytes, list[bytes]]] | wire.Entry,
         raw_digest: bytes | None,
         binary: frozenset[str],
         drop: frozenset[str],
@@ -237,7 +239,7 @@ class RawChange(Change):
         self.source_id = source_id
         self.dn = dn
         self.raw_digest = raw_digest
-        self._raw: list[tuple[bytes, list[bytes]]] | None = raw
+        self._raw: list[tuple[bytes, list[bytes]]] | wire.Entry | None = raw
         self._binary = binary
         self._drop = drop
 
@@ -245,7 +247,8 @@ class RawChange(Change):
     def attributes(self) -> dict[str, list[str | bytes]]:
         raw = self._raw
         if raw is not None:
-            attrs = decode_attributes(raw, self._binary, self._drop)
+            pairs = raw if isinstance(raw, list) else raw.attributes
+            attrs = decode_attributes(pairs, self._binary, self._drop)
             _ATTRIBUTES.__set__(self, attrs)
             self._raw = None
             return attrs
@@ -279,21 +282,63 @@ class RawChange(Change):
         return repr(Change(*self._fields()))
 
 
-def _first_value(
-    raw: Iterable[tuple[bytes, list[bytes]]], name: str, binary: frozenset[str]
-) -> str | bytes | None:
-    """The first value of attribute ``name`` in raw pairs, decoded as
-    :func:`decode_attributes` would decode it; None when it has none."""
-    names = _NAMES
+@functools.lru_cache(maxsize=64)
+def type_matcher(name: str) -> Callable[[bytes], bool]:
+    """A test of raw attribute descriptions: does it fold to ``name`` (lower-case, as
+    :func:`attribute_name` gives)? Answers are cached: a directory has few types."""
+    cache: dict[bytes, bool] = {}
+
+    def matches(raw_name: bytes) -> bool:
+        hit = cache.get(raw_name)
+        if hit is None:
+            hit = attribute_name(raw_name) == name
+            if len(cache) < 10000:
+                cache[raw_name] = hit
+        return hit
+
+    return matches
+
+
+def _first_values(
+    raw: Iterable[tuple[bytes, list[bytes]]], matches: Callable[[bytes], bool]
+) -> list[bytes] | None:
+    """The values of the first description in ``raw`` that has values and ``matches``."""
     for raw_name, values in raw:
-        if not values:
-            continue
-        found = names.get(raw_name)
-        if found is None:
-            found = attribute_name(raw_name)
-        if found == name:
-            return decode_values(name, values[:1], binary)[0]
+        if values and matches(raw_name):
+            return values
     return None
+
+
+def _id_of(values: list[bytes] | None, id_attribute: str, binary: frozenset[str]) -> str | None:
+    """The source id of the raw values of ``id_attribute`` (the first one decoded as
+    :func:`decode_attributes` would decode it, then :func:`id_from_value`)."""
+    if values is None:
+        return None
+    return id_from_value(id_attribute, decode_values(id_attribute, values[:1], binary)[0])
+
+
+def entry_change(
+    entry: wire.Entry,
+    id_attribute: str,
+    *,
+    binary: frozenset[str] = BINARY_ATTRIBUTES,
+    drop: frozenset[str] = frozenset(),
+    sid: str | None = None,
+    digest_key: bytes | None = None,
+) -> Change | None:
+    """:func:`to_change` of an entry as received. With ``digest_key`` the Change is a
+    :class:`RawChange` that holds the entry: its attributes are parsed and decoded
+    only if something reads them, and only its id is looked for now."""
+    if digest_key is None or not entry.body:
+        return to_change(
+            entry.dn, entry.attributes, id_attribute, binary=binary, drop=drop, sid=sid
+        )
+    if sid is None:
+        sid = _id_of(entry.values_of(type_matcher(id_attribute)), id_attribute, binary)
+        if sid is None:
+            return None
+    digest = blake2b(entry.body, digest_size=16, key=digest_key).digest()
+    return RawChange(Op.UPSERT, sid, dn_text(entry.dn), entry, digest, binary, drop)
 
 
 def to_change(
@@ -317,13 +362,12 @@ def to_change(
     """
     if body and digest_key is not None:
         # Digested: the engine may skip the entry unmapped, so decode only its id now.
-        if sid is None:
-            value = _first_value(raw, id_attribute, binary)
-            if value is None:
-                return None
-            sid = id_from_value(id_attribute, value)
-        digest = blake2b(body, digest_size=16, key=digest_key).digest()
         pairs = raw if isinstance(raw, list) else list(raw)
+        if sid is None:
+            sid = _id_of(_first_values(pairs, type_matcher(id_attribute)), id_attribute, binary)
+            if sid is None:
+                return None
+        digest = blake2b(body, digest_size=16, key=digest_key).digest()
         return RawChange(Op.UPSERT, sid, dn_text(dn), pairs, digest, binary, drop)
     attrs = decode_attributes(raw, binary)
     if sid is None:

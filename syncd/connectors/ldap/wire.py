@@ -18,7 +18,7 @@ import socket
 import ssl
 import time
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import ldap3
@@ -126,6 +126,73 @@ class Entry:
     """The entry's encoded DN and attributes as received (no message id, no controls):
     what a raw-entry digest covers (see values.to_change)."""
 
+    def values_of(self, matches: Callable[[bytes], bool]) -> list[bytes] | None:
+        """The values of the first attribute that has values and whose raw type
+        ``matches``; None if there is none."""
+        for name, values in self.attributes:
+            if values and matches(name):
+                return values
+        return None
+
+
+_ATTRIBUTES = Entry.attributes
+"""The slot of ``Entry.attributes`` (a slotted dataclass's member descriptor)."""
+
+
+class LazyEntry(Entry):
+    """An Entry as received, whose attributes are parsed on first use: a read that
+    skips an unchanged entry on its body's digest needs only its id
+    (:meth:`values_of` scans for it without building the other values). It compares
+    equal to, pickles as and copies as a plain Entry with the same fields."""
+
+    __slots__ = ("_at", "_buf")
+
+    def __init__(
+        self, dn: bytes, buf: bytes, at: int, controls: list[Control], body: bytes | memoryview
+    ) -> None:
+        self.dn = dn
+        self.controls = controls
+        self.body = body
+        self._buf: bytes | None = buf
+        self._at = at
+
+    @property  # type: ignore[override]
+    def attributes(self) -> list[tuple[bytes, list[bytes]]]:
+        buf = self._buf
+        if buf is not None:
+            attrs = _parse_attributes(buf, self._at)
+            _ATTRIBUTES.__set__(self, attrs)
+            self._buf = None
+            return attrs
+        return _ATTRIBUTES.__get__(self, Entry)
+
+    @attributes.setter
+    def attributes(self, value: list[tuple[bytes, list[bytes]]]) -> None:
+        _ATTRIBUTES.__set__(self, value)
+        self._buf = None
+
+    def values_of(self, matches: Callable[[bytes], bool]) -> list[bytes] | None:
+        buf = self._buf
+        if buf is None:
+            return Entry.values_of(self, matches)
+        return _scan_values(buf, self._at, matches)
+
+    def _fields(self) -> tuple:
+        return (self.dn, self.attributes, self.controls, self.body)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Entry):
+            return self._fields() == (other.dn, other.attributes, other.controls, other.body)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # as the dataclass: mutable, unhashable
+
+    def __reduce__(self) -> tuple:
+        return (Entry, (self.dn, self.attributes, self.controls, bytes(self.body)))
+
+    def __repr__(self) -> str:
+        return repr(Entry(*self._fields()))
+
 
 @dataclass(slots=True)
 class Intermediate:
@@ -189,16 +256,20 @@ def _parse_controls(buf: bytes, start: int, stop: int) -> list[Control]:
     return out
 
 
-def _parse_entry(buf: bytes, i: int) -> tuple[bytes, list[tuple[bytes, list[bytes]]]]:
-    # The hot path of every read: inlined length decoding, no generic decoder.
+def _entry_dn(buf: bytes, i: int) -> tuple[bytes, int]:
+    """A searchResEntry's DN, and where its attribute list starts."""
     n = buf[i + 1]
     i += 2
     if n & 0x80:
         k = n & 0x7F
         n = int.from_bytes(buf[i : i + k], "big")
         i += k
-    dn = buf[i : i + n]
-    i += n
+    return buf[i : i + n], i + n
+
+
+def _parse_attributes(buf: bytes, i: int) -> list[tuple[bytes, list[bytes]]]:
+    """The (type, values) pairs of the attribute list at ``i``."""
+    # The hot path of every read that maps: inlined length decoding, no generic decoder.
     _, n, i = read_tl(buf, i)  # SEQUENCE OF PartialAttribute
     end = i + n
     attrs = []
@@ -236,7 +307,52 @@ def _parse_entry(buf: bytes, i: int) -> tuple[bytes, list[tuple[bytes, list[byte
             values.append(buf[i : i + n])
             i += n
         append((name, values))
-    return dn, attrs
+    return attrs
+
+
+def _scan_values(buf: bytes, i: int, matches: Callable[[bytes], bool]) -> list[bytes] | None:
+    """The values of the first attribute at ``i`` that has values and whose type
+    ``matches``; None if there is none. Skips the other attributes' values unread."""
+    _, n, i = read_tl(buf, i)
+    end = i + n
+    while i < end:
+        n = buf[i + 1]  # PartialAttribute SEQUENCE
+        i += 2
+        if n & 0x80:
+            k = n & 0x7F
+            n = int.from_bytes(buf[i : i + k], "big")
+            i += k
+        attr_end = i + n
+        n = buf[i + 1]  # type
+        i += 2
+        if n & 0x80:
+            k = n & 0x7F
+            n = int.from_bytes(buf[i : i + k], "big")
+            i += k
+        name = buf[i : i + n]
+        if matches(name):
+            i += n
+            n = buf[i + 1]  # SET OF value
+            i += 2
+            if n & 0x80:
+                k = n & 0x7F
+                n = int.from_bytes(buf[i : i + k], "big")
+                i += k
+            if n:
+                set_end = i + n
+                values = []
+                while i < set_end:
+                    n = buf[i + 1]
+                    i += 2
+                    if n & 0x80:
+                        k = n & 0x7F
+                        n = int.from_bytes(buf[i : i + k], "big")
+                        i += k
+                    values.append(buf[i : i + n])
+                    i += n
+                return values
+        i = attr_end
+    return None
 
 
 def parse_message(buf: bytes) -> tuple[int, Message | None]:
@@ -266,8 +382,8 @@ def parse_message(buf: bytes) -> tuple[int, Message | None]:
         if tag == 0xA0:
             controls = _parse_controls(buf, j, j + n)
     if op_tag == 0x64:  # searchResEntry
-        dn, attrs = _parse_entry(buf, op_start)
-        return msgid, Entry(dn, attrs, controls, memoryview(buf)[op_start:op_end])
+        dn, at = _entry_dn(buf, op_start)
+        return msgid, LazyEntry(dn, buf, at, controls, memoryview(buf)[op_start:op_end])
     if op_tag == 0x65 or op_tag == 0x78:  # searchResDone / extendedResp (notice of disconnection)
         parts = elements(buf, op_start, op_end)
         code = decode_int(parts[0][1])
