@@ -123,6 +123,27 @@ def test_an_entry_scan_finds_one_type_without_parsing_the_rest(size):
     assert type(again) is wire.Entry and again == plain
 
 
+def test_the_type_test_finds_every_spelling_and_only_those():
+    """type_matcher's test and its sizes: any case, a ;binary option, never a type with
+    another option or a longer name; the same answers scanned and parsed."""
+    from syncd.connectors.ldap.values import type_matcher
+
+    pairs = [
+        (b"entryUUIDx", [b"no"]),
+        (b"entryUUID;lang-en", [b"no"]),
+        (b"ObjectGUID;Binary", [b"guid"]),
+        (b"ENTRYUUID", [b"yes"]),
+    ]
+    _, msg = wire.parse_message(entry_message(3, b"cn=x", pairs))
+    assert msg.values_of(*type_matcher("entryuuid")) == [b"yes"]
+    assert msg.values_of(*type_matcher("objectguid")) == [b"guid"]
+    assert msg.values_of(*type_matcher("entryuuid;lang-en")) == [b"no"]
+    assert msg.values_of(*type_matcher("mail")) is None
+    parsed = wire.Entry(msg.dn, pairs)
+    assert parsed.values_of(*type_matcher("entryuuid")) == [b"yes"]
+    assert parsed.values_of(*type_matcher("objectguid")) == [b"guid"]
+
+
 def test_a_received_entry_becomes_a_change_decoded_on_use():
     """entry_change of a received entry: only the id is decoded until the attributes
     are read, which then equal the eager to_change's."""

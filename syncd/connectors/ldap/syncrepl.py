@@ -297,7 +297,7 @@ class SyncreplRefresh:
         if self.attributes and not any(a.lower() in (wanted, "+") for a in self.attributes):
             return False  # not asked for: its absence says nothing
         # A scan for the one type: the entry's other values stay unparsed.
-        return entry.values_of(type_matcher(wanted)) is None
+        return entry.values_of(*type_matcher(wanted)) is None
 
     def _reread(self, uuids: list[bytes]) -> Iterator[Change]:
         """Read changed entries again, with the requested attributes, by their id."""

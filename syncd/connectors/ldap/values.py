@@ -282,21 +282,29 @@ class RawChange(Change):
         return repr(Change(*self._fields()))
 
 
-@functools.lru_cache(maxsize=64)
-def type_matcher(name: str) -> Callable[[bytes], bool]:
-    """A test of raw attribute descriptions: does it fold to ``name`` (lower-case, as
-    :func:`attribute_name` gives)? Answers are cached: a directory has few types."""
-    cache: dict[bytes, bool] = {}
+class _TypeTest(dict):
+    """raw description -> does it fold to ``name``? Filled on first sight of each
+    description, so a test is one dict look-up (see :func:`type_matcher`)."""
 
-    def matches(raw_name: bytes) -> bool:
-        hit = cache.get(raw_name)
-        if hit is None:
-            hit = attribute_name(raw_name) == name
-            if len(cache) < 10000:
-                cache[raw_name] = hit
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+
+    def __missing__(self, raw_name: bytes) -> bool:
+        hit = attribute_name(raw_name) == self.name
+        if len(self) < 10000:
+            self[raw_name] = hit
         return hit
 
-    return matches
+
+@functools.lru_cache(maxsize=64)
+def type_matcher(name: str) -> tuple[Callable[[bytes], bool], frozenset[int]]:
+    """A test of raw attribute descriptions: does it fold to ``name`` (lower-case, as
+    :func:`attribute_name` gives)? Answers are cached: a directory has few types. With
+    it, every length such a description can have (``name``, or ``name;binary``: the
+    ASCII decoding keeps one character per byte), for :meth:`wire.Entry.values_of`."""
+    size = len(name.encode("ascii", "replace"))
+    return _TypeTest(name).__getitem__, frozenset({size, size + len(";binary")})
 
 
 def _first_values(
@@ -334,7 +342,7 @@ def entry_change(
             entry.dn, entry.attributes, id_attribute, binary=binary, drop=drop, sid=sid
         )
     if sid is None:
-        sid = _id_of(entry.values_of(type_matcher(id_attribute)), id_attribute, binary)
+        sid = _id_of(entry.values_of(*type_matcher(id_attribute)), id_attribute, binary)
         if sid is None:
             return None
     digest = blake2b(entry.body, digest_size=16, key=digest_key).digest()
@@ -364,7 +372,7 @@ def to_change(
         # Digested: the engine may skip the entry unmapped, so decode only its id now.
         pairs = raw if isinstance(raw, list) else list(raw)
         if sid is None:
-            sid = _id_of(_first_values(pairs, type_matcher(id_attribute)), id_attribute, binary)
+            sid = _id_of(_first_values(pairs, type_matcher(id_attribute)[0]), id_attribute, binary)
             if sid is None:
                 return None
         digest = blake2b(body, digest_size=16, key=digest_key).digest()

@@ -126,11 +126,14 @@ class Entry:
     """The entry's encoded DN and attributes as received (no message id, no controls):
     what a raw-entry digest covers (see values.to_change)."""
 
-    def values_of(self, matches: Callable[[bytes], bool]) -> list[bytes] | None:
+    def values_of(
+        self, matches: Callable[[bytes], bool], sizes: frozenset[int] | None = None
+    ) -> list[bytes] | None:
         """The values of the first attribute that has values and whose raw type
-        ``matches``; None if there is none."""
+        ``matches``; None if there is none. ``sizes``, when given, holds every length a
+        matching raw type can have: others are passed over untested."""
         for name, values in self.attributes:
-            if values and matches(name):
+            if values and (sizes is None or len(name) in sizes) and matches(name):
                 return values
         return None
 
@@ -171,11 +174,13 @@ class LazyEntry(Entry):
         _ATTRIBUTES.__set__(self, value)
         self._buf = None
 
-    def values_of(self, matches: Callable[[bytes], bool]) -> list[bytes] | None:
+    def values_of(
+        self, matches: Callable[[bytes], bool], sizes: frozenset[int] | None = None
+    ) -> list[bytes] | None:
         buf = self._buf
         if buf is None:
-            return Entry.values_of(self, matches)
-        return _scan_values(buf, self._at, matches)
+            return Entry.values_of(self, matches, sizes)
+        return _scan_values(buf, self._at, matches, sizes)
 
     def _fields(self) -> tuple:
         return (self.dn, self.attributes, self.controls, self.body)
@@ -310,9 +315,12 @@ def _parse_attributes(buf: bytes, i: int) -> list[tuple[bytes, list[bytes]]]:
     return attrs
 
 
-def _scan_values(buf: bytes, i: int, matches: Callable[[bytes], bool]) -> list[bytes] | None:
+def _scan_values(
+    buf: bytes, i: int, matches: Callable[[bytes], bool], sizes: frozenset[int] | None
+) -> list[bytes] | None:
     """The values of the first attribute at ``i`` that has values and whose type
-    ``matches``; None if there is none. Skips the other attributes' values unread."""
+    ``matches`` (of a length in ``sizes``, if given); None if there is none. Skips the
+    other attributes' values unread, and types of another length untested."""
     _, n, i = read_tl(buf, i)
     end = i + n
     while i < end:
@@ -329,8 +337,7 @@ def _scan_values(buf: bytes, i: int, matches: Callable[[bytes], bool]) -> list[b
             k = n & 0x7F
             n = int.from_bytes(buf[i : i + k], "big")
             i += k
-        name = buf[i : i + n]
-        if matches(name):
+        if (sizes is None or n in sizes) and matches(buf[i : i + n]):
             i += n
             n = buf[i + 1]  # SET OF value
             i += 2
