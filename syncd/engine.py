@@ -348,6 +348,10 @@ class _Run:
         # share it, so that deleting one would delete the other's item). On disk past
         # a memory limit (a million entries' ids and keys are ~400 MB as Python objects).
         self.index = RunIndex()
+        # How many of the ids the read listed have a state row: when that is every
+        # state row, no synced object can be unseen and the pass that would look for
+        # them (every state id streamed against the index) is skipped.
+        self.seen_known = 0
         self.dn_moves: list[tuple[Any, str | None]] = []
         self._dn_cache: dict[tuple[str, str], Any] = {}
         self.reporter: Any = None
@@ -712,8 +716,9 @@ class _Run:
             if outcome.complete:
                 # _unseen_objects yields only objects the read did not see (the run
                 # index answers in batches), so no id is left to be "seen" here.
-                for planned in planner.plan_unseen(self._unseen_objects(), ()):
-                    plan.add(planned)
+                if self.seen_known < self.store.count_objects(self.job.name):
+                    for planned in planner.plan_unseen(self._unseen_objects(), ()):
+                        plan.add(planned)
                 self._plan_unseen_inflight(plan)
                 if self.readback is not None:
                     self._note_orphans()
@@ -811,6 +816,7 @@ class _Run:
         lookup = self._lookup
         plan_add = plan.add
         unchanged = 0
+        known = 0
         quarantined_before = self.previously_quarantined
         # Pass 1: map. Pass 2 needs every key this batch claims, to ask the state in
         # one query which other objects already hold them.
@@ -819,13 +825,19 @@ class _Run:
         for at, change in enumerate(changes):
             sid = change.source_id
             state = get_state(sid)
-            if change.op is upsert and is_seen(sid):
-                # Listed twice in one read (a SQL view with a join, an overlap): the
-                # first listing decides, so two versions never take turns every run.
-                counts["duplicate"] += 1
-                log.warning("%s listed twice in one read; the first listing is used", sid)
-                continue
+            if change.op is upsert:
+                if is_seen(sid):
+                    # Listed twice in one read (a SQL view with a join, an overlap): the
+                    # first listing decides, so two versions never take turns every run.
+                    counts["duplicate"] += 1
+                    log.warning("%s listed twice in one read; the first listing is used", sid)
+                    continue
+                first = True
+            else:
+                first = not is_seen(sid)  # (a delete or present after an upsert of it)
             seen_add(sid)  # whatever happens below, the read decided this object's fate
+            if first and (state is not None or at in unchanged_at):  # unchanged: known
+                known += 1
             if change.op is not upsert:
                 if change.op is Op.PRESENT:
                     unchanged += 1
@@ -862,6 +874,7 @@ class _Run:
             if state is None or state.key != record.key:
                 claimed.append(record.key)
             mapped.append((change, state, record, digest))
+        self.seen_known += known
         holders = self._key_holders(claimed)
         index.prefetch_claims(claimed)
         plan_upsert = planner.plan_upsert

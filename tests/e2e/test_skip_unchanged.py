@@ -165,3 +165,32 @@ def rows_ids(setup) -> list[str]:
         return [sid for (sid,) in con.execute("SELECT source_id FROM objects")]
     finally:
         con.close()
+
+
+def test_a_read_that_saw_every_synced_object_looks_for_no_unseen_one(inventory, monkeypatch):
+    """A complete read that listed every object of the state skips the pass over the
+    state's ids; one that missed any (even with a new entry making the counts equal)
+    still finds and deletes it."""
+    from syncd.state.store import StateStore
+
+    passes: list[str] = []
+    real = StateStore.iter_source_ids
+
+    def counting(self, job, **kw):
+        passes.append(job)
+        return real(self, job, **kw)
+
+    monkeypatch.setattr(StateStore, "iter_source_ids", counting)
+    three(inventory)
+    sync(inventory)
+    passes.clear()
+    assert "nothing to change" in sync(inventory)
+    assert passes == [], "every synced object was listed: nothing can be unseen"
+
+    inventory.slapd.delete("cn=pc-3,ou=devices,dc=example,dc=com")
+    load(inventory, device("pc-4", "SN-4"))  # three entries read again, three rows
+    out = sync(inventory)
+    assert "1 created" in out and "1 deleted" in out and passes == ["inventory"]
+    assert set(rows(inventory)) == {"pc-1", "pc-2", "pc-4"}
+    passes.clear()
+    assert "nothing to change" in sync(inventory) and passes == []
