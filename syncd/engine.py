@@ -767,27 +767,29 @@ class _Run:
         """Positions in ``changes`` of the upserts read exactly as when they were last
         mapped (equal entry digest) that nothing else asks to plan again, and the state
         rows of all the other entries. Two queries where one would do, but the first
-        reads three short columns and the second only the rows of entries that are
+        reads two short columns and the second only the rows of entries that are
         planned: a no-change complete read builds no state object at all."""
         upsert = Op.UPSERT
-        brief = self.store.entry_digests_for(
+        stored = self.store.entry_digests_for(
             self.job.name, [c.source_id for c in changes if c.op is upsert]
-        )
-        repair = self.repair_keys
+        ).get
         quarantined = self.previously_quarantined
         inflight = self.inflight
         unchanged: set[int] = set()
         for at, (change, digest) in enumerate(zip(changes, digests, strict=True)):
-            known = brief.get(change.source_id)
+            sid = change.source_id
             if (
-                known is not None
-                and digest is not None
-                and known[1] == digest
-                and known[0] not in repair  # edited in the target: repair it
-                and change.source_id not in quarantined
-                and change.source_id not in inflight  # possibly written: plan it afresh
+                digest is not None
+                and stored(sid) == digest
+                and sid not in quarantined
+                and sid not in inflight  # possibly written: plan it afresh
             ):
                 unchanged.add(at)
+        if unchanged and self.repair_keys:
+            # Edited in the target (drift): planned again, whatever the source says.
+            repair = self.repair_keys
+            keys = self.store.keys_for(self.job.name, [changes[at].source_id for at in unchanged])
+            unchanged = {at for at in unchanged if keys.get(changes[at].source_id) not in repair}
         rest = [c.source_id for at, c in enumerate(changes) if at not in unchanged]
         return unchanged, self.store.objects_for(self.job.name, rest) if rest else {}
 

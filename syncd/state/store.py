@@ -517,20 +517,21 @@ class StateStore:
             found[state.source_id] = state
         return found
 
-    _BRIEF_COLS = (objects.c.source_id, objects.c.key, objects.c.entry_digest)
+    _DIGEST_COLS = (objects.c.source_id, objects.c.entry_digest)
+    _KEY_COLS = (objects.c.source_id, objects.c.key)
 
     @_db_errors
-    def entry_digests_for(
-        self, job: str, source_ids: Sequence[str]
-    ) -> dict[str, tuple[str, str | None]]:
-        """``{source id: (record key, entry digest)}`` of the known objects among
-        ``source_ids``: what deciding to skip an unchanged entry needs, three short
-        columns instead of a whole state row (a no-change complete read asks this of
-        every object and :meth:`objects_for` of none)."""
-        return {
-            sid: (key, entry)
-            for sid, key, entry in self._rows_for(job, source_ids, self._BRIEF_COLS)
-        }
+    def entry_digests_for(self, job: str, source_ids: Sequence[str]) -> dict[str, str | None]:
+        """``{source id: entry digest}`` of the known objects among ``source_ids``: what
+        deciding to skip an unchanged entry needs, two short columns instead of a whole
+        state row (a no-change complete read asks this of every object and
+        :meth:`objects_for` of none)."""
+        return dict(self._rows_for(job, source_ids, self._DIGEST_COLS))
+
+    @_db_errors
+    def keys_for(self, job: str, source_ids: Sequence[str]) -> dict[str, str]:
+        """``{source id: record key}`` of the known objects among ``source_ids``."""
+        return dict(self._rows_for(job, source_ids, self._KEY_COLS))
 
     def _rows_for(self, job: str, source_ids: Sequence[str], cols: tuple) -> Iterator[Any]:
         """Rows of ``cols`` of the objects among ``source_ids`` (one query per 500 ids)."""

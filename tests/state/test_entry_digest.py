@@ -66,3 +66,17 @@ def test_digests_read_back_lazily_compare_and_commit_again_unchanged(url):
         store.commit("j", upserts=[dataclasses.replace(state, dn="cn=moved")])
         again = store.objects_for("j", ["a"])["a"]
         assert again.dn == "cn=moved" and dict(again.digests) == {"a": "1"}
+
+
+def test_entry_digests_and_keys_are_read_by_id_for_one_job(url):
+    """The two short look-ups of a skipping read: digests (None when not yet known) and
+    keys, of the known ids only, of this job only, in more than one IN list."""
+    with StateStore(url) as store:
+        many = [obj(f"s{i}", f"d{i}") for i in range(1200)]
+        store.commit("j", upserts=[*many, obj("none")])
+        store.commit("other", upserts=[obj("s1", "other")])
+        ids = [f"s{i}" for i in range(0, 1200, 3)] + ["none", "unknown"]
+        digests = store.entry_digests_for("j", ids)
+        assert digests == {**{f"s{i}": f"d{i}" for i in range(0, 1200, 3)}, "none": None}
+        assert store.keys_for("j", ["s1", "none", "unknown"]) == {"s1": "k-s1", "none": "k-none"}
+        assert store.entry_digests_for("j", []) == {}
