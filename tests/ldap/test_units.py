@@ -123,6 +123,21 @@ def test_an_entry_scan_finds_one_type_without_parsing_the_rest(size):
     assert type(again) is wire.Entry and again == plain
 
 
+def test_a_malformed_attribute_list_is_a_source_error_not_a_crash():
+    """An attribute list whose last attribute is cut short: both the scan and the
+    parse name the entry in a SourceError (a one-line error, no traceback)."""
+    from syncd.errors import SourceError
+
+    pairs = [(b"cn", [b"x"]), (b"entryUUID", [b"id-1"])]
+    frame = bytearray(entry_message(9, b"cn=x,dc=y", pairs))
+    frame = bytes(frame[:-6])  # the frame claims more than it holds: cut the end
+    _, msg = wire.parse_message(frame)
+    with pytest.raises(SourceError, match=r"malformed entry \(cn=x,dc=y\)"):
+        msg.values_of(lambda name: name == b"entryUUID")
+    with pytest.raises(SourceError, match="malformed entry"):
+        msg.attributes  # noqa: B018
+
+
 def test_the_type_test_finds_every_spelling_and_only_those():
     """type_matcher's test and its sizes: any case, a ;binary option, never a type with
     another option or a longer name; the same answers scanned and parsed."""

@@ -163,7 +163,10 @@ class LazyEntry(Entry):
     def attributes(self) -> list[tuple[bytes, list[bytes]]]:
         buf = self._buf
         if buf is not None:
-            attrs = _parse_attributes(buf, self._at)
+            try:
+                attrs = _parse_attributes(buf, self._at)
+            except IndexError:
+                raise self._malformed() from None
             _ATTRIBUTES.__set__(self, attrs)
             self._buf = None
             return attrs
@@ -180,7 +183,16 @@ class LazyEntry(Entry):
         buf = self._buf
         if buf is None:
             return Entry.values_of(self, matches, sizes)
-        return _scan_values(buf, self._at, matches, sizes)
+        try:
+            return _scan_values(buf, self._at, matches, sizes)
+        except IndexError:
+            raise self._malformed() from None
+
+    def _malformed(self) -> SourceError:
+        dn = self.dn.decode("utf-8", "replace")
+        return SourceError(
+            f"the LDAP server sent a malformed entry ({dn}): its attribute list ends early"
+        )
 
     def _fields(self) -> tuple:
         return (self.dn, self.attributes, self.controls, self.body)
