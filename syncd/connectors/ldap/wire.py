@@ -350,26 +350,10 @@ def _scan_values(
             n = int.from_bytes(buf[i : i + k], "big")
             i += k
         if (sizes is None or n in sizes) and matches(buf[i : i + n]):
-            i += n
-            n = buf[i + 1]  # SET OF value
-            i += 2
-            if n & 0x80:
-                k = n & 0x7F
-                n = int.from_bytes(buf[i : i + k], "big")
-                i += k
+            # Once per entry: the generic decoder will do.
+            _, n, i = read_tl(buf, i + n)  # SET OF value
             if n:
-                set_end = i + n
-                values = []
-                while i < set_end:
-                    n = buf[i + 1]
-                    i += 2
-                    if n & 0x80:
-                        k = n & 0x7F
-                        n = int.from_bytes(buf[i : i + k], "big")
-                        i += k
-                    values.append(buf[i : i + n])
-                    i += n
-                return values
+                return [value for _, value in elements(buf, i, i + n)]
         i = attr_end
     return None
 
