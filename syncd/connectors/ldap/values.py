@@ -230,7 +230,7 @@ class RawChange(Change):
         op: Op,
         source_id: str,
         dn: str | None,
-        raw: list[tuple[bytes, list[bytes]]] | wire.Entry,
+        raw: wire.Entry,
         raw_digest: bytes | None,
         binary: frozenset[str],
         drop: frozenset[str],
@@ -239,7 +239,7 @@ class RawChange(Change):
         self.source_id = source_id
         self.dn = dn
         self.raw_digest = raw_digest
-        self._raw: list[tuple[bytes, list[bytes]]] | wire.Entry | None = raw
+        self._raw: wire.Entry | None = raw
         self._binary = binary
         self._drop = drop
 
@@ -247,8 +247,7 @@ class RawChange(Change):
     def attributes(self) -> dict[str, list[str | bytes]]:
         raw = self._raw
         if raw is not None:
-            pairs = raw if isinstance(raw, list) else raw.attributes
-            attrs = decode_attributes(pairs, self._binary, self._drop)
+            attrs = decode_attributes(raw.attributes, self._binary, self._drop)
             _ATTRIBUTES.__set__(self, attrs)
             self._raw = None
             return attrs
@@ -307,16 +306,6 @@ def type_matcher(name: str) -> tuple[Callable[[bytes], bool], frozenset[int]]:
     return _TypeTest(name).__getitem__, frozenset({size, size + len(";binary")})
 
 
-def _first_values(
-    raw: Iterable[tuple[bytes, list[bytes]]], matches: Callable[[bytes], bool]
-) -> list[bytes] | None:
-    """The values of the first description in ``raw`` that has values and ``matches``."""
-    for raw_name, values in raw:
-        if values and matches(raw_name):
-            return values
-    return None
-
-
 def _id_of(values: list[bytes] | None, id_attribute: str, binary: frozenset[str]) -> str | None:
     """The source id of the raw values of ``id_attribute`` (the first one decoded as
     :func:`decode_attributes` would decode it, then :func:`id_from_value`)."""
@@ -369,14 +358,10 @@ def to_change(
     ``raw_digest``: equal bodies decode to equal attributes under equal settings.
     """
     if body and digest_key is not None:
-        # Digested: the engine may skip the entry unmapped, so decode only its id now.
-        pairs = raw if isinstance(raw, list) else list(raw)
-        if sid is None:
-            sid = _id_of(_first_values(pairs, type_matcher(id_attribute)[0]), id_attribute, binary)
-            if sid is None:
-                return None
-        digest = blake2b(body, digest_size=16, key=digest_key).digest()
-        return RawChange(Op.UPSERT, sid, dn_text(dn), pairs, digest, binary, drop)
+        entry = wire.Entry(dn, list(raw), body=body)
+        return entry_change(
+            entry, id_attribute, binary=binary, drop=drop, sid=sid, digest_key=digest_key
+        )
     attrs = decode_attributes(raw, binary)
     if sid is None:
         sid = source_id(attrs, id_attribute)
