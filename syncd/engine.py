@@ -352,6 +352,7 @@ class _Run:
         # state row, no synced object can be unseen and the pass that would look for
         # them (every state id streamed against the index) is skipped.
         self.seen_known = 0
+        self._synced: int | None = None
         self.dn_moves: list[tuple[Any, str | None]] = []
         self._dn_cache: dict[tuple[str, str], Any] = {}
         self.reporter: Any = None
@@ -507,7 +508,7 @@ class _Run:
                 deletes or (outcome.complete and not rep.counts["read"])
             )
             totals = gates.PlanTotals(
-                synced_before=self.store.count_objects(self.job.name) if needs_count else 0,
+                synced_before=self._synced_before() if needs_count else 0,
                 read=rep.counts["read"],
                 complete=outcome.complete,
                 deletes=deletes,
@@ -716,7 +717,7 @@ class _Run:
             if outcome.complete:
                 # _unseen_objects yields only objects the read did not see (the run
                 # index answers in batches), so no id is left to be "seen" here.
-                if self.seen_known < self.store.count_objects(self.job.name):
+                if self.seen_known < self._synced_before():
                     for planned in planner.plan_unseen(self._unseen_objects(), ()):
                         plan.add(planned)
                 self._plan_unseen_inflight(plan)
@@ -760,6 +761,13 @@ class _Run:
                 chunk = []
         if chunk and (unseen := self.index.unseen(chunk)):
             yield from self.store.objects_for(self.job.name, unseen).values()
+
+    def _synced_before(self) -> int:
+        """The job's objects in the state before this run wrote any (counted once: the
+        read and the gates both ask, and nothing writes objects in between)."""
+        if self._synced is None:
+            self._synced = self.store.count_objects(self.job.name)
+        return self._synced
 
     def _unchanged(
         self, changes: list[Change], digests: list[str | None]
