@@ -32,11 +32,10 @@ from bench.bench_inventory import (  # noqa: E402
     Databases,
     child_env,
     config,
+    devices_slapd,
     measure,
     warm_bytecode,
 )
-from bench.ldifgen import write_devices  # noqa: E402
-from tests.servers.slapd import Slapd  # noqa: E402
 
 
 def tree_env(tree: Path) -> dict[str, str]:
@@ -75,16 +74,7 @@ def main() -> None:
         check_tree(tree)
     with tempfile.TemporaryDirectory(prefix="syncd-ab-") as tmp:
         work = Path(tmp)
-        slapd = Slapd(work / "slapd")
-        slapd.setup()
-        ldif = work / "devices.ldif"
-        write_devices(str(ldif), args.entries)
-        subprocess.run(
-            ["slapadd", "-q", "-w", "-f", str(slapd.conf), "-b", slapd.base, "-l", str(ldif)],
-            check=True,
-            capture_output=True,
-        )
-        slapd.start()
+        slapd = devices_slapd(work, args.entries)
         dbs = Databases("sqlite", work)
         try:
             cfg = config(slapd, work, dbs.fresh("state"), dbs.fresh("inventory"))

@@ -145,21 +145,24 @@ BASELINE = {"syncd first": "cron first", "syncd no-change": "cron again"}
 """The cron script's run each syncd run is compared with (same round)."""
 
 
+def devices_slapd(work: Path, n: int) -> Slapd:
+    """A private slapd in ``work`` holding ``n`` generated device entries, started (the
+    LDIF stays in ``work / "devices.ldif"``)."""
+    slapd = Slapd(work / "slapd")
+    slapd.setup()
+    # Written entry by entry: the benchmark process stays small, so the peak RSS its
+    # children report (Linux counts the pre-exec image of a fork) is their own.
+    ldif = work / "devices.ldif"
+    write_devices(str(ldif), n)
+    slapd.slapadd_file(ldif)
+    slapd.start()
+    return slapd
+
+
 def run_size(n: int, repeat: int, db: str) -> dict[str, list[tuple[float, float, float]]]:
     with tempfile.TemporaryDirectory(prefix="syncd-bench-") as tmp:
         work = Path(tmp)
-        slapd = Slapd(work / "slapd")
-        slapd.setup()
-        # Written entry by entry: the benchmark process stays small, so the peak RSS its
-        # children report (Linux counts the pre-exec image of a fork) is their own.
-        ldif = work / "devices.ldif"
-        write_devices(str(ldif), n)
-        subprocess.run(
-            ["slapadd", "-q", "-w", "-f", str(slapd.conf), "-b", slapd.base, "-l", str(ldif)],
-            check=True,
-            capture_output=True,
-        )
-        slapd.start()
+        slapd = devices_slapd(work, n)
         dbs = Databases(db, work)
         try:
             base = "ou=devices,dc=example,dc=com"

@@ -28,9 +28,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_inventory import child_env, config, measure, warm_bytecode  # noqa: E402
-from bench.ldifgen import write_devices  # noqa: E402
-from tests.servers.slapd import Slapd  # noqa: E402
+from bench.bench_inventory import (  # noqa: E402
+    child_env,
+    config,
+    devices_slapd,
+    measure,
+    warm_bytecode,
+)
 
 PYTHON = str(ROOT / ".venv" / "bin" / "python")
 RUN = "from syncd.cli import main; main({argv!r})"
@@ -49,12 +53,8 @@ def main() -> None:
     warm_bytecode(env)
     with tempfile.TemporaryDirectory(prefix="syncd-bench-") as tmp:
         work = Path(tmp)
-        slapd = Slapd(work / "slapd")
-        slapd.setup()
+        slapd = devices_slapd(work, args.size)
         ldif = work / "devices.ldif"
-        write_devices(str(ldif), args.size)
-        slapd.slapadd(ldif.read_text(encoding="utf-8"))
-        slapd.start()
         try:
             cfg = config(slapd, work, f"sqlite:///{work}/state.db", f"sqlite:///{work}/t.db")
             subprocess.run(

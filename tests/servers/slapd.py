@@ -168,6 +168,11 @@ class Slapd:
         """Bulk-load LDIF while slapd is stopped (fast; no accesslog entries)."""
         path = self.dir / "load.ldif"
         path.write_text(ldif, encoding="utf-8")
+        self.slapadd_file(path)
+
+    def slapadd_file(self, path: Path) -> None:
+        """Bulk-load an LDIF file while slapd is stopped (a million entries need not be
+        held in memory as text)."""
         subprocess.run(
             [SLAPADD, "-q", "-w", "-f", str(self.conf), "-b", BASE, "-l", str(path)],
             check=True,
